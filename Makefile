@@ -1,0 +1,28 @@
+# The project's two commands. Both do all set-up first (idempotent; a second run skips it in ~1 s).
+#   make test   set up, lint (ruff) and run the whole test suite (pytest)
+#   make demo   set up and run the main job (see README)
+# Options: make demo TASK=stack_cube EPISODES=10
+
+PY := .venv/bin/python
+TASK ?= cube_lift
+EPISODES ?= 10
+
+.PHONY: setup test lint demo clean help
+
+help:
+	@sed -n '1,6p' Makefile | sed 's/^# \{0,1\}//'
+
+setup:
+	@bash setup/bootstrap.sh
+
+lint: setup
+	@.venv/bin/ruff check .
+
+test: setup lint
+	@$(PY) -m pytest -q
+
+demo: setup
+	@bash setup/demo.sh "$(TASK)" "$(EPISODES)"
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""ROS 2 node: object poses + proprioception + base action -> bounded residual, from a residual checkpoint."""

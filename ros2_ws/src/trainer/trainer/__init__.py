@@ -1,0 +1,1 @@
+"""Offline training and evaluation: base-policy behaviour cloning, residual RL, evaluation, PLD collect/distill, CLIs."""
