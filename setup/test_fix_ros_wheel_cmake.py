@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy
 
-_spec = importlib.util.spec_from_file_location("fix_ros_wheel_cmake", Path(__file__).with_name("fix_ros_wheel_cmake.py"))
+_here = Path(__file__).with_name("fix_ros_wheel_cmake.py")
+_spec = importlib.util.spec_from_file_location("fix_ros_wheel_cmake", _here)
 fix = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fix)
 

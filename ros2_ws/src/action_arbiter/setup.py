@@ -14,7 +14,10 @@ setup(
     zip_safe=True,
     maintainer="residual-vla developers",
     maintainer_email="dev@residual-vla.invalid",
-    description="ROS 2 node: base + residual -> safety envelope -> controller command, correction records, rviz2 markers.",
+    description=(
+        "ROS 2 node: base + residual -> safety envelope -> controller command, correction records, "
+        "rviz2 markers."
+    ),
     license="Apache-2.0",
     entry_points={"console_scripts": []},
 )

@@ -14,7 +14,10 @@ setup(
     zip_safe=True,
     maintainer="residual-vla developers",
     maintainer_email="dev@residual-vla.invalid",
-    description="MuJoCo Franka simulator: robot model, Cartesian controller, five task scenes, gymnasium environments, scripted experts, offscreen camera; plus the sim ROS node.",
+    description=(
+        "MuJoCo Franka simulator: robot model, Cartesian controller, five task scenes, gymnasium "
+        "environments, scripted experts, offscreen camera; plus the sim ROS node."
+    ),
     license="Apache-2.0",
     entry_points={"console_scripts": []},
 )

@@ -14,7 +14,10 @@ setup(
     zip_safe=True,
     maintainer="residual-vla developers",
     maintainer_email="dev@residual-vla.invalid",
-    description="ROS 2 node: object poses from camera images with fiducial markers, or a ground-truth pass-through in sim.",
+    description=(
+        "ROS 2 node: object poses from camera images with fiducial markers, or a ground-truth "
+        "pass-through in sim."
+    ),
     license="Apache-2.0",
     entry_points={"console_scripts": []},
 )

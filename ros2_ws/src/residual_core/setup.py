@@ -14,7 +14,10 @@ setup(
     zip_safe=True,
     maintainer="residual-vla developers",
     maintainer_email="dev@residual-vla.invalid",
-    description="Pure-Python contracts shared by training and deployment: action and observation specs, rotations, pose noise/dropout, safety envelope, checkpoint format, policy networks. No rclpy.",
+    description=(
+        "Pure-Python contracts shared by training and deployment: action and observation specs, rotations, "
+        "pose noise/dropout, safety envelope, checkpoint format, policy networks. No rclpy."
+    ),
     license="Apache-2.0",
     entry_points={"console_scripts": []},
 )

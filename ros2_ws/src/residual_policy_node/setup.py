@@ -14,7 +14,10 @@ setup(
     zip_safe=True,
     maintainer="residual-vla developers",
     maintainer_email="dev@residual-vla.invalid",
-    description="ROS 2 node: object poses + proprioception + base action -> bounded residual, from a residual checkpoint.",
+    description=(
+        "ROS 2 node: object poses + proprioception + base action -> bounded residual, from a "
+        "residual checkpoint."
+    ),
     license="Apache-2.0",
     entry_points={"console_scripts": []},
 )

@@ -14,7 +14,10 @@ setup(
     zip_safe=True,
     maintainer="residual-vla developers",
     maintainer_email="dev@residual-vla.invalid",
-    description="Offline training and evaluation: base-policy behaviour cloning, residual RL, evaluation, PLD collect/distill, CLIs.",
+    description=(
+        "Offline training and evaluation: base-policy behaviour cloning, residual RL, evaluation, "
+        "PLD collect/distill, CLIs."
+    ),
     license="Apache-2.0",
     entry_points={"console_scripts": []},
 )

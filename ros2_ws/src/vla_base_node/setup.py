@@ -14,7 +14,15 @@ setup(
     zip_safe=True,
     maintainer="residual-vla developers",
     maintainer_email="dev@residual-vla.invalid",
-    description="ROS 2 node: base policy backends (sim BC policy, openpi, OpenVLA) and the chunk broker emitting one base action per control step.",
+    description=(
+        "ROS 2 node: base policy backends (sim BC policy, openpi, OpenVLA) and the chunk broker emitting one base "
+        "action per control step."
+    ),
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={
+        "console_scripts": [
+            "vla-base-node = vla_base_node.node:main",
+            "vla-loopback-server = vla_base_node.loopback_servers:main",
+        ]
+    },
 )

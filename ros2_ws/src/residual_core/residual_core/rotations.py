@@ -23,13 +23,10 @@ def xyzw_to_wxyz(q: np.ndarray) -> np.ndarray:
 def quat_to_rot6d(quat_xyzw: np.ndarray) -> np.ndarray:
     """Continuous 6-D rotation representation: the first two columns of the rotation matrix.
 
-    Accepts (4,) or (..., 4); returns (6,) or (..., 6) as [c0x, c0y, c0z, c1x, c1y, c1z].
+    Accepts (4,) or (..., 4); returns (6,) or (..., 6) as [c0x, c0y, c0z, c1x, c1y, c1z]. A non-finite
+    quaternion gives NaN (see :func:`quat_to_matrix`).
     """
-    q = np.asarray(quat_xyzw, dtype=np.float64)
-    flat = q.reshape(-1, 4)
-    mats = Rotation.from_quat(flat).as_matrix()  # (n, 3, 3)
-    six = np.concatenate([mats[:, :, 0], mats[:, :, 1]], axis=-1)
-    return six.reshape(q.shape[:-1] + (6,))
+    return matrix_to_rot6d(quat_to_matrix(quat_xyzw))
 
 
 def rot6d_to_matrix(six: np.ndarray) -> np.ndarray:
@@ -41,3 +38,63 @@ def rot6d_to_matrix(six: np.ndarray) -> np.ndarray:
     c1 = b / np.linalg.norm(b, axis=-1, keepdims=True)
     c2 = np.cross(c0, c1)
     return np.stack([c0, c1, c2], axis=-1)
+
+
+# --- NaN-tolerant batched helpers -------------------------------------------------------------------
+# scipy raises on NaN quaternions ("zero norm") and rotation vectors. Sensor data and network outputs can
+# hold NaN; the observation builder and action composition must pass it through (the safety envelope is
+# what rejects it), so these helpers replace non-finite rows by the identity for scipy and write NaN back.
+
+_IDENTITY_QUAT = np.array([0.0, 0.0, 0.0, 1.0])
+
+
+def _finite_rows(x: np.ndarray) -> np.ndarray:
+    """(n, k) -> (n,) bool: True where every entry of the row is finite."""
+    return np.all(np.isfinite(x), axis=-1)
+
+
+def quat_to_matrix(quat_xyzw: np.ndarray) -> np.ndarray:
+    """Rotation matrices of quaternions (..., 4) x, y, z, w -> (..., 3, 3), NaN where a quaternion is not finite.
+
+    Quaternions need not be unit (scipy normalises them); a finite zero-norm quaternion is a bug and raises
+    scipy's ValueError.
+    """
+    q = np.asarray(quat_xyzw, dtype=np.float64)
+    if q.shape[-1:] != (4,):
+        raise ValueError(f"quaternions must have a last axis of size 4 (x, y, z, w), got shape {q.shape}")
+    flat = q.reshape(-1, 4)
+    ok = _finite_rows(flat)
+    if ok.all():
+        mats = Rotation.from_quat(flat).as_matrix() if len(flat) else np.zeros((0, 3, 3))
+    else:
+        mats = Rotation.from_quat(np.where(ok[:, None], flat, _IDENTITY_QUAT)).as_matrix()
+        mats[~ok] = np.nan
+    return mats.reshape(q.shape[:-1] + (3, 3))
+
+
+def matrix_to_rot6d(mats: np.ndarray) -> np.ndarray:
+    """First two columns of rotation matrices (..., 3, 3) -> (..., 6), the layout of :func:`quat_to_rot6d`."""
+    m = np.asarray(mats)
+    return np.concatenate([m[..., :, 0], m[..., :, 1]], axis=-1)
+
+
+def compose_rotvecs(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Rotation vector of ``Rotation.from_rotvec(left) * Rotation.from_rotvec(right)`` for (3,) or (n, 3).
+
+    Rows where either input is not finite come out as NaN (instead of scipy's ValueError). The result's
+    angle is in [0, pi].
+    """
+    a = np.asarray(left, dtype=np.float64)
+    b = np.asarray(right, dtype=np.float64)
+    if a.shape != b.shape or a.shape[-1:] != (3,) or a.ndim > 2:
+        raise ValueError(f"rotation vectors must both be (3,) or (n, 3) of equal shape, got {a.shape} and {b.shape}")
+    a2, b2 = a.reshape(-1, 3), b.reshape(-1, 3)
+    if len(a2) == 0:
+        return a.copy()
+    ok = _finite_rows(a2) & _finite_rows(b2)
+    if not ok.all():
+        a2 = np.where(ok[:, None], a2, 0.0)
+        b2 = np.where(ok[:, None], b2, 0.0)
+    out = (Rotation.from_rotvec(a2) * Rotation.from_rotvec(b2)).as_rotvec()
+    out[~ok] = np.nan
+    return out.reshape(a.shape)
