@@ -19,5 +19,10 @@ setup(
         "rviz2 markers."
     ),
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={
+        "console_scripts": [
+            "action-arbiter = action_arbiter.node:main",
+            "franka-gripper-bridge = action_arbiter.gripper_bridge:main",
+        ]
+    },
 )

@@ -26,6 +26,8 @@ class AugmentConfig:
     """Probability that an object's pose is dropped (present = 0) at a step, independently per object."""
     rot_noise_per_m: float = 10.0
     """Orientation noise per metre of position noise: the rotation angle's std is sigma * this (rad/m)."""
+    fixed_sigma: bool = False
+    """Use sigma = max_sigma in every episode instead of U(0, max_sigma) (evaluation at a stated noise level)."""
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.max_sigma) and self.max_sigma >= 0):
@@ -45,14 +47,20 @@ class PoseAugmenter:
         dropout_p: float = 0.1,
         rot_noise_per_m: float = 10.0,
         seed: int | None = None,
+        fixed_sigma: bool = False,
     ):
-        self.config = AugmentConfig(max_sigma=max_sigma, dropout_p=dropout_p, rot_noise_per_m=rot_noise_per_m)
+        self.config = AugmentConfig(max_sigma=max_sigma, dropout_p=dropout_p, rot_noise_per_m=rot_noise_per_m,
+                                    fixed_sigma=fixed_sigma)
         self._rng = np.random.default_rng(seed)
         self._sigma: np.ndarray | None = None
 
     @classmethod
     def from_config(cls, config: AugmentConfig, seed: int | None = None) -> PoseAugmenter:
-        return cls(config.max_sigma, config.dropout_p, config.rot_noise_per_m, seed)
+        return cls(config.max_sigma, config.dropout_p, config.rot_noise_per_m, seed, config.fixed_sigma)
+
+    def _draw_sigma(self, n: int) -> np.ndarray:
+        sigma = self._rng.uniform(0.0, self.config.max_sigma, size=n)
+        return np.full(n, self.config.max_sigma) if self.config.fixed_sigma else sigma
 
     @property
     def num_envs(self) -> int:
@@ -69,7 +77,7 @@ class PoseAugmenter:
         """Start an episode in every environment: draw and return sigma (num_envs,)."""
         if int(num_envs) != num_envs or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-        self._sigma = self._rng.uniform(0.0, self.config.max_sigma, size=int(num_envs))
+        self._sigma = self._draw_sigma(int(num_envs))
         return self._sigma.copy()
 
     def reset_env(self, env_ids: int | Sequence[int] | np.ndarray) -> np.ndarray:
@@ -79,7 +87,7 @@ class PoseAugmenter:
         ids = np.atleast_1d(np.asarray(env_ids))
         if ids.dtype.kind not in "iu" or np.any(ids < 0) or np.any(ids >= len(self._sigma)):
             raise ValueError(f"env ids must be integers in [0, {len(self._sigma)}), got {env_ids!r}")
-        self._sigma[ids] = self._rng.uniform(0.0, self.config.max_sigma, size=len(ids))
+        self._sigma[ids] = self._draw_sigma(len(ids))
         return self._sigma[ids].copy()
 
     def apply(

@@ -132,3 +132,12 @@ def test_from_config():
     cfg = AugmentConfig(max_sigma=0.002, dropout_p=0.2, rot_noise_per_m=5.0)
     aug = PoseAugmenter.from_config(cfg, seed=0)
     assert aug.config == cfg
+
+
+def test_fixed_sigma_uses_the_stated_level_every_episode():
+    aug = PoseAugmenter(max_sigma=0.005, dropout_p=0.0, seed=3, fixed_sigma=True)
+    assert np.all(aug.reset(8) == 0.005)
+    assert np.all(aug.reset_env([1, 2]) == 0.005)
+    free = PoseAugmenter(max_sigma=0.005, dropout_p=0.0, seed=3)
+    s = free.reset(64)
+    assert np.all((s >= 0) & (s <= 0.005)) and s.std() > 0

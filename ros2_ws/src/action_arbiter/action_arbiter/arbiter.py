@@ -1,0 +1,222 @@
+"""The arbiter's per-step decision: base (+ residual) -> composition -> safety envelope -> command.
+
+Pure Python (no rclpy). For control step t the node hands :meth:`Arbiter.decide` the base action of t, the
+residual of t if it arrived before the deadline (else None), whether object poses are stale, and the
+measured TCP pose. The decision:
+
+* residual status (first that applies): ``disabled`` (switched off), ``masked`` (object poses stale and
+  ``stale_pose_policy = "mask"``; with ``"disable"`` the residual is switched off until re-enabled),
+  ``late`` (no residual for t by the deadline), ``rejected_nan`` (residual not finite), else ``ok``;
+* composition: ``residual_core.action.compose_scaled_action`` (the residual node publishes the residual in
+  action units, already scaled) with a zero residual whenever the residual is not applied, so base-alone
+  actions are clipped to the same bounds;
+* ``residual_core.safety.apply_envelope`` on the composed action at the measured TCP pose: NaN/inf is
+  rejected (hold pose, keep the last gripper), steps and workspace clipped;
+* base stale (no base action for more than ``base_stale_periods`` control periods): hold the pose the
+  TCP had when the base went stale (latched, so the hold does not drift with the measurement) and the last
+  gripper command;
+* an invalid (non-finite) TCP pose: no command at all (the controller keeps its last target).
+
+NaN in any input never reaches the command.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from residual_core.action import ACTION_DIM, DEFAULT_RESIDUAL_SCALE, ActionSpec, compose_scaled_action
+from residual_core.safety import EnvelopeConfig, apply_envelope
+
+RESIDUAL_STATUSES = ("ok", "disabled", "late", "masked", "rejected_nan")
+STALE_POSE_POLICIES = ("mask", "disable", "ignore")
+
+
+@dataclass(frozen=True)
+class ArbiterConfig:
+    """How the arbiter treats late, stale and invalid inputs."""
+
+    control_dt: float = 0.05
+    """Control period (s)."""
+    base_stale_periods: int = 3
+    """The base is stale after this many control periods without a base action: hold the pose."""
+    pose_stale_s: float = 0.25
+    """Object poses older than this (s) are stale."""
+    stale_pose_policy: str = "mask"
+    """With stale poses: "mask" the residual for that step, "disable" it until re-enabled, or "ignore" (the
+    residual was trained with pose dropout and sees the missing objects in its observation)."""
+    residual_bound: tuple[float, ...] = tuple(DEFAULT_RESIDUAL_SCALE)
+    """Per-component bound the received residual is clamped to (action units)."""
+    action: ActionSpec = field(default_factory=ActionSpec)
+    """Bounds of the composed action."""
+    envelope: EnvelopeConfig = field(default_factory=EnvelopeConfig)
+    """Safety envelope applied to the composed action."""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.control_dt) and self.control_dt > 0):
+            raise ValueError(f"control_dt must be > 0, got {self.control_dt}")
+        if self.base_stale_periods < 1:
+            raise ValueError(f"base_stale_periods must be >= 1, got {self.base_stale_periods}")
+        if not self.pose_stale_s > 0:
+            raise ValueError(f"pose_stale_s must be > 0, got {self.pose_stale_s}")
+        if self.stale_pose_policy not in STALE_POSE_POLICIES:
+            raise ValueError(f"stale_pose_policy must be one of {STALE_POSE_POLICIES}, got {self.stale_pose_policy!r}")
+        bound = np.asarray(self.residual_bound, dtype=np.float64)
+        if bound.shape != (ACTION_DIM,) or not np.all(np.isfinite(bound)) or np.any(bound < 0):
+            raise ValueError(f"residual_bound must be {ACTION_DIM} finite values >= 0, got {self.residual_bound}")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Everything the arbiter decided for one step (what the Correction message records, and the command)."""
+
+    step: int
+    """Control step."""
+    base: np.ndarray
+    """Base action as received (7,) (zeros when holding for a stale base)."""
+    residual: np.ndarray
+    """Residual actually added (7,), after clamping; zeros when not applied."""
+    final: np.ndarray
+    """Action actually commanded (7,), after composition and the envelope."""
+    residual_applied: bool
+    """True when the residual was added."""
+    residual_status: str
+    """One of RESIDUAL_STATUSES."""
+    clipped: bool
+    """True when composition bounds or the envelope changed the action."""
+    clip_reasons: tuple[str, ...]
+    """Every change: "action_bounds" (composition clipping), the envelope's reasons, "base_stale_hold"."""
+    target_pos: np.ndarray | None
+    """Target TCP position (3,), robot base frame; None: no valid command this step."""
+    target_quat: np.ndarray | None
+    """Target TCP orientation (4,) x y z w; None with target_pos."""
+    gripper: float
+    """Gripper command sent (0 open .. 1 closed)."""
+    holding: bool
+    """True when the base was stale and the pose is held."""
+
+    @property
+    def has_command(self) -> bool:
+        """False when the measured TCP pose was invalid: publish no target, the controller keeps its last one."""
+        return self.target_pos is not None
+
+
+def _finite(x: np.ndarray | None) -> bool:
+    return x is not None and bool(np.all(np.isfinite(x)))
+
+
+def base_is_stale(now_s: float, last_base_s: float | None, cfg: ArbiterConfig) -> bool:
+    """No base action ever, or none for more than ``base_stale_periods`` control periods."""
+    return last_base_s is None or now_s - last_base_s > cfg.base_stale_periods * cfg.control_dt
+
+
+def poses_are_stale(now_s: float, last_pose_s: float | None, cfg: ArbiterConfig) -> bool:
+    """No object poses ever, or none newer than ``pose_stale_s``."""
+    return last_pose_s is None or now_s - last_pose_s > cfg.pose_stale_s
+
+
+class Arbiter:
+    """Holds what persists between steps (residual switch, last gripper, latched hold pose)."""
+
+    def __init__(
+        self, cfg: ArbiterConfig = ArbiterConfig(), residual_enabled: bool = True, initial_gripper: float = 0.0
+    ):
+        self.cfg = cfg
+        self.residual_enabled = residual_enabled
+        self.last_gripper = float(initial_gripper)
+        self.hold_pose: tuple[np.ndarray, np.ndarray] | None = None
+        self._bound = np.asarray(cfg.residual_bound, dtype=np.float64)
+
+    def set_residual_enabled(self, enabled: bool) -> bool:
+        """Switch the residual on/off; returns the previous state."""
+        previous, self.residual_enabled = self.residual_enabled, bool(enabled)
+        return previous
+
+    def _residual_status(self, residual: np.ndarray | None, poses_stale: bool) -> str:
+        if poses_stale and self.residual_enabled and self.cfg.stale_pose_policy == "disable":
+            self.residual_enabled = False
+        if not self.residual_enabled:
+            return "disabled"
+        if poses_stale and self.cfg.stale_pose_policy == "mask":
+            return "masked"
+        if residual is None:
+            return "late"
+        if not _finite(residual):
+            return "rejected_nan"
+        return "ok"
+
+    def decide(
+        self,
+        step: int,
+        base: np.ndarray | None,
+        residual: np.ndarray | None,
+        tcp_pos: np.ndarray,
+        tcp_quat: np.ndarray,
+        poses_stale: bool = False,
+        base_stale: bool = False,
+    ) -> Decision:
+        """The command for ``step``; ``base`` None or ``base_stale`` means: hold the pose."""
+        zeros = np.zeros(ACTION_DIM)
+        if base is None or base_stale:
+            return self._hold(step, tcp_pos, tcp_quat)
+        self.hold_pose = None
+        base = np.asarray(base, dtype=np.float64).reshape(ACTION_DIM)
+        status = self._residual_status(residual, poses_stale)
+        applied = status == "ok"
+        r_in = np.asarray(residual, dtype=np.float64).reshape(ACTION_DIM) if applied else zeros
+        if _finite(base):
+            comp = compose_scaled_action(base, r_in, self._bound, self.cfg.action)
+            action, residual_used, comp_clipped = comp.action, comp.residual, comp.clipped
+        else:  # the envelope rejects it; composition would only spread the NaN
+            action, residual_used, comp_clipped = base.copy(), r_in, False
+        env = apply_envelope(action, tcp_pos, tcp_quat, self.last_gripper, self.cfg.envelope)
+        reasons = (("action_bounds",) if comp_clipped else ()) + env.reasons
+        if env.target_pos is not None:
+            self.last_gripper = float(env.action[6])
+        return Decision(
+            step=int(step), base=base, residual=residual_used if applied else zeros, final=env.action,
+            residual_applied=applied, residual_status=status, clipped=bool(comp_clipped or env.clipped),
+            clip_reasons=reasons, target_pos=env.target_pos, target_quat=env.target_quat,
+            gripper=float(env.action[6]), holding=False,
+        )
+
+    def _hold(self, step: int, tcp_pos: np.ndarray, tcp_quat: np.ndarray) -> Decision:
+        zeros = np.zeros(ACTION_DIM)
+        if self.hold_pose is None and _finite(np.asarray(tcp_pos)) and _finite(np.asarray(tcp_quat)):
+            self.hold_pose = (np.array(tcp_pos, dtype=np.float64), np.array(tcp_quat, dtype=np.float64))
+        final = zeros.copy()
+        final[6] = self.last_gripper
+        status = "masked" if self.residual_enabled else "disabled"  # nothing to correct without a base action
+        pos, quat = self.hold_pose if self.hold_pose is not None else (None, None)
+        return Decision(
+            step=int(step), base=zeros, residual=zeros, final=final, residual_applied=False, residual_status=status,
+            clipped=False, clip_reasons=("base_stale_hold",), target_pos=pos, target_quat=quat,
+            gripper=self.last_gripper, holding=True,
+        )
+
+
+@dataclass
+class ArbiterStats:
+    """Counts over decisions, for diagnostics."""
+
+    steps: int = 0
+    """Decisions made."""
+    by_status: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESIDUAL_STATUSES, 0))
+    """Decisions per residual status."""
+    clipped: int = 0
+    """Decisions the bounds or envelope changed."""
+    rejected: int = 0
+    """Decisions whose action was rejected as non-finite."""
+    holds: int = 0
+    """Decisions holding the pose for a stale base."""
+    no_command: int = 0
+    """Decisions without a command (invalid TCP pose)."""
+
+    def add(self, d: Decision) -> None:
+        self.steps += 1
+        self.by_status[d.residual_status] += 1
+        self.clipped += int(d.clipped)
+        self.rejected += int("nan_rejected" in d.clip_reasons)
+        self.holds += int(d.holding)
+        self.no_command += int(not d.has_command)

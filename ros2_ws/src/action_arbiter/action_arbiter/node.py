@@ -1,0 +1,267 @@
+"""ROS 2 node: base action (step t) + residual (step t, if in time) -> safety envelope -> target pose + gripper.
+
+Thin glue around :class:`action_arbiter.arbiter.Arbiter`. When the base action of step t arrives the node
+waits up to ``residual_deadline_s`` (steady clock, so a paused simulation cannot stall it) for the residual
+of step t, then decides. Outputs: ``~/target_pose`` (PoseStamped), ``~/gripper`` (Float64),
+``~/correction`` (Correction, every step), ``~/markers`` (three arrows), ``~/object_markers`` (the object
+poses it receives, for rviz2), ``/diagnostics``; service
+``~/enable_residual`` (SetBool). In real-time mode a watchdog holds the pose when the base goes stale (in
+lockstep the simulator waits for commands, so there is no wall-clock staleness).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from residual_bringup.params import declare_config
+from residual_core.action import CONTROL_DT, DEFAULT_RESIDUAL_SCALE, ActionSpec
+from residual_core.safety import EnvelopeConfig
+from residual_interfaces.msg import Correction, EefAction, ObjectPoseArray
+from std_msgs.msg import Float64
+from std_srvs.srv import SetBool
+from visualization_msgs.msg import MarkerArray
+
+from action_arbiter.arbiter import Arbiter, ArbiterConfig, ArbiterStats, Decision, base_is_stale, poses_are_stale
+from action_arbiter.visuals import action_arrows, correction_msg, diagnostics, object_markers
+
+_ENV = EnvelopeConfig()
+
+
+@dataclass
+class ArbiterNodeConfig:
+    """Parameters of the arbiter node (each is a ROS parameter of the same name)."""
+
+    lockstep: bool = False
+    """Lockstep simulation: no wall-clock base watchdog (the simulator waits for every command)."""
+    control_dt: float = CONTROL_DT
+    """Control period (s)."""
+    residual_enabled: bool = True
+    """Apply the residual at startup (switch with ~/enable_residual)."""
+    residual_deadline_s: float = 0.02
+    """How long to wait for the residual of step t after the base action of t arrived (s)."""
+    base_stale_periods: int = 3
+    """Hold the pose after this many control periods without a base action (real-time mode)."""
+    pose_stale_s: float = 0.25
+    """Object poses older than this are stale (s)."""
+    stale_pose_policy: str = "mask"
+    """With stale poses: mask (skip the residual this step), disable (until re-enabled) or ignore."""
+    residual_bound: tuple[float, ...] = tuple(float(v) for v in DEFAULT_RESIDUAL_SCALE)
+    """Bound the received residual is clamped to, per component (m, rad, gripper)."""
+    max_translation: float = ActionSpec().max_translation
+    """Largest |dx|, |dy|, |dz| of the composed action (m)."""
+    max_rotation: float = ActionSpec().max_rotation
+    """Largest |drx|, |dry|, |drz| of the composed action (rad)."""
+    workspace_min: tuple[float, ...] = _ENV.workspace_min
+    """Lower corner of the allowed target TCP box, robot base frame (m)."""
+    workspace_max: tuple[float, ...] = _ENV.workspace_max
+    """Upper corner of the allowed target TCP box, robot base frame (m)."""
+    max_translation_step: float = _ENV.max_translation_step
+    """Largest TCP translation per step after the envelope (m, norm)."""
+    max_rotation_step: float = _ENV.max_rotation_step
+    """Largest TCP rotation per step after the envelope (rad)."""
+    frame_id: str = "fr3_link0"
+    """Robot base frame of targets and markers."""
+    base_topic: str = "/base/action"
+    """EefAction topic of the base node."""
+    residual_topic: str = "/residual/action"
+    """EefAction topic of the residual node (residual already scaled to action units)."""
+    controller_pose_topic: str = "none"
+    """Also publish the target pose here (e.g. the Cartesian impedance controller's equilibrium pose); none: off."""
+    marker_length_gain: float = 10.0
+    """Arrow length per metre of action (10: a 1 cm step draws 10 cm)."""
+    marker_lifetime_periods: float = 2.0
+    """Arrow lifetime in control periods."""
+    diagnostics_period_s: float = 1.0
+    """Period of /diagnostics (s)."""
+
+    def to_arbiter_config(self) -> ArbiterConfig:
+        return ArbiterConfig(
+            control_dt=self.control_dt, base_stale_periods=self.base_stale_periods, pose_stale_s=self.pose_stale_s,
+            stale_pose_policy=self.stale_pose_policy, residual_bound=self.residual_bound,
+            action=ActionSpec(max_translation=self.max_translation, max_rotation=self.max_rotation),
+            envelope=EnvelopeConfig(workspace_min=self.workspace_min, workspace_max=self.workspace_max,
+                                    max_translation_step=self.max_translation_step,
+                                    max_rotation_step=self.max_rotation_step),
+        )
+
+
+class ArbiterNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__("arbiter", **node_kwargs)
+        self.cfg = cfg = declare_config(self, ArbiterNodeConfig)
+        self.arbiter = Arbiter(cfg.to_arbiter_config(), residual_enabled=cfg.residual_enabled)
+        self.stats, self.window = ArbiterStats(), ArbiterStats()
+        self.steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._bases: dict[int, np.ndarray] = {}
+        self._residuals: dict[int, np.ndarray] = {}
+        self._deadlines: dict[int, object] = {}
+        self._last_decided: int | None = None
+        self._last_base_s: float | None = None
+        self._last_pose_s: float | None = None
+        self._tcp = (np.full(3, np.nan), np.array([0.0, 0.0, 0.0, 1.0]))
+        self._have_tcp = False
+        self.late_residuals = 0
+
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.target_pub = self.create_publisher(PoseStamped, "~/target_pose", reliable)
+        self.controller_pub = (self.create_publisher(PoseStamped, cfg.controller_pose_topic, reliable)
+                               if cfg.controller_pose_topic not in ("", "none") else None)
+        self.gripper_pub = self.create_publisher(Float64, "~/gripper", reliable)
+        self.correction_pub = self.create_publisher(Correction, "~/correction", reliable)
+        self.marker_pub = self.create_publisher(MarkerArray, "~/markers", 10)
+        self.object_marker_pub = self.create_publisher(MarkerArray, "~/object_markers", 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(EefAction, cfg.base_topic, self._on_base, reliable)
+        self.create_subscription(EefAction, cfg.residual_topic, self._on_residual, reliable)
+        self.create_subscription(PoseStamped, "/tcp_pose", self._on_tcp, qos_profile_sensor_data)
+        self.create_subscription(ObjectPoseArray, "/objects/poses", self._on_poses, qos_profile_sensor_data)
+        self.create_service(SetBool, "~/enable_residual", self._on_enable)
+        if not cfg.lockstep:
+            self.create_timer(cfg.control_dt, self._watchdog, clock=self.steady)
+        self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics, clock=self.steady)
+
+    # --- inputs --------------------------------------------------------------------------------------------------
+    def _steady_s(self) -> float:
+        return self.steady.now().nanoseconds * 1e-9
+
+    def _ros_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_tcp(self, msg: PoseStamped) -> None:
+        p, q = msg.pose.position, msg.pose.orientation
+        self._tcp = (np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w]))
+        self._have_tcp = True
+
+    def _on_poses(self, msg: ObjectPoseArray) -> None:
+        self._last_pose_s = self._ros_s()
+        if self.object_marker_pub.get_subscription_count():
+            objs = [(o.name, np.array([o.pose.position.x, o.pose.position.y, o.pose.position.z, o.pose.orientation.x,
+                                       o.pose.orientation.y, o.pose.orientation.z, o.pose.orientation.w]),
+                     float(o.confidence)) for o in msg.objects]
+            self.object_marker_pub.publish(object_markers(objs, self.cfg.frame_id, msg.header.stamp,
+                                                          lifetime_s=self.cfg.pose_stale_s))
+
+    def _on_enable(self, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:
+        was = self.arbiter.set_residual_enabled(req.data)
+        resp.success = True
+        resp.message = f"residual {'enabled' if req.data else 'disabled'} (was {'enabled' if was else 'disabled'})"
+        self.get_logger().info(resp.message)
+        return resp
+
+    def _residual_wanted(self) -> bool:
+        stale = poses_are_stale(self._ros_s(), self._last_pose_s, self.arbiter.cfg)
+        return self.arbiter.residual_enabled and not (stale and self.arbiter.cfg.stale_pose_policy != "ignore")
+
+    def _on_base(self, msg: EefAction) -> None:
+        step = int(msg.step)
+        self._last_base_s = self._steady_s()
+        if self._last_decided is not None and step <= self._last_decided:
+            if step == self._last_decided:
+                return  # duplicate
+            self.get_logger().info(f"base step went back from {self._last_decided} to {step}: new episode")
+            for old in list(self._deadlines):
+                self._cancel_deadline(old)
+            self._bases, self._residuals, self._last_decided = {}, {}, None
+        self._bases[step] = np.array(msg.action, dtype=np.float64)
+        if step in self._residuals or not self._residual_wanted():
+            self._decide(step)
+        else:
+            timer = self.create_timer(self.cfg.residual_deadline_s, lambda: self._deadline(step), clock=self.steady)
+            self._deadlines[step] = timer
+
+    def _on_residual(self, msg: EefAction) -> None:
+        step = int(msg.step)
+        if self._last_decided is not None and step <= self._last_decided:
+            self.late_residuals += 1
+            return
+        self._residuals[step] = np.array(msg.action, dtype=np.float64)
+        if step in self._bases:
+            self._decide(step)
+
+    def _deadline(self, step: int) -> None:
+        if step in self._bases:
+            self._decide(step)
+        else:
+            self._cancel_deadline(step)
+
+    def _cancel_deadline(self, step: int) -> None:
+        timer = self._deadlines.pop(step, None)
+        if timer is not None:
+            timer.cancel()
+            self.destroy_timer(timer)
+
+    def _watchdog(self) -> None:
+        if self._have_tcp and base_is_stale(self._steady_s(), self._last_base_s, self.arbiter.cfg):
+            step = 0 if self._last_decided is None else self._last_decided + 1
+            self._publish(self.arbiter.decide(step, None, None, *self._tcp, base_stale=True))
+
+    # --- deciding and publishing ------------------------------------------------------------------------------------
+    def _decide(self, step: int) -> None:
+        for old in [s for s in self._deadlines if s <= step]:
+            self._cancel_deadline(old)
+        base = self._bases.pop(step)
+        residual = self._residuals.pop(step, None)
+        self._bases = {s: b for s, b in self._bases.items() if s > step}  # older undecided steps are superseded
+        self._residuals = {s: r for s, r in self._residuals.items() if s > step}
+        stale = poses_are_stale(self._ros_s(), self._last_pose_s, self.arbiter.cfg)
+        self._last_decided = step
+        self._publish(self.arbiter.decide(step, base, residual, *self._tcp, poses_stale=stale))
+
+    def _publish(self, d: Decision) -> None:
+        stamp = self.get_clock().now().to_msg()
+        if d.has_command:
+            target = PoseStamped()
+            target.header.stamp, target.header.frame_id = stamp, self.cfg.frame_id
+            p, q = d.target_pos, d.target_quat
+            target.pose.position.x, target.pose.position.y, target.pose.position.z = (float(v) for v in p)
+            o = target.pose.orientation
+            o.x, o.y, o.z, o.w = (float(v) for v in q)
+            self.target_pub.publish(target)
+            if self.controller_pub is not None:
+                self.controller_pub.publish(target)
+            self.gripper_pub.publish(Float64(data=d.gripper))
+        elif self._have_tcp:
+            self.get_logger().error("TCP pose is not finite: no command sent", throttle_duration_sec=2.0)
+        self.correction_pub.publish(correction_msg(d, self.cfg.frame_id, stamp))
+        self.marker_pub.publish(action_arrows(d, self._tcp[0], self.cfg.frame_id, stamp,
+                                              self.cfg.marker_lifetime_periods * self.cfg.control_dt,
+                                              self.cfg.marker_length_gain))
+        self.stats.add(d)
+        self.window.add(d)
+
+    def _publish_diagnostics(self) -> None:
+        stale = (not self.cfg.lockstep) and base_is_stale(self._steady_s(), self._last_base_s, self.arbiter.cfg)
+        self.diag_pub.publish(diagnostics(self.stats, self.window, self.get_clock().now().to_msg(),
+                                          self.arbiter.residual_enabled, stale))
+        self.window = ArbiterStats()
+
+
+def main(args: list[str] | None = None) -> None:
+    # rclpy 7.1 (Jazzy): rclpy.init() returns None (no ``with rclpy.init():``); shut down explicitly.
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = ArbiterNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ValueError as exc:  # bad configuration: say what, without a traceback
+        print(f"action-arbiter: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""The arbiter's decision: composition, residual statuses, watchdogs, NaN handling, markers, diagnostics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from action_arbiter.arbiter import (
+    Arbiter,
+    ArbiterConfig,
+    ArbiterStats,
+    base_is_stale,
+    poses_are_stale,
+)
+from action_arbiter.visuals import action_arrows, correction_msg, diagnostics, object_markers
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticStatus
+from residual_core.safety import EnvelopeConfig
+from scipy.spatial.transform import Rotation
+
+TCP = np.array([0.5, 0.0, 0.3])
+DOWN = Rotation.from_euler("x", np.pi).as_quat()  # gripper pointing down
+BASE = np.array([0.01, 0.0, -0.01, 0.0, 0.0, 0.0, 1.0])
+RES = np.array([0.0, 0.005, 0.0, 0.0, 0.0, 0.02, 0.0])
+
+
+def test_ok_composes_base_and_scaled_residual():
+    d = Arbiter().decide(7, BASE, RES, TCP, DOWN)
+    assert d.residual_status == "ok" and d.residual_applied and not d.clipped and d.step == 7
+    np.testing.assert_allclose(d.final[0:3], [0.01, 0.005, -0.01])
+    np.testing.assert_allclose(d.final[3:6], [0, 0, 0.02], atol=1e-12)
+    np.testing.assert_allclose(d.target_pos, TCP + [0.01, 0.005, -0.01])
+    expected_q = (Rotation.from_rotvec([0, 0, 0.02]) * Rotation.from_quat(DOWN)).as_quat()
+    assert abs(np.dot(d.target_quat, expected_q)) == pytest.approx(1.0)
+    assert d.gripper == 1.0
+    np.testing.assert_allclose(d.residual, RES)
+
+
+def test_residual_clamped_to_bound_and_reported():
+    d = Arbiter().decide(0, BASE, np.array([0.5, 0, 0, 0, 0, 0, 0]), TCP, DOWN)  # 50 cm "residual"
+    assert d.residual[0] == pytest.approx(0.01) and d.final[0] == pytest.approx(0.02)
+    assert d.clipped and "action_bounds" in d.clip_reasons
+
+
+@pytest.mark.parametrize(
+    ("residual", "enabled", "poses_stale", "policy", "status"),
+    [
+        (None, True, False, "mask", "late"),
+        (RES, False, False, "mask", "disabled"),
+        (RES, True, True, "mask", "masked"),
+        (RES, True, True, "ignore", "ok"),
+        (np.full(7, np.nan), True, False, "mask", "rejected_nan"),
+    ],
+)
+def test_residual_statuses(residual, enabled, poses_stale, policy, status):
+    arb = Arbiter(ArbiterConfig(stale_pose_policy=policy), residual_enabled=enabled)
+    d = arb.decide(1, BASE, residual, TCP, DOWN, poses_stale=poses_stale)
+    assert d.residual_status == status
+    assert d.residual_applied == (status == "ok")
+    if status != "ok":  # base alone
+        np.testing.assert_allclose(d.final, BASE)
+        np.testing.assert_array_equal(d.residual, np.zeros(7))
+
+
+def test_stale_poses_disable_policy_latches_until_reenabled():
+    arb = Arbiter(ArbiterConfig(stale_pose_policy="disable"))
+    assert arb.decide(0, BASE, RES, TCP, DOWN, poses_stale=True).residual_status == "disabled"
+    assert arb.decide(1, BASE, RES, TCP, DOWN, poses_stale=False).residual_status == "disabled"
+    assert arb.set_residual_enabled(True) is False
+    assert arb.decide(2, BASE, RES, TCP, DOWN).residual_status == "ok"
+
+
+def test_nan_base_never_reaches_the_command():
+    arb = Arbiter()
+    arb.decide(0, BASE, RES, TCP, DOWN)  # gripper command 1.0
+    bad = BASE.copy()
+    bad[2] = np.nan
+    d = arb.decide(1, bad, RES, TCP, DOWN)
+    assert "nan_rejected" in d.clip_reasons
+    assert np.all(np.isfinite(d.final)) and np.all(np.isfinite(d.target_pos)) and np.all(np.isfinite(d.target_quat))
+    np.testing.assert_allclose(d.target_pos, TCP)  # hold the pose
+    assert d.gripper == 1.0  # keep the last gripper command
+
+
+def test_nan_tcp_pose_gives_no_command():
+    arb = Arbiter()
+    d = arb.decide(0, BASE, RES, np.array([np.nan, 0, 0]), DOWN)
+    assert not d.has_command and d.target_pos is None
+    assert arb.last_gripper == 0.0  # an action that was never commanded does not change the gripper state
+
+
+def test_stale_base_holds_the_latched_pose_and_last_gripper():
+    arb = Arbiter()
+    arb.decide(0, BASE, RES, TCP, DOWN)
+    d1 = arb.decide(1, None, None, TCP, DOWN, base_stale=True)
+    drifted = TCP + [0.0, 0.0, -0.003]  # the arm sags a little while holding
+    d2 = arb.decide(2, None, None, drifted, DOWN, base_stale=True)
+    for d in (d1, d2):
+        assert d.holding and d.clip_reasons == ("base_stale_hold",) and not d.residual_applied
+        np.testing.assert_allclose(d.target_pos, TCP)  # the pose at the moment the base went stale
+        assert d.gripper == 1.0 and d.final[6] == 1.0 and not np.any(d.final[:6])
+    d3 = arb.decide(3, BASE, RES, drifted, DOWN)  # base is back: the hold is released
+    assert not d3.holding and arb.hold_pose is None
+
+
+def test_workspace_clip_from_envelope_is_reported():
+    cfg = ArbiterConfig(envelope=EnvelopeConfig(workspace_max=(0.8, 0.4, 0.295)))
+    d = Arbiter(cfg).decide(0, np.array([0, 0, 0.02, 0, 0, 0, 0]), None, TCP, DOWN)
+    assert d.clipped and "workspace_z_max" in d.clip_reasons and d.target_pos[2] == pytest.approx(0.295)
+
+
+def test_watchdog_helpers():
+    cfg = ArbiterConfig(control_dt=0.05, base_stale_periods=3, pose_stale_s=0.2)
+    assert base_is_stale(1.0, None, cfg) and not base_is_stale(1.0, 0.86, cfg) and base_is_stale(1.0, 0.84, cfg)
+    assert poses_are_stale(1.0, None, cfg) and not poses_are_stale(1.0, 0.81, cfg) and poses_are_stale(1.0, 0.79, cfg)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"control_dt": 0}, "control_dt"), ({"stale_pose_policy": "drop"}, "stale_pose_policy"),
+     ({"residual_bound": (0.01,) * 6}, "residual_bound"), ({"base_stale_periods": 0}, "base_stale_periods")],
+)
+def test_config_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ArbiterConfig(**kwargs)
+
+
+def test_arrows_from_tcp_scaled_and_namespaced():
+    d = Arbiter().decide(0, BASE, RES, TCP, DOWN)
+    arr = action_arrows(d, TCP, "fr3_link0", Time(sec=3), lifetime_s=0.1, length_gain=10.0)
+    assert [m.ns for m in arr.markers] == ["base", "residual", "final"]
+    colours = {(m.color.r, m.color.g, m.color.b) for m in arr.markers}
+    assert len(colours) == 3
+    for m, vec in zip(arr.markers, (d.base, d.residual, d.final), strict=True):
+        start, end = m.points
+        assert (start.x, start.y, start.z) == tuple(TCP)
+        np.testing.assert_allclose([end.x - start.x, end.y - start.y, end.z - start.z], 10.0 * vec[:3])
+        assert m.header.frame_id == "fr3_link0" and m.lifetime.nanosec == 100_000_000
+    residual_arrow = arr.markers[1]
+    assert residual_arrow.points[1].y - residual_arrow.points[0].y == pytest.approx(0.05)  # 5 mm -> 5 cm
+    assert action_arrows(d, [np.nan, 0, 0], "f", Time()).markers == []
+
+
+def test_correction_record_carries_the_decision():
+    arb = Arbiter()
+    d = arb.decide(42, BASE, RES, TCP, DOWN)
+    msg = correction_msg(d, "fr3_link0", Time(sec=1))
+    assert msg.step == 42 and msg.residual_status == "ok" and msg.residual_applied
+    np.testing.assert_allclose(msg.final, d.final)
+    assert msg.target.position.x == pytest.approx(d.target_pos[0])
+    held = correction_msg(arb.decide(43, BASE, None, [np.nan] * 3, DOWN), "fr3_link0", Time())
+    assert held.target.orientation.w == 1.0 and held.target.position.x == 0.0  # no command: default pose
+
+
+def test_diagnostics_levels():
+    arb, total, window = Arbiter(), ArbiterStats(), ArbiterStats()
+    for t in range(10):
+        d = arb.decide(t, BASE, RES if t % 2 else None, TCP, DOWN)
+        total.add(d)
+        window.add(d)
+    assert total.by_status == {"ok": 5, "disabled": 0, "late": 5, "masked": 0, "rejected_nan": 0}
+    diag = diagnostics(total, window, Time(), residual_enabled=True, base_stale=False)
+    assert diag.status[0].level == DiagnosticStatus.WARN and "50%" in diag.status[0].message
+    assert diagnostics(total, window, Time(), True, base_stale=True).status[0].level == DiagnosticStatus.ERROR
+    assert diagnostics(total, ArbiterStats(), Time(), True, False).status[0].level == DiagnosticStatus.OK
+    keys = {kv.key for kv in diag.status[0].values}
+    assert {"late_ratio_recent", "status_ok_total", "holds_total"} <= keys
+
+
+def test_object_markers():
+    objs = [("cube", np.array([0.5, 0.0, 0.02, 0, 0, 0, 1.0]), 0.93), ("base_cube", np.zeros(7), 0.0),
+            ("target", np.array([0.4, 0.1, 0.0, 0, 0, 0, 1.0]), 0.0)]
+    arr = object_markers(objs, "fr3_link0", Time(sec=2))
+    assert [(m.ns, m.id) for m in arr.markers] == [("objects", 0), ("object_labels", 0), ("objects", 2),
+                                                    ("object_labels", 2)]  # zero quaternion skipped
+    assert arr.markers[1].text == "cube 0.93" and arr.markers[0].pose.position.x == 0.5
+    assert arr.markers[2].color.a < arr.markers[0].color.a  # unseen objects drawn faint
+
+
+def test_gripper_bridge_hysteresis_and_rate_limit():
+    from action_arbiter.gripper_bridge import GripperBridge, GripperBridgeConfig
+
+    bridge = GripperBridge(GripperBridgeConfig(min_interval_s=0.5))
+    assert bridge.update(0.5, 0.0) is None  # inside the band: no opinion yet
+    req = bridge.update(0.0, 0.0)
+    assert req.kind == "move" and req.width == 0.08
+    assert bridge.update(0.0, 0.05) is None and bridge.update(0.55, 0.1) is None  # unchanged / inside the band
+    assert bridge.update(1.0, 0.2) is None  # too soon after the last request
+    req = bridge.update(1.0, 0.6)
+    assert req.kind == "grasp" and bridge.state == "closed"
+    assert bridge.update(float("nan"), 2.0) is None
+    assert bridge.update(0.45, 2.0) is None and bridge.update(0.3, 2.0).kind == "move"
+    with pytest.raises(ValueError, match="open_below"):
+        GripperBridgeConfig(open_below=0.7, close_above=0.6)

@@ -1,0 +1,318 @@
+"""``residual-launch``: start the sim-mode graph as subprocesses where ``ros2 launch`` is not available.
+
+Reads the same :func:`residual_bringup.graph.describe_graph` as the launch file, writes one params file per
+node (config/<mode>.yaml merged with the launch-argument values and ``--set`` overrides), starts every node
+with ``--ros-args``, prefixes each output line with the node name, and stops them all by PID (SIGINT, then
+SIGTERM, then SIGKILL) on Ctrl-C / SIGTERM or as soon as one of them dies. Exit status: 0 after a requested
+shutdown, 1 when a node died, 2 for a configuration problem (bad argument, missing executable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+from residual_core.tasks import TASK_NAMES
+
+from residual_bringup.graph import POSE_SOURCES, IncludeSpec, NodeSpec, describe_graph, node_specs
+
+PREFIX = "[residual-launch]"
+
+
+# --- pure helpers ------------------------------------------------------------------------------------------------
+
+
+def parse_set(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["base.server_port=8123", ...]`` -> ``{"base": {"server_port": 8123}}`` (values parsed as YAML)."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        node, dot, param = key.partition(".")
+        if not sep or not dot or not node or not param:
+            raise ValueError(f"--set {item!r} must look like NODE.PARAM=VALUE (e.g. base.server_port=8123)")
+        out.setdefault(node, {})[param] = yaml.safe_load(raw) if raw else ""
+    return out
+
+
+def resolve_executable(spec: NodeSpec) -> str | None:
+    """The executable's path: this interpreter's bin dir (console scripts), PATH, or <prefix>/lib/<package>/."""
+    candidate = Path(sys.executable).parent / spec.executable
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return str(candidate)
+    found = shutil.which(spec.executable)
+    if found:
+        return found
+    for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
+        candidate = Path(prefix) / "lib" / spec.package / spec.executable
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def node_parameters(spec: NodeSpec, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Parameters of one node: its params files ("/**" then its own name), then the spec, then ``overrides``."""
+    merged: dict[str, Any] = {}
+    for path in spec.params_files:
+        with open(path) as f:
+            doc = yaml.safe_load(f) or {}
+        for key in ("/**", spec.name, "/" + spec.name):
+            section = doc.get(key) or {}
+            merged.update(section.get("ros__parameters") or {})
+    merged.update(spec.parameters)
+    merged.update(overrides or {})
+    return merged
+
+
+def write_params_file(spec: NodeSpec, params: dict[str, Any], directory: Path) -> Path:
+    path = directory / f"{spec.name}.yaml"
+    with open(path, "w") as f:
+        yaml.safe_dump({spec.name: {"ros__parameters": params}}, f, sort_keys=True)
+    return path
+
+
+def build_command(spec: NodeSpec, executable: str, params_file: Path | None) -> list[str]:
+    cmd = [executable, *spec.arguments]
+    if not spec.ros_node:
+        return cmd
+    cmd += ["--ros-args", "-r", f"__node:={spec.name}"]
+    if params_file is not None:
+        cmd += ["--params-file", str(params_file)]
+    for src, dst in spec.remappings:
+        cmd += ["-r", f"{src}:={dst}"]
+    return cmd
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the supervisor itself dies (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+# --- process supervision -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Child:
+    spec: NodeSpec
+    popen: subprocess.Popen
+    tail: deque = field(default_factory=lambda: deque(maxlen=20))
+    reader: threading.Thread | None = None
+
+
+class Supervisor:
+    """Starts NodeSpecs as processes, relays their output, stops them all by PID."""
+
+    def __init__(self, out: TextIO = sys.stdout, stop_timeout: float = 10.0):
+        self.out, self.stop_timeout = out, stop_timeout
+        self.children: list[Child] = []
+        self.stop_requested = threading.Event()
+        self._lock = threading.Lock()
+
+    def say(self, text: str) -> None:
+        with self._lock:
+            self.out.write(f"{PREFIX} {text}\n")
+            self.out.flush()
+
+    def _relay(self, child: Child) -> None:
+        for raw in child.popen.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            child.tail.append(line)
+            with self._lock:
+                self.out.write(f"[{child.spec.name}] {line}\n")
+                self.out.flush()
+
+    def start(self, spec: NodeSpec, cmd: list[str], env: dict[str, str]) -> Child:
+        popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 env=env, start_new_session=True, preexec_fn=_die_with_parent)
+        child = Child(spec, popen)
+        child.reader = threading.Thread(target=self._relay, args=(child,), daemon=True)
+        child.reader.start()
+        self.children.append(child)
+        self.say(f"started {spec.name} (pid {popen.pid}): {' '.join(cmd)}")
+        return child
+
+    def wait(self) -> Child | None:
+        """Block until a stop is requested (returns None) or a child exits (returns it)."""
+        while not self.stop_requested.wait(0.1):
+            for child in self.children:
+                if child.popen.poll() is not None:
+                    return child
+        return None
+
+    def stop_all(self) -> dict[int, int]:
+        """SIGINT every running child, then SIGTERM, then SIGKILL after timeouts; returns {pid: exit status}."""
+        for sig, timeout in ((signal.SIGINT, self.stop_timeout), (signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
+            alive = [c for c in self.children if c.popen.poll() is None]
+            if not alive:
+                break
+            if sig != signal.SIGINT:
+                self.say(f"sending {sig.name} to {', '.join(f'{c.spec.name} ({c.popen.pid})' for c in alive)}")
+            for c in reversed(alive):
+                try:
+                    os.kill(c.popen.pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + timeout
+            for c in alive:
+                try:
+                    c.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+        codes = {}
+        for c in self.children:
+            codes[c.popen.pid] = c.popen.wait()
+            if c.reader is not None:
+                c.reader.join(timeout=2.0)
+        return codes
+
+
+def run_graph(specs: Sequence[NodeSpec], overrides: dict[str, dict[str, Any]], allow_missing: bool = False,
+              out: TextIO = sys.stdout, stop_timeout: float = 10.0, install_signals: bool = True) -> int:
+    """Start ``specs``, supervise until Ctrl-C/SIGTERM or a node dies; return the exit status (see module doc)."""
+    sup = Supervisor(out, stop_timeout)
+    unknown = set(overrides) - {s.name for s in specs}
+    if unknown:
+        sup.say(f"--set names node(s) not in the graph: {sorted(unknown)}; nodes: {[s.name for s in specs]}")
+        return 2
+    resolved = {s.name: resolve_executable(s) for s in specs}
+    missing = [s for s in specs if resolved[s.name] is None]
+    if missing:
+        listing = ", ".join(f"{s.executable} (package {s.package}, node {s.name})" for s in missing)
+        if not allow_missing:
+            sup.say(f"missing executable(s): {listing}. Install them, or start the rest with --allow-missing "
+                    "or --only.")
+            return 2
+        sup.say(f"skipping missing executable(s): {listing}")
+    to_start = [s for s in specs if resolved[s.name] is not None]
+    if not to_start:
+        sup.say("nothing to start")
+        return 2
+
+    if install_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, frame: sup.stop_requested.set())
+    env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
+    with tempfile.TemporaryDirectory(prefix="residual-launch-") as tmp:
+        try:
+            for spec in to_start:
+                params = node_parameters(spec, overrides.get(spec.name))
+                params_file = write_params_file(spec, params, Path(tmp)) if spec.ros_node else None
+                sup.start(spec, build_command(spec, resolved[spec.name], params_file), env)
+            dead = sup.wait()
+        except Exception as exc:  # noqa: BLE001 (whatever failed, stop what was started)
+            sup.say(f"error while starting: {exc}")
+            sup.stop_all()
+            return 2
+        if dead is not None:
+            if dead.reader is not None:
+                dead.reader.join(timeout=2.0)  # its last lines are printed before the summary
+            sup.say(f"node {dead.spec.name} (pid {dead.popen.pid}) exited with status {dead.popen.returncode}; "
+                    "stopping the graph. Its last output:")
+            for line in dead.tail:
+                sup.say(f"  {dead.spec.name}: {line}")
+        else:
+            sup.say("stop requested: stopping all nodes")
+        codes = sup.stop_all()
+        sup.say("all nodes stopped: " + ", ".join(f"{c.spec.name}={codes[c.popen.pid]}" for c in sup.children))
+    return 1 if dead is not None else 0
+
+
+# --- CLI -------------------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="residual-launch",
+        description="Start the residual-VLA ROS graph (sim mode) as supervised subprocesses; the same graph as "
+                    "launch/residual_bringup.launch.py. Ctrl-C stops every node.",
+    )
+    p.add_argument("--mode", choices=("sim", "real"), default="sim",
+                   help="sim (MuJoCo) or real (needs ros2 launch and franka_ros2; refused here)")
+    p.add_argument("--task", choices=TASK_NAMES, default="cube_lift", help="task to run")
+    p.add_argument("--checkpoint", default="", help="residual checkpoint (.safetensors with its .json manifest)")
+    p.add_argument("--base-backend", default=None,
+                   help="vla_base_node backend (default: sim_bc in sim; openpi, openvla, replay, ...)")
+    p.add_argument("--base-checkpoint", default="", help="checkpoint of the sim BC base policy")
+    p.add_argument("--use-sim-time", action=argparse.BooleanOptionalAction, default=None,
+                   help="nodes follow /clock (default: on in sim)")
+    p.add_argument("--use-rviz", action="store_true", help="also start rviz2 with config/residual.rviz")
+    p.add_argument("--lockstep", action=argparse.BooleanOptionalAction, default=True,
+                   help="the sim advances only when the current step's command arrived (default: on)")
+    p.add_argument("--pose-source", choices=POSE_SOURCES, default="estimator",
+                   help="object poses from the camera pose estimator or the simulator's ground truth")
+    p.add_argument("--config-dir", default=None, help="directory with sim.yaml / residual.rviz (default: config/)")
+    p.add_argument("--only", nargs="+", metavar="NODE", default=None,
+                   help="start only these nodes (by node name, e.g. base arbiter)")
+    p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                   help="override a node parameter (repeatable; VALUE parsed as YAML), e.g. base.server_port=8123")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="start the nodes whose executables exist and skip the others (default: refuse)")
+    p.add_argument("--stop-timeout", type=float, default=10.0,
+                   help="seconds to wait after SIGINT before SIGTERM/SIGKILL")
+    p.add_argument("--robot-ip", default="", help="real mode (--list only): the FR3's address")
+    p.add_argument("--hand-eye", type=float, nargs=7, default=None, metavar=("X", "Y", "Z", "QX", "QY", "QZ", "QW"),
+                   help="real mode (--list only): calibrated camera pose in the robot base frame")
+    p.add_argument("--list", action="store_true", help="print the graph (nodes, executables, status) and exit")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.mode == "real" and not args.list:
+        print(f"{PREFIX} real mode needs a full ROS 2 Jazzy install with franka_ros2: use "
+              "`ros2 launch residual_bringup residual_bringup.launch.py mode:=real robot_ip:=... hand_eye:=...` "
+              "(see docker/); `residual-launch --mode real --list ...` shows the graph", file=sys.stderr)
+        return 2
+    try:
+        graph = describe_graph(
+            mode=args.mode, task=args.task, checkpoint=args.checkpoint, use_sim_time=args.use_sim_time,
+            use_rviz=args.use_rviz, base_backend=args.base_backend, base_checkpoint=args.base_checkpoint,
+            lockstep=args.lockstep, pose_source=args.pose_source, config_dir=args.config_dir,
+            robot_ip=args.robot_ip, hand_eye=tuple(args.hand_eye) if args.hand_eye else None,
+        )
+        overrides = parse_set(args.set)
+    except ValueError as exc:
+        print(f"{PREFIX} {exc}", file=sys.stderr)
+        return 2
+    includes = [e for e in graph if isinstance(e, IncludeSpec)]
+    specs = node_specs(graph)
+    if args.list:
+        for e in graph:
+            if isinstance(e, NodeSpec):
+                where = resolve_executable(e) or "MISSING"
+                print(f"{e.name:16s} {e.package}/{e.executable:28s} {where}\n{'':17s}{e.description}")
+            else:
+                print(f"{'(include)':16s} {e.package}/{e.launch_file}\n{'':17s}{e.description}")
+        return 0
+    if includes:  # not reached in sim mode; kept so a future sim include is refused rather than dropped
+        print(f"{PREFIX} the graph includes launch files ({[i.launch_file for i in includes]}): use ros2 launch",
+              file=sys.stderr)
+        return 2
+    if args.only:
+        names = {s.name for s in specs}
+        unknown = [n for n in args.only if n not in names]
+        if unknown:
+            print(f"{PREFIX} --only names unknown node(s) {unknown}; nodes: {sorted(names)}", file=sys.stderr)
+            return 2
+        specs = [s for s in specs if s.name in args.only]
+    return run_graph(specs, overrides, allow_missing=args.allow_missing, stop_timeout=args.stop_timeout)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

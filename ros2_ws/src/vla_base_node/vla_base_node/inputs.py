@@ -1,0 +1,132 @@
+"""The latest robot and scene inputs, turned into the observation dict a backend's ``infer`` receives.
+
+Pure Python (no rclpy): the node converts messages to numpy and calls the ``update_*`` methods; a worker
+thread takes :meth:`InputCache.snapshot` for step t. Layout of the observation: see
+:mod:`vla_base_node.backends`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FR3_ARM_JOINTS = tuple(f"fr3_joint{i}" for i in range(1, 8))
+FR3_FINGER_JOINTS = ("fr3_finger_joint1", "fr3_finger_joint2")
+
+
+@dataclass
+class InputCache:
+    """Latest joint state, TCP pose, object poses and image, with their stamps (seconds)."""
+
+    instruction: str
+    """Language instruction sent with every observation."""
+    arm_joints: tuple[str, ...] = FR3_ARM_JOINTS
+    """Arm joint names in order; when a JointState lacks them, its first 7 positions are used."""
+    finger_joints: tuple[str, ...] = FR3_FINGER_JOINTS
+    """Finger joints whose positions sum to the gripper opening width (m)."""
+    object_names: tuple[str, ...] = ()
+    """Objects every observation lists (absent ones as not present); empty: whatever arrived."""
+    max_object_age_s: float = 0.5
+    """An object pose older than this (or with confidence 0) counts as not present."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.arm_joints) != 7:
+            raise ValueError(f"arm_joints must name 7 joints, got {len(self.arm_joints)}: {self.arm_joints}")
+        self._joint_pos: np.ndarray | None = None
+        self._joint_vel = np.zeros(7)
+        self._gripper_width = np.zeros(1)
+        self._tcp: tuple[np.ndarray, np.ndarray, float] | None = None
+        self._objects: dict[str, tuple[np.ndarray, float, float]] = {}
+        self._image: tuple[np.ndarray, float] | None = None
+
+    def update_joint_state(self, names: Sequence[str], position: Sequence[float], velocity: Sequence[float]) -> bool:
+        """Store arm joint positions/velocities and the gripper width; returns False if too few joints."""
+        pos, vel = np.asarray(position, dtype=np.float64), np.asarray(velocity, dtype=np.float64)
+        index = {n: i for i, n in enumerate(names)}
+        if all(n in index for n in self.arm_joints):
+            arm = [index[n] for n in self.arm_joints]
+        elif len(pos) >= 7:
+            arm = list(range(7))
+        else:
+            return False
+        fingers = [index[n] for n in self.finger_joints if n in index]
+        with self._lock:
+            self._joint_pos = pos[arm]
+            self._joint_vel = vel[arm] if len(vel) == len(pos) else np.zeros(7)
+            if fingers:
+                self._gripper_width = np.array([float(np.sum(pos[fingers]))])
+        return True
+
+    def update_tcp_pose(self, pos: Sequence[float], quat_xyzw: Sequence[float], stamp_s: float) -> None:
+        with self._lock:
+            self._tcp = (np.asarray(pos, dtype=np.float64), np.asarray(quat_xyzw, dtype=np.float64), stamp_s)
+
+    def update_objects(self, objects: Sequence[tuple[str, Sequence[float], float]], stamp_s: float) -> None:
+        """``objects``: (name, pose (7,) pos + quat xyzw, confidence) each, all measured at ``stamp_s``."""
+        with self._lock:
+            for name, pose, confidence in objects:
+                self._objects[name] = (np.asarray(pose, dtype=np.float64), float(confidence), stamp_s)
+
+    def update_image(self, image: np.ndarray, stamp_s: float) -> None:
+        with self._lock:
+            self._image = (image, stamp_s)
+
+    def missing(self) -> list[str]:
+        """Inputs an observation needs that have not arrived yet."""
+        out = []
+        if self._tcp is None:
+            out.append("tcp_pose")
+        if self._joint_pos is None:
+            out.append("joint_states")
+        return out
+
+    def snapshot(self, step: int, now_s: float) -> dict | None:
+        """The observation for ``step`` (see vla_base_node.backends), or None while required inputs are missing."""
+        with self._lock:
+            if self._tcp is None or self._joint_pos is None:
+                return None
+            names = self.object_names or tuple(sorted(self._objects))
+            objects, present = {}, {}
+            for name in names:
+                entry = self._objects.get(name)
+                fresh = entry is not None and entry[1] > 0.0 and now_s - entry[2] <= self.max_object_age_s
+                objects[name] = entry[0].copy() if fresh else np.zeros(7)
+                present[name] = bool(fresh)
+            return {
+                "instruction": self.instruction,
+                "step": int(step),
+                "state": {
+                    "joint_pos": self._joint_pos.copy(),
+                    "joint_vel": self._joint_vel.copy(),
+                    "gripper_width": self._gripper_width.copy(),
+                    "tcp_pos": self._tcp[0].copy(),
+                    "tcp_quat": self._tcp[1].copy(),
+                    "objects": objects,
+                    "object_present": present,
+                },
+                "image": None if self._image is None else self._image[0],
+            }
+
+
+_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+
+
+def image_to_rgb(data: bytes, height: int, width: int, encoding: str, row_step: int) -> np.ndarray:
+    """A sensor_msgs/Image buffer as an (H, W, 3) uint8 RGB array (8-bit encodings; no cv_bridge needed)."""
+    if encoding not in _CHANNELS:
+        raise ValueError(f"unsupported image encoding {encoding!r}; supported: {', '.join(_CHANNELS)}")
+    ch = _CHANNELS[encoding]
+    if row_step < width * ch or len(data) < row_step * height:
+        raise ValueError(f"image buffer of {len(data)} bytes does not hold {height}x{width} {encoding} "
+                         f"with row step {row_step}")
+    rows = np.frombuffer(data, dtype=np.uint8, count=row_step * height).reshape(height, row_step)
+    img = rows[:, : width * ch].reshape(height, width, ch)
+    if encoding == "mono8":
+        return np.repeat(img, 3, axis=2)
+    if encoding.startswith("bgr"):
+        img = img[:, :, 2::-1]
+    return np.ascontiguousarray(img[:, :, :3])

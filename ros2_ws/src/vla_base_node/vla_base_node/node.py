@@ -1,0 +1,271 @@
+"""ROS 2 node: a base policy backend -> one EefAction per control step on ``~/action`` (/base/action).
+
+Thin glue around :class:`~vla_base_node.chunk_broker.ChunkBroker` (which action for which step),
+:class:`~vla_base_node.inputs.InputCache` (latest inputs -> observation) and a backend from
+:data:`~vla_base_node.backends.BACKEND_FACTORIES`. Inference runs on a worker thread, so a slow backend
+never delays the 20 Hz tick; with ``sync_inference`` it runs inside the tick instead (lockstep simulation:
+the sim waits for the command anyway, and the result no longer depends on timing).
+
+Step index: from ``/sim/step`` (std_msgs/UInt64) in lockstep mode, else from the node's own timer. A step
+index that goes backwards starts a new episode.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from residual_bringup.params import declare_config
+from residual_core.action import CONTROL_DT
+from residual_core.tasks import TASK_INSTRUCTIONS, TASK_OBJECTS, check_task
+from residual_interfaces.msg import EefAction, EefActionChunk, ObjectPoseArray
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import UInt64
+
+from vla_base_node.backends import BackendError, make_backend, timed_infer
+from vla_base_node.chunk_broker import ChunkBroker
+from vla_base_node.inputs import InputCache, image_to_rgb
+
+
+@dataclass
+class VlaBaseNodeConfig:
+    """Parameters of the base node (each is a ROS parameter of the same name)."""
+
+    backend: str = "openpi"
+    """Base policy backend: openpi, openvla or replay (the sim BC policy will be added as sim_bc)."""
+    task: str = "cube_lift"
+    """Task name (residual_core.tasks): selects the objects and the default instruction."""
+    instruction: str = ""
+    """Language instruction; empty: the task's instruction."""
+    control_dt: float = CONTROL_DT
+    """Control period (s)."""
+    lockstep: bool = False
+    """Take the step index from /sim/step (published by the sim each step) instead of an own timer."""
+    sync_inference: bool = False
+    """Run inference inside the tick when a re-plan is due (deterministic in lockstep; blocks the tick)."""
+    horizon: int = 8
+    """Largest number of actions used from one chunk."""
+    ensemble: str = "none"
+    """Chunk handling: none (newest chunk) or temporal (ACT-style ensembling)."""
+    ensemble_decay: float = 0.01
+    """Temporal ensembling weight exp(-decay * i), i = 0 for the oldest prediction."""
+    replan_threshold: int = -1
+    """Re-plan when fewer steps than this remain covered; -1: automatic from the measured latency."""
+    use_image: bool = False
+    """Subscribe to the camera image (needed by openpi/openvla models that look at pixels)."""
+    max_object_age_s: float = 0.5
+    """Object poses older than this are reported as not present."""
+    frame_id: str = "fr3_link0"
+    """Frame written into the action headers (robot base frame)."""
+    server_host: str = "127.0.0.1"
+    """openpi: server host or ws:// URI."""
+    server_port: int = 8000
+    """openpi: server port."""
+    server_url: str = "http://127.0.0.1:8000/act"
+    """openvla: URL of the act endpoint."""
+    api_key: str = ""
+    """openpi: API key (empty: none)."""
+    prompt_key: str = "prompt"
+    """openpi: request key of the instruction."""
+    image_keys: tuple[str, ...] = ("observation/image=camera",)
+    """openpi: key=camera|zeros per image the model expects; ["none"]: no image."""
+    state_keys: tuple[str, ...] = ("observation/state=tcp_pos,tcp_rotvec,gripper_width",)
+    """openpi: key=field,field... concatenated state vectors; ["none"]: no state."""
+    image_size: int = 224
+    """openpi/openvla: square size images are resized (with padding) to; 0: unchanged."""
+    actions_key: str = "actions"
+    """openpi: reply key of the action chunk."""
+    connect_timeout_s: float = 10.0
+    """openpi: connection timeout (s)."""
+    infer_timeout_s: float = 5.0
+    """openpi/openvla: timeout of one inference (s)."""
+    unnorm_key: str = ""
+    """openvla: dataset statistics key for un-normalising actions."""
+    double_encode: bool = False
+    """openvla: send the JSON payload double-encoded."""
+    action_convention: str = ""
+    """Model action convention: ours, openpi_libero or bridge; empty: the backend's default."""
+    action_translation_scale: float = 1.0
+    """Multiplies the model's translation to get metres."""
+    action_rotation_scale: float = 1.0
+    """Multiplies the model's rotation to get radians."""
+    action_max_actions: int = 0
+    """Use at most this many actions of a chunk (0: all)."""
+    replay_path: str = ""
+    """replay: .npy or .csv file of (T, 7) actions."""
+    base_checkpoint: str = ""
+    """sim_bc: checkpoint of the behaviour-cloned base policy (residual_core.base_policy)."""
+
+    def __post_init__(self) -> None:
+        check_task(self.task)
+        if not self.control_dt > 0:
+            raise ValueError(f"control_dt must be > 0, got {self.control_dt}")
+
+    @property
+    def resolved_instruction(self) -> str:
+        return self.instruction or TASK_INSTRUCTIONS[self.task]
+
+
+class VlaBaseNode(Node):
+    """Publishes one base action per control step and each new chunk; see the module docstring."""
+
+    def __init__(self, **node_kwargs):
+        super().__init__("base", **node_kwargs)
+        self.cfg = cfg = declare_config(self, VlaBaseNodeConfig)
+        self.backend = make_backend(cfg.backend, asdict(cfg))
+        self.backend.reset(cfg.resolved_instruction)
+        self.broker = ChunkBroker(
+            horizon=cfg.horizon, control_dt=cfg.control_dt, ensemble=cfg.ensemble, ensemble_decay=cfg.ensemble_decay,
+            replan_threshold=self._replan_threshold(cfg),
+        )
+        self.inputs = InputCache(instruction=cfg.resolved_instruction, object_names=TASK_OBJECTS[cfg.task],
+                                 max_object_age_s=cfg.max_object_age_s)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="base_infer")
+        self._tick_lock = threading.Lock()
+        self._step = 0
+        self.failures = 0
+
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.action_pub = self.create_publisher(EefAction, "~/action", reliable)
+        self.chunk_pub = self.create_publisher(EefActionChunk, "~/chunk", reliable)
+        self.create_subscription(JointState, "/joint_states", self._on_joint_state, qos_profile_sensor_data)
+        self.create_subscription(PoseStamped, "/tcp_pose", self._on_tcp_pose, qos_profile_sensor_data)
+        self.create_subscription(ObjectPoseArray, "/objects/poses", self._on_objects, qos_profile_sensor_data)
+        if cfg.use_image:
+            self.create_subscription(Image, "/camera/image_raw", self._on_image, qos_profile_sensor_data)
+        if cfg.lockstep:
+            self.create_subscription(UInt64, "/sim/step", lambda m: self.tick(int(m.data)), reliable)
+        else:
+            self.create_timer(cfg.control_dt, self._on_timer)
+        self.get_logger().info(
+            f"base node: backend={cfg.backend} task={cfg.task} ensemble={cfg.ensemble} "
+            f"{'lockstep' if cfg.lockstep else 'real-time'} {'sync' if cfg.sync_inference else 'async'} inference")
+
+    @staticmethod
+    def _replan_threshold(cfg: VlaBaseNodeConfig) -> int | None:
+        """Explicit value; else synchronous inference re-plans only when the chunk is used up (it runs before the
+        step's action is chosen, so latency never leaves a step uncovered) and asynchronous uses the broker's
+        latency-based automatic threshold."""
+        if cfg.replan_threshold >= 0:
+            return cfg.replan_threshold
+        return 0 if cfg.sync_inference else None
+
+    # --- inputs --------------------------------------------------------------------------------------------------
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        self.inputs.update_joint_state(msg.name, msg.position, msg.velocity)
+
+    def _on_tcp_pose(self, msg: PoseStamped) -> None:
+        p, q = msg.pose.position, msg.pose.orientation
+        self.inputs.update_tcp_pose([p.x, p.y, p.z], [q.x, q.y, q.z, q.w], self._now())
+
+    def _on_objects(self, msg: ObjectPoseArray) -> None:
+        now = self._now()
+        objs = [(o.name, [o.pose.position.x, o.pose.position.y, o.pose.position.z, o.pose.orientation.x,
+                          o.pose.orientation.y, o.pose.orientation.z, o.pose.orientation.w], o.confidence)
+                for o in msg.objects]
+        self.inputs.update_objects(objs, now)
+
+    def _on_image(self, msg: Image) -> None:
+        try:
+            img = image_to_rgb(bytes(msg.data), msg.height, msg.width, msg.encoding, msg.step)
+        except ValueError as exc:
+            self.get_logger().error(str(exc), throttle_duration_sec=5.0)
+            return
+        self.inputs.update_image(img, self._now())
+
+    # --- stepping ------------------------------------------------------------------------------------------------
+    def _on_timer(self) -> None:
+        self.tick(self._step)
+        self._step += 1
+
+    def tick(self, step: int) -> None:
+        """Emit the action of ``step`` and start a re-plan if one is due."""
+        with self._tick_lock:
+            last = self.broker.last_step
+            if last is not None and step <= last:
+                if step == last:
+                    return  # duplicate step message
+                self.get_logger().info(f"step went back from {last} to {step}: new episode")
+                self.broker.reset()
+                self.backend.reset(self.cfg.resolved_instruction)
+            if self.cfg.sync_inference and self.broker.wants_replan(step):
+                obs = self.inputs.snapshot(step, self._now())
+                if obs is not None:
+                    self.broker.replan_started(step)
+                    self._infer(step, obs)
+            out = self.broker.next_action(step)
+            self.action_pub.publish(self._action_msg(step, out.action, "hold" if out.ran_dry else self.backend.name))
+            if out.ran_dry:
+                self.get_logger().warn(f"no base action for step {step}: holding"
+                                       f" (waiting for {self.inputs.missing() or 'inference'})",
+                                       throttle_duration_sec=2.0)
+            if out.replan and not self.cfg.sync_inference:
+                obs = self.inputs.snapshot(step, self._now())
+                if obs is not None:
+                    self.broker.replan_started(step)
+                    self._worker.submit(self._infer, step, obs)
+
+    def _infer(self, step: int, obs: dict) -> None:
+        try:
+            chunk, latency = timed_infer(self.backend, obs)
+        except Exception as exc:  # noqa: BLE001 (any failure must free the request slot, or re-planning stops)
+            self.broker.replan_failed()
+            self.failures += 1
+            self.get_logger().error(f"inference for step {step} failed: {exc}", throttle_duration_sec=2.0)
+            return
+        self.broker.note_latency(latency)
+        result = self.broker.add_chunk(step, chunk)
+        if not result.accepted:
+            self.get_logger().error(f"chunk for step {step} rejected: {result.reason}", throttle_duration_sec=2.0)
+            return
+        msg = EefActionChunk(start_step=step)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.cfg.frame_id
+        used = np.asarray(chunk)[: self.cfg.horizon]
+        msg.actions = [self._action_msg(step + i, a, self.backend.name) for i, a in enumerate(used)]
+        self.chunk_pub.publish(msg)
+
+    def _action_msg(self, step: int, action: np.ndarray, source: str) -> EefAction:
+        msg = EefAction(step=int(step), action=[float(v) for v in action], source=source)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.cfg.frame_id
+        return msg
+
+    def destroy_node(self) -> None:
+        self._worker.shutdown(wait=True, cancel_futures=True)
+        self.backend.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    # rclpy 7.1 (Jazzy): rclpy.init() returns None, so the ``with rclpy.init():`` form of newer releases is not
+    # available; shut down explicitly instead.
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = VlaBaseNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ValueError, BackendError) as exc:  # bad configuration: say what, without a traceback
+        print(f"vla-base-node: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""action-arbiter as a process: matching steps, late residual, switch, watchdog hold, NaN, markers, diagnostics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from fake_robot import FakeRobot
+from geometry_msgs.msg import PoseStamped
+from residual_interfaces.msg import Correction, EefAction
+from rostest_utils import console_script
+from std_msgs.msg import Float64
+from std_srvs.srv import SetBool
+from visualization_msgs.msg import MarkerArray
+
+pytestmark = pytest.mark.ros
+
+TCP = (0.45, 0.0, 0.25)
+BASE = [0.01, 0.0, -0.01, 0.0, 0.0, 0.0, 1.0]
+RESIDUAL = [0.0, 0.004, 0.0, 0.0, 0.0, 0.0, 0.0]
+
+
+@pytest.fixture
+def arbiter(launch_node, ros_probe):
+    robot = FakeRobot(ros_probe, tcp_pos=TCP)
+    proc = launch_node([console_script("action-arbiter")],
+                       ["--ros-args", "-p", "residual_deadline_s:=0.05", "-p", "diagnostics_period_s:=0.2"],
+                       name="arbiter")
+    ros_probe.base_pub = ros_probe.node.create_publisher(EefAction, "/base/action", 10)
+    ros_probe.res_pub = ros_probe.node.create_publisher(EefAction, "/residual/action", 10)
+    ros_probe.corrections = ros_probe.collect(Correction, "/arbiter/correction")
+    ros_probe.wait_for_subscribers(ros_probe.base_pub, timeout=20.0)
+    ros_probe.wait_for_subscribers(ros_probe.res_pub, timeout=20.0)
+    # The node starts in "base stale: hold" (no base yet); wait until it has seen the fake robot.
+    ros_probe.spin_until(lambda: any(c.clip_reasons == ["base_stale_hold"] for c in ros_probe.corrections),
+                         15.0, "the watchdog's first hold")
+    yield proc
+    assert proc.running(), proc.output()
+    robot.timer.cancel()
+    stopped = proc.stop()
+    assert (stopped.returncode, stopped.signal_used) == (0, "SIGINT"), proc.output()
+
+
+def send(probe, pub, step, action, source):
+    pub.publish(EefAction(step=step, action=action, source=source))
+
+
+def correction_for(probe, step, timeout=5.0):
+    return probe.spin_until(lambda: next((c for c in probe.corrections if c.step == step and
+                                          "base_stale_hold" not in c.clip_reasons), None),
+                            timeout, f"correction of step {step}")
+
+
+def test_base_and_residual_of_the_same_step_are_composed(arbiter, ros_probe):
+    targets = ros_probe.collect(PoseStamped, "/arbiter/target_pose")
+    grippers = ros_probe.collect(Float64, "/arbiter/gripper")
+    markers = ros_probe.collect(MarkerArray, "/arbiter/markers")
+    send(ros_probe, ros_probe.base_pub, 100, BASE, "openpi")
+    send(ros_probe, ros_probe.res_pub, 100, RESIDUAL, "residual")
+    c = correction_for(ros_probe, 100)
+    assert c.residual_status == "ok" and c.residual_applied and not c.clipped
+    np.testing.assert_allclose(c.final, [0.01, 0.004, -0.01, 0, 0, 0, 1.0], atol=1e-12)
+    np.testing.assert_allclose([c.target.position.x, c.target.position.y, c.target.position.z],
+                               np.add(TCP, [0.01, 0.004, -0.01]), atol=1e-9)
+    ros_probe.spin_until(lambda: any(abs(t.pose.position.y - 0.004) < 1e-9 for t in targets), 5.0, "target pose")
+    ros_probe.spin_until(lambda: any(g.data == 1.0 for g in grippers), 5.0, "gripper command 1.0")
+    arrows = ros_probe.spin_until(lambda: next((m for m in markers if m.markers and
+                                                abs(m.markers[1].points[1].y - 0.04) < 1e-9), None),
+                                  5.0, "marker arrows of step 100")
+    assert [m.ns for m in arrows.markers] == ["base", "residual", "final"]
+
+
+def test_missing_residual_sends_base_alone_after_deadline(arbiter, ros_probe):
+    send(ros_probe, ros_probe.base_pub, 200, BASE, "openpi")
+    c = correction_for(ros_probe, 200)
+    assert c.residual_status == "late" and not c.residual_applied
+    np.testing.assert_allclose(c.final, BASE, atol=1e-12)
+    send(ros_probe, ros_probe.res_pub, 200, RESIDUAL, "residual")  # too late: must not produce a second record
+    ros_probe.spin_for(0.3)
+    assert sum(x.step == 200 for x in ros_probe.corrections) == 1
+
+
+def test_enable_residual_service(arbiter, ros_probe):
+    client = ros_probe.node.create_client(SetBool, "/arbiter/enable_residual")
+    resp = ros_probe.call(client, SetBool.Request(data=False), timeout=10.0)
+    assert resp.success and resp.message == "residual disabled (was enabled)"
+    send(ros_probe, ros_probe.base_pub, 300, BASE, "openpi")
+    assert correction_for(ros_probe, 300).residual_status == "disabled"
+    ros_probe.call(client, SetBool.Request(data=True), timeout=10.0)
+    send(ros_probe, ros_probe.base_pub, 301, BASE, "openpi")
+    send(ros_probe, ros_probe.res_pub, 301, RESIDUAL, "residual")
+    assert correction_for(ros_probe, 301).residual_status == "ok"
+
+
+def test_nan_base_never_reaches_the_command(arbiter, ros_probe):
+    targets = ros_probe.collect(PoseStamped, "/arbiter/target_pose")
+    send(ros_probe, ros_probe.base_pub, 400, [float("nan")] * 7, "openpi")
+    send(ros_probe, ros_probe.res_pub, 400, RESIDUAL, "residual")
+    c = correction_for(ros_probe, 400)
+    assert "nan_rejected" in c.clip_reasons and np.all(np.isfinite(c.final))
+    ros_probe.spin_for(0.2)
+    assert targets and all(np.isfinite([t.pose.position.x, t.pose.position.y, t.pose.position.z]).all()
+                           for t in targets)
+
+
+def test_stale_base_holds_pose_and_reports_error(arbiter, ros_probe):
+    diags = ros_probe.collect(DiagnosticArray, "/diagnostics")
+    send(ros_probe, ros_probe.base_pub, 500, BASE, "openpi")
+    send(ros_probe, ros_probe.res_pub, 500, RESIDUAL, "residual")
+    correction_for(ros_probe, 500)
+    n = len(ros_probe.corrections)
+    hold = ros_probe.spin_until(
+        lambda: next((c for c in ros_probe.corrections[n:] if "base_stale_hold" in c.clip_reasons), None),
+        5.0, "a hold after the base stopped")
+    assert hold.step == 501 and not hold.residual_applied and hold.final[6] == 1.0  # gripper kept
+    np.testing.assert_allclose([hold.target.position.x, hold.target.position.y, hold.target.position.z], TCP)
+    ros_probe.spin_until(lambda: any(d.status[0].level == DiagnosticStatus.ERROR for d in diags), 5.0,
+                         "an ERROR diagnostic")
