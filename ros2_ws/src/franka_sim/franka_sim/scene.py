@@ -1,0 +1,144 @@
+"""Task scenes composed in code: a table at z = 0, the FR3 attached at the world origin (``fr3_link0`` = world =
+base frame), lights, a fixed scene camera, and the task's objects.
+
+Physics options live here (not in the robot model): implicitfast integrator, elliptic friction cones, a high
+``impratio`` so that finger friction holds objects firmly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import mujoco
+import numpy as np
+from residual_core.action import CONTROL_DT
+
+from franka_sim import robot
+
+if TYPE_CHECKING:
+    from franka_sim.tasks.base import Task
+
+WORLD_CONTYPE = 1
+WORLD_CONAFFINITY = 3
+"""Table and objects collide with each other (1) and with the robot (2)."""
+
+TABLE_HALF = (0.75, 0.7, 0.02)
+TABLE_CENTER = (0.3, 0.0, -0.02)
+
+
+@dataclass(frozen=True)
+class PhysicsConfig:
+    """MuJoCo options of the task scenes."""
+
+    timestep: float = 0.005
+    """Physics timestep (s)."""
+    substeps: int = 10
+    """Physics steps per control step; timestep * substeps must equal CONTROL_DT (0.05 s)."""
+    impratio: float = 10.0
+    """Ratio of frictional to normal constraint impedance (higher: less slip)."""
+    iterations: int = 100
+    """Largest number of constraint-solver iterations."""
+    ls_iterations: int = 50
+    """Largest number of line-search iterations of the solver."""
+    noslip_iterations: int = 0
+    """Extra no-slip solver iterations (0: off)."""
+
+    def __post_init__(self) -> None:
+        if self.timestep <= 0 or self.substeps < 1:
+            raise ValueError(f"need timestep > 0 and substeps >= 1, got {self.timestep}, {self.substeps}")
+        if abs(self.timestep * self.substeps - CONTROL_DT) > 1e-9:
+            raise ValueError(
+                f"timestep * substeps must equal CONTROL_DT={CONTROL_DT}: {self.timestep} * {self.substeps} "
+                f"= {self.timestep * self.substeps}"
+            )
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """The fixed scene camera (pinhole, square pixels)."""
+
+    name: str = "scene_camera"
+    """Camera name in the model."""
+    pos: tuple[float, float, float] = (0.3, -0.6, 0.85)
+    """Optical centre in the base frame (m)."""
+    lookat: tuple[float, float, float] = (0.5, 0.0, 0.08)
+    """Point the optical axis passes through (m)."""
+    fovy: float = 45.0
+    """Vertical field of view (degrees)."""
+
+    def __post_init__(self) -> None:
+        if not 1.0 < self.fovy < 179.0:
+            raise ValueError(f"fovy must be in (1, 179) degrees, got {self.fovy}")
+        if np.allclose(self.pos, self.lookat):
+            raise ValueError(f"camera pos {self.pos} equals lookat {self.lookat}")
+
+    def xyaxes(self) -> list[float]:
+        """MuJoCo camera x (image right) and y (image up) axes; the camera looks along its -z."""
+        forward = np.asarray(self.lookat, float) - np.asarray(self.pos, float)
+        forward /= np.linalg.norm(forward)
+        right = np.cross(forward, [0.0, 0.0, 1.0])
+        if np.linalg.norm(right) < 1e-6:
+            raise ValueError(f"camera looks straight up or down ({self.pos} -> {self.lookat}); pick another lookat")
+        right /= np.linalg.norm(right)
+        up = np.cross(right, forward)
+        return [*right.tolist(), *up.tolist()]
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """Everything a task scene is built from, besides the task."""
+
+    physics: PhysicsConfig = field(default_factory=PhysicsConfig)
+    """Simulation options."""
+    robot: robot.RobotConfig = field(default_factory=robot.RobotConfig)
+    """Robot physical parameters."""
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    """Scene camera placement."""
+
+
+def base_scene(cfg: SceneConfig) -> mujoco.MjSpec:
+    """Table, floor, lights, camera and the robot; no task objects yet."""
+    spec = mujoco.MjSpec()
+    spec.modelname = "franka_scene"
+    spec.compiler.degree = False
+    opt = spec.option
+    opt.timestep = cfg.physics.timestep
+    opt.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+    opt.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
+    opt.impratio = cfg.physics.impratio
+    opt.iterations = cfg.physics.iterations
+    opt.ls_iterations = cfg.physics.ls_iterations
+    opt.noslip_iterations = cfg.physics.noslip_iterations
+    spec.visual.global_.offwidth = 1280
+    spec.visual.global_.offheight = 960
+    spec.visual.quality.offsamples = 0
+    spec.visual.quality.shadowsize = 0
+
+    spec.add_texture(name="floor_tex", type=mujoco.mjtTexture.mjTEXTURE_2D, builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
+                     rgb1=[0.3, 0.32, 0.35], rgb2=[0.25, 0.27, 0.3], width=256, height=256)
+    spec.add_material(name="floor_mat", textures=["", "floor_tex"], texrepeat=[6, 6], texuniform=True)
+    spec.add_material(name="table_mat", rgba=[0.62, 0.5, 0.38, 1.0])
+
+    wb = spec.worldbody
+    wb.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, pos=[0, 0, -0.75], size=[3, 3, 0.1],
+                material="floor_mat", contype=0, conaffinity=0)
+    wb.add_geom(name="table", type=mujoco.mjtGeom.mjGEOM_BOX, pos=list(TABLE_CENTER), size=list(TABLE_HALF),
+                material="table_mat", contype=WORLD_CONTYPE, conaffinity=WORLD_CONAFFINITY,
+                friction=[1.0, 0.005, 0.0001])
+    wb.add_light(name="key_light", pos=[0.4, -0.3, 1.8], dir=[0, 0.15, -1], diffuse=[0.7, 0.7, 0.7],
+                 specular=[0.1, 0.1, 0.1], castshadow=False)
+    wb.add_light(name="fill_light", pos=[1.4, 0.8, 1.2], dir=[-0.6, -0.4, -0.6], diffuse=[0.35, 0.35, 0.35],
+                 specular=[0.0, 0.0, 0.0], castshadow=False)
+    cam = cfg.camera
+    wb.add_camera(name=cam.name, pos=list(cam.pos), xyaxes=cam.xyaxes(), fovy=cam.fovy)
+    robot.attach_robot(spec, cfg.robot)
+    return spec
+
+
+def build_scene(task: Task, cfg: SceneConfig | None = None) -> mujoco.MjSpec:
+    """The full scene of ``task``: base scene plus the task's objects."""
+    cfg = cfg or SceneConfig()
+    spec = base_scene(cfg)
+    task.build(spec)
+    return spec

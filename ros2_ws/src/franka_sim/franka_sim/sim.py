@@ -1,0 +1,222 @@
+"""The batched simulation core shared by the single and the vector environment.
+
+``BatchSim`` holds one compiled task scene and ``mujoco.batch.Batch`` of N simulations of it (stepped on a
+thread pool in C; MuJoCo releases the GIL), plus the numpy views of the fields the controller, the rewards and
+the observations read. One control step: clip the actions, turn them into task-space errors (the target is
+``apply_delta(measured TCP pose, action)``, so the error *is* the action's translation and rotation vector),
+one batched DLS IK step, let the joint servo targets ramp from the measured joints to the IK solution over
+the step, then ``substeps`` physics steps per simulation (in C, on the batch's threads).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import mujoco
+import mujoco.batch
+import numpy as np
+from residual_core.action import ActionSpec, clip_action
+from scipy.spatial.transform import Rotation
+
+from franka_sim import controller, robot
+from franka_sim.scene import SceneConfig, build_scene
+from franka_sim.tasks.base import ResetSample, Task, TaskState
+
+_STAGE_VEL = int(mujoco.mjtStage.mjSTAGE_VEL)
+_STAGE_NONE = int(mujoco.mjtStage.mjSTAGE_NONE)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Configuration of the simulation core (scene, controller, reset noise, threads)."""
+
+    scene: SceneConfig = field(default_factory=SceneConfig)
+    """Physics options, robot parameters, camera placement."""
+    controller: controller.ControllerConfig = field(default_factory=controller.ControllerConfig)
+    """Differential-IK parameters."""
+    action_spec: ActionSpec = field(default_factory=ActionSpec)
+    """Bounds actions are clipped to before they are applied."""
+    joint_noise: float = 0.03
+    """Initial arm joints are HOME_Q + U(-joint_noise, joint_noise) (rad)."""
+    nthread: int = 0
+    """Physics threads of the batch (0: all CPUs)."""
+    persistent: bool = False
+    """Keep one full MjData per simulation (needed to render or inspect contacts); else threads share MjData."""
+
+    def __post_init__(self) -> None:
+        if self.joint_noise < 0 or self.nthread < 0:
+            raise ValueError(f"need joint_noise >= 0 and nthread >= 0, got {self.joint_noise}, {self.nthread}")
+
+
+class BatchSim:
+    """N simulations of one task scene with batched Cartesian control."""
+
+    def __init__(self, task: Task, num_envs: int, cfg: SimConfig | None = None) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.task = task
+        self.cfg = cfg or SimConfig()
+        self.num_envs = num_envs
+        self.spec = build_scene(task, self.cfg.scene)
+        self.model = self.spec.compile()
+        m = self.model
+        self.substeps = self.cfg.scene.physics.substeps
+        self.control_dt = self.cfg.scene.physics.timestep * self.substeps
+        self.batch = mujoco.batch.Batch(m, num_envs, nthread=self.cfg.nthread, persistent=self.cfg.persistent)
+
+        self._arm_jnt = np.array([m.joint(n).id for n in robot.JOINT_NAMES])
+        self._arm_qadr = m.jnt_qposadr[self._arm_jnt]
+        self._arm_dadr = m.jnt_dofadr[self._arm_jnt]
+        self._finger_qadr = np.array([m.jnt_qposadr[m.joint(n).id] for n in robot.FINGER_JOINT_NAMES])
+        self._finger_dadr = np.array([m.jnt_dofadr[m.joint(n).id] for n in robot.FINGER_JOINT_NAMES])
+        self._arm_act = np.array([m.actuator(n).id for n in robot.ARM_ACTUATOR_NAMES])
+        self._grip_act = m.actuator(robot.GRIPPER_ACTUATOR_NAME).id
+        self._arm_actadr = m.actuator_actadr[self._arm_act]
+        self._grip_actadr = m.actuator_actadr[self._grip_act]
+        # Steady ramp lag of the servos (kv / kp): the ramp's start is put this far ahead, per unit velocity.
+        self._lead = -m.actuator_biasprm[self._arm_act, 2] / m.actuator_gainprm[self._arm_act, 0]
+        self._tcp_site = m.site(robot.TCP_SITE).id
+        self._obj_sites = {name: m.site(name).id for name in task.objects}
+        self._task_qadr = {name: m.jnt_qposadr[m.joint(name).id] for name in task.task_joints}
+        self._home_key = m.key(robot.HOME_KEY).id
+
+        # Live views. Derived (output) fields must be bound before the first call to be filled by it.
+        b = self.batch
+        self.site_xpos = b.bind("site_xpos")
+        self.site_xmat = b.bind("site_xmat")
+        self.xanchor = b.bind("xanchor")
+        self.xaxis = b.bind("xaxis")
+        self.qpos = b.bind("qpos")
+        self.qvel = b.bind("qvel")
+        self.ctrl = b.bind("ctrl")
+        self.act = b.bind("act")
+        self.mocap_pos = b.bind("mocap_pos")
+        self.mocap_quat = b.bind("mocap_quat")
+        self.time = b.bind("time")
+        self.episode = {k: np.zeros(num_envs) for k in task.episode_keys}
+        self.last_action = np.zeros((num_envs, 7))
+        self.last_ik: controller.IKResult | None = None
+        # A valid state everywhere from the start (home posture, objects where the scene put them).
+        self.batch.reset(keyframe=np.full(num_envs, self._home_key), stage=_STAGE_VEL)
+
+    # ---------------------------------------------------------------- reset
+    def reset(self, ids: np.ndarray, samples: list[ResetSample], rngs: list[np.random.Generator]) -> None:
+        """Reset the simulations ``ids`` to the home posture (+ joint noise) and the sampled object placement."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(samples) != len(ids) or len(rngs) != len(ids):
+            raise ValueError(
+                f"need one sample and rng per id: {len(ids)} ids, {len(samples)} samples, {len(rngs)} rngs"
+            )
+        m = self.model
+        self.batch.reset(ids, keyframe=np.full(len(ids), self._home_key), stage=_STAGE_NONE)
+        noise = self.cfg.joint_noise
+        for i, sample, rng in zip(ids, samples, rngs, strict=True):
+            q0 = robot.HOME_Q + rng.uniform(-noise, noise, size=7)
+            self.qpos[i, self._arm_qadr] = q0
+            self.qpos[i, self._finger_qadr] = robot.FINGER_MAX
+            self.act[i, self._arm_actadr] = q0
+            self.ctrl[i, self._arm_act] = 0.0
+            self.act[i, self._grip_actadr] = robot.FINGER_MAX
+            self.ctrl[i, self._grip_act] = robot.FINGER_MAX
+            for jname, (pos, quat) in sample.free_bodies.items():
+                adr = m.jnt_qposadr[m.joint(jname).id]
+                self.qpos[i, adr : adr + 3] = pos
+                self.qpos[i, adr + 3 : adr + 7] = np.roll(np.asarray(quat, dtype=np.float64), 1)  # xyzw -> wxyz
+            for jname, value in sample.joints.items():
+                self.qpos[i, m.jnt_qposadr[m.joint(jname).id]] = value
+            for bname, (pos, quat) in sample.mocap.items():
+                mid = m.body_mocapid[m.body(bname).id]
+                self.mocap_pos[i, mid] = pos
+                self.mocap_quat[i, mid] = np.roll(np.asarray(quat, dtype=np.float64), 1)
+            for key in self.task.episode_keys:
+                self.episode[key][i] = sample.episode[key]
+            self.last_action[i] = 0.0
+        self.batch.forward(ids, stage=_STAGE_VEL)
+
+    # ---------------------------------------------------------------- control
+    def jacobian(self) -> np.ndarray:
+        """(N, 6, 7) TCP Jacobian of every simulation at its current state."""
+        return controller.site_jacobian(
+            self.site_xpos[:, self._tcp_site], self.xanchor[:, self._arm_jnt], self.xaxis[:, self._arm_jnt]
+        )
+
+    def _apply_task_error(self, err: np.ndarray, gripper: np.ndarray) -> controller.IKResult:
+        """IK step for the task-space error, then set the servos: the joint target ramps from the measured joints
+        to the IK solution over the control step (target velocity as control, ramp start put ahead by the servo's
+        steady ramp lag), so the arm moves smoothly and arrives within the step."""
+        q = self.qpos[:, self._arm_qadr]
+        result = controller.dls_step(q, self.jacobian(), err, self.cfg.controller)
+        velocity = (result.q_target - q) / self.control_dt
+        self.ctrl[:, self._arm_act] = velocity
+        self.act[:, self._arm_actadr] = q + self._lead * velocity
+        self.ctrl[:, self._grip_act] = controller.gripper_command_to_ctrl(gripper)
+        self.last_ik = result
+        return result
+
+    def step(self, actions: np.ndarray) -> np.ndarray:
+        """Apply (N, 7) actions for one control step; returns the clipped actions actually applied."""
+        actions = np.asarray(actions, dtype=np.float64)
+        if actions.shape != (self.num_envs, 7):
+            raise ValueError(f"actions must have shape ({self.num_envs}, 7), got {actions.shape}")
+        if not np.all(np.isfinite(actions)):
+            bad = np.nonzero(~np.all(np.isfinite(actions), axis=-1))[0]
+            raise ValueError(f"non-finite actions for envs {bad.tolist()}")
+        applied = clip_action(actions, self.cfg.action_spec)
+        # Target = apply_delta(measured pose, action): its error w.r.t. the measured pose is the action itself.
+        self._apply_task_error(applied[:, :6], applied[:, 6])
+        self.batch.step(nstep=self.substeps, stage=_STAGE_VEL)
+        self.last_action[:] = applied
+        return applied
+
+    def step_to_pose(self, target_pos: np.ndarray, target_quat: np.ndarray, gripper: np.ndarray) -> np.ndarray:
+        """One control step towards absolute TCP targets (N, 3), (N, 4) xyzw; returns the (N, 6) pose error used."""
+        target_mat = Rotation.from_quat(np.asarray(target_quat, dtype=np.float64).reshape(-1, 4)).as_matrix()
+        err = controller.pose_error(self.tcp_pos(), self.tcp_mat(), np.asarray(target_pos).reshape(-1, 3), target_mat)
+        self._apply_task_error(err, np.broadcast_to(np.asarray(gripper, dtype=np.float64), (self.num_envs,)))
+        self.batch.step(nstep=self.substeps, stage=_STAGE_VEL)
+        self.last_action[:] = 0.0
+        return err
+
+    # ---------------------------------------------------------------- state
+    def tcp_pos(self) -> np.ndarray:
+        return self.site_xpos[:, self._tcp_site].copy()
+
+    def tcp_mat(self) -> np.ndarray:
+        return self.site_xmat[:, self._tcp_site].reshape(self.num_envs, 3, 3).copy()
+
+    def joint_positions(self) -> np.ndarray:
+        return self.qpos[:, self._arm_qadr].copy()
+
+    def joint_velocities(self) -> np.ndarray:
+        return self.qvel[:, self._arm_dadr].copy()
+
+    def finger_positions(self) -> np.ndarray:
+        return self.qpos[:, self._finger_qadr].copy()
+
+    def gripper_width(self) -> np.ndarray:
+        return self.qpos[:, self._finger_qadr].sum(axis=-1)
+
+    def object_pos_mat(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        pos = {n: self.site_xpos[:, s].copy() for n, s in self._obj_sites.items()}
+        mat = {n: self.site_xmat[:, s].reshape(self.num_envs, 3, 3).copy() for n, s in self._obj_sites.items()}
+        return pos, mat
+
+    def task_state(self, with_action: bool = True) -> TaskState:
+        obj_pos, obj_mat = self.object_pos_mat()
+        return TaskState(
+            tcp_pos=self.tcp_pos(),
+            tcp_mat=self.tcp_mat(),
+            gripper_width=self.gripper_width(),
+            obj_pos=obj_pos,
+            obj_mat=obj_mat,
+            joints={n: self.qpos[:, a].copy() for n, a in self._task_qadr.items()},
+            episode={k: v.copy() for k, v in self.episode.items()},
+            action=self.last_action.copy() if with_action else None,
+        )
+
+    def get_data(self, sim: int, data: mujoco.MjData | None = None) -> mujoco.MjData:
+        """Simulation ``sim`` as an MjData with kinematics computed (for rendering and inspection)."""
+        data = self.batch.get_data(sim, data)
+        if not self.cfg.persistent:
+            mujoco.mj_forward(self.model, data)
+        return data

@@ -1,0 +1,54 @@
+"""Scripted experts solve their tasks; grasping is by friction; teleop-like demos are imperfect but succeed."""
+
+import franka_sim  # noqa: F401
+import mujoco
+import numpy as np
+import pytest
+from franka_sim import robot
+from franka_sim.env import FrankaTaskEnv
+from franka_sim.experts import ScriptedExpert, run_expert_episode, teleop_demo
+from residual_core.tasks import TASK_NAMES
+
+SEEDS = range(100, 120)  # 20 seeds per task here; rates on 100 seeds are measured separately (see README)
+
+
+@pytest.mark.parametrize("task", TASK_NAMES)
+def test_scripted_expert_solves_at_least_95_percent(task):
+    env = FrankaTaskEnv(task)
+    expert = ScriptedExpert(task)
+    results = [run_expert_episode(env, expert, seed, record=False).success for seed in SEEDS]
+    assert np.mean(results) >= 0.95, f"{task}: {sum(results)}/{len(results)}"
+
+
+def test_cube_is_lifted_by_contact_and_friction_only():
+    env = FrankaTaskEnv("cube_lift")
+    m = env.model
+    cube = m.body("cube").id
+    # Nothing attaches the cube: its only joint is free, and no equality constraint names it.
+    assert m.body_jntnum[cube] == 1 and m.jnt_type[m.body_jntadr[cube]] == mujoco.mjtJoint.mjJNT_FREE
+    for i in range(m.neq):
+        if m.eq_type[i] in (mujoco.mjtEq.mjEQ_WELD, mujoco.mjtEq.mjEQ_CONNECT):
+            assert cube not in (m.eq_obj1id[i], m.eq_obj2id[i])
+    ep = run_expert_episode(env, ScriptedExpert("cube_lift"), seed=3, record=False)
+    assert ep.success
+    data = env.get_data()
+    pads = {m.geom(n).id for n in robot.FINGER_PAD_GEOMS}
+    cube_geom, table = m.geom("cube_geom").id, m.geom("table").id
+    touching = {(c.geom1, c.geom2) for c in data.contact[: data.ncon]}
+    pad_contacts = {g for pair in touching if cube_geom in pair for g in pair if g in pads}
+    assert pad_contacts == pads, "both pads must touch the lifted cube"
+    assert not any(cube_geom in pair and table in pair for pair in touching), "the cube must be off the table"
+    assert env.object_poses()["cube"][0][2] > 0.12
+
+
+def test_teleop_demos_are_imperfect_but_mostly_succeed():
+    env = FrankaTaskEnv("pick_place")
+    clean = run_expert_episode(env, ScriptedExpert("pick_place"), seed=0)
+    demos = [teleop_demo(env, seed, keep_failures=True) for seed in range(8)]
+    assert sum(d.success for d in demos) >= 7
+    lengths = {d.length for d in demos}
+    assert len(lengths) > 3 and min(lengths) > clean.length  # varied and slower than the script
+    jerk = lambda ep: np.mean(np.abs(np.diff(np.array(ep.actions)[:, :3], axis=0)))  # noqa: E731
+    assert np.mean([jerk(d) for d in demos]) > 2 * jerk(clean)  # noisy commands
+    assert any(p == "misaligned" for d in demos for p in d.phases)  # some descents are corrected
+    assert teleop_demo(env, 0).seed == 0
