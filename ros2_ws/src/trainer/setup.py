@@ -19,5 +19,11 @@ setup(
         "PLD collect/distill, CLIs."
     ),
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={
+        "console_scripts": [
+            "base-train = trainer.base_train:main",
+            "residual-train = trainer.residual_train:main",
+            "residual-eval = trainer.evaluate:main",
+        ]
+    },
 )

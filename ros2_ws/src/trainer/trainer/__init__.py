@@ -1,1 +1,2 @@
-"""Offline training and evaluation: base-policy behaviour cloning, residual RL, evaluation, PLD collect/distill, CLIs."""
+"""Offline training and evaluation: base-policy behaviour cloning, residual RL, evaluation,
+PLD collect/distill, CLIs."""

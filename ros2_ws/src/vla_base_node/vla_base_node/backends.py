@@ -528,6 +528,15 @@ BACKEND_FACTORIES: dict[str, BackendFactory] = {
 """Backend name -> factory taking the node's parameters as a dict. The sim BC base policy plugs in here."""
 
 
+def _make_sim_bc(params: dict) -> BasePolicyBackend:
+    from vla_base_node.sim_bc import make_sim_bc  # imports torch: only when this backend is chosen
+
+    return make_sim_bc(params)
+
+
+BACKEND_FACTORIES["sim_bc"] = _make_sim_bc
+
+
 def make_backend(name: str, params: dict) -> BasePolicyBackend:
     """Build the backend ``name`` from ``params``; the error lists the known names."""
     if name not in BACKEND_FACTORIES:

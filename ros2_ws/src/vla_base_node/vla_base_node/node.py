@@ -39,8 +39,8 @@ from vla_base_node.inputs import InputCache, image_to_rgb
 class VlaBaseNodeConfig:
     """Parameters of the base node (each is a ROS parameter of the same name)."""
 
-    backend: str = "openpi"
-    """Base policy backend: openpi, openvla or replay (the sim BC policy will be added as sim_bc)."""
+    backend: str = "sim_bc"
+    """Base policy backend: sim_bc (the shipped sim base policy), openpi, openvla or replay."""
     task: str = "cube_lift"
     """Task name (residual_core.tasks): selects the objects and the default instruction."""
     instruction: str = ""

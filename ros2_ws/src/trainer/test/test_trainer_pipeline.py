@@ -1,0 +1,144 @@
+"""Pipeline tests (not quality tests): tiny base-train, residual-train and residual-eval runs as subprocesses.
+
+They check that the CLIs run end to end on the real simulator, write what they promise, resume, are
+deterministic for a seed, and refuse bad checkpoints with clear errors.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from residual_core.base_policy import BasePolicy
+from residual_core.checkpoint import load_checkpoint, read_manifest
+from residual_core.networks import ResidualActor, save_residual_checkpoint
+from residual_core.observation import layout_for_task, make_layout
+
+BIN = Path(sys.executable).parent
+
+
+def tiny(total_steps: int = 192) -> list[str]:
+    return ["--total-steps", str(total_steps), "--num-envs", "4", "--offline-episodes", "4", "--warmup-steps", "64",
+            "--eval-every", "96", "--eval-episodes", "2", "--td3.batch-size", "64", "--td3.hidden", "64", "64"]
+
+
+def run(cmd, **kw):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([str(BIN / cmd[0]), *cmd[1:]], capture_output=True, text=True, env=env, timeout=600, **kw)
+
+
+@pytest.fixture(scope="module")
+def base_ckpt(tmp_path_factory) -> Path:
+    """A tiny base policy trained by base-train (2 demos per task, 2 epochs)."""
+    out = tmp_path_factory.mktemp("base") / "base"
+    r = run(["base-train", "--out", str(out), "--demos-per-task", "2", "--epochs", "2", "--eval-episodes", "0",
+             "--hidden", "64", "64", "--workers", "1"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, base_ckpt) -> Path:
+    out = tmp_path_factory.mktemp("residual") / "run"
+    r = run(["residual-train", "--task", "cube_lift", "--base-checkpoint", str(base_ckpt), "--out-dir", str(out),
+             *tiny()])
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+def test_base_train_writes_a_loadable_chunking_policy(base_ckpt):
+    policy = BasePolicy.from_checkpoint(base_ckpt)
+    man = read_manifest(base_ckpt)
+    assert man.kind == "base" and man.task == "all"
+    assert policy.execute_steps == man.training["execute_steps"]
+    assert set(man.training["demo_stats"]["per_task"]) == {"cube_lift", "pick_place", "stack_cube", "close_drawer",
+                                                           "stand_cup_up"}
+    chunk = policy.predict_chunk(np.zeros(policy.net.feature_dim, np.float32))
+    assert chunk.shape == (policy.net.horizon, 7) and np.isfinite(chunk).all()
+    assert set(np.unique(chunk[:, 6])) <= {0.0, 1.0}
+
+
+def test_residual_train_writes_checkpoints_logs_and_curve(trained):
+    for name in ("best.safetensors", "best.json", "last.safetensors", "metrics.csv", "eval.csv",
+                 "learning_curve.png", "summary.json"):
+        assert (trained / name).is_file(), name
+    assert any((trained / "tb").iterdir())
+    tensors, man = load_checkpoint(trained / "best", expected_kind="residual", expected_task="cube_lift",
+                                   expected_layout=layout_for_task("cube_lift"))
+    assert man.evaluation["episodes"] == 2 and 0 <= man.evaluation["successes"] <= 2
+    assert man.training["env_steps"] >= 0
+    rows = (trained / "eval.csv").read_text().strip().splitlines()
+    assert rows[0].startswith("env_steps,") and len(rows) == 1 + 3  # evaluations at 0, 96, 192 steps
+    summary = json.loads((trained / "summary.json").read_text())
+    assert summary["env_steps"] == 192
+
+
+def test_resume_continues_from_saved_state(trained, base_ckpt, tmp_path):
+    out = tmp_path / "resumed"
+    shutil.copytree(trained, out)
+    r = run(["residual-train", "--task", "cube_lift", "--base-checkpoint", str(base_ckpt), "--out-dir", str(out),
+             *tiny(288), "--resume"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed at 192 env steps" in r.stdout
+    assert json.loads((out / "summary.json").read_text())["env_steps"] == 288
+
+
+def test_same_seed_same_weights(base_ckpt, tmp_path):
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"det{k}"
+        r = run(["residual-train", "--task", "cube_lift", "--base-checkpoint", str(base_ckpt), "--out-dir", str(out),
+                 "--total-steps", "128", "--num-envs", "4", "--offline-episodes", "4", "--warmup-steps", "32",
+                 "--eval-every", "1000", "--eval-episodes", "1", "--td3.batch-size", "32", "--td3.hidden", "32", "32"])
+        assert r.returncode == 0, r.stderr[-3000:]
+        outs.append(load_checkpoint(out / "last")[0])
+    assert outs[0].keys() == outs[1].keys()
+    for k in outs[0]:
+        assert np.array_equal(outs[0][k].numpy(), outs[1][k].numpy()), k
+
+
+def test_residual_eval_table_and_json(trained, base_ckpt, tmp_path):
+    out = tmp_path / "eval.json"
+    r = run(["residual-eval", "--task", "cube_lift", "--episodes", "2", "--num-envs", "2",
+             "--base-checkpoint", str(base_ckpt), "--residual-checkpoint", str(trained / "best"),
+             "--json-out", str(out), "--png-out", str(tmp_path / "eval.png")])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "| cube_lift |" in r.stdout
+    res = json.loads(out.read_text())["results"][0]
+    assert res["base"]["episodes"] == 2 and res["residual"]["episodes"] == 2
+    assert res["base"]["seeds"] == [0, 1]
+    assert (tmp_path / "eval.png").stat().st_size > 1000
+
+
+def _eval_with(ckpt, base_ckpt, task="cube_lift"):
+    return run(["residual-eval", "--task", task, "--episodes", "1", "--num-envs", "1", "--base-checkpoint",
+                str(base_ckpt), "--residual-checkpoint", str(ckpt)])
+
+
+def test_corrupt_checkpoint_is_refused(trained, base_ckpt, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copy(trained / "best.json", bad.with_suffix(".json"))
+    data = (trained / "best.safetensors").read_bytes()
+    bad.with_suffix(".safetensors").write_bytes(data[: len(data) // 2])
+    r = _eval_with(bad, base_ckpt)
+    assert r.returncode == 2
+    assert "cannot load the residual checkpoint" in r.stderr and "corrupt" in r.stderr.lower()
+
+
+def test_checkpoint_for_another_task_is_refused(trained, base_ckpt):
+    r = _eval_with(trained / "best", base_ckpt, task="close_drawer")
+    assert r.returncode == 2
+    assert "cube_lift" in r.stderr and "close_drawer" in r.stderr
+
+
+def test_layout_mismatch_is_refused(base_ckpt, tmp_path):
+    wrong = make_layout(("cube", "target"))  # pick_place's objects, saved as a cube_lift residual
+    path = save_residual_checkpoint(tmp_path / "wrong", ResidualActor(wrong.size, hidden=(8,)), wrong, "cube_lift",
+                                    [0.01] * 3 + [0.05] * 3 + [1.0], {}, 0, {})
+    r = _eval_with(path.with_suffix(""), base_ckpt)
+    assert r.returncode == 2
+    assert "layout" in r.stderr.lower()

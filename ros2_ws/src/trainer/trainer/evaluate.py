@@ -1,0 +1,149 @@
+"""`residual-eval`: success of the frozen base alone and of base + residual on the same seeded episodes.
+
+For each task, episode i starts from the initial state drawn with seed ``seed_offset + i`` (the same
+seeds for both runs and for every invocation), so the table is reproducible. The residual sees object
+poses with evaluation pose noise (fixed sigma) and whole-object dropout; the base sees the true state
+(it stands in for a VLA, which sees the scene itself).
+
+Prints the table of the reference work (per task: base successes / N, base + residual successes / N, mean
+steps-to-success of the successful episodes) and can write JSON and a PNG bar chart.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tyro
+from residual_core.augment import PoseAugmenter
+from residual_core.base_policy import BasePolicy
+from residual_core.checkpoint import CheckpointError
+from residual_core.networks import ResidualPolicy
+from residual_core.observation import layout_for_task
+from residual_core.tasks import TASK_NAMES, check_task
+from tqdm import tqdm
+
+from trainer.paths import default_base_checkpoint, default_residual_checkpoint
+from trainer.plots import plot_eval_table
+from trainer.rollout import evaluate_episodes
+
+
+@dataclass
+class Args:
+    task: str = "all"
+    """Task name, or 'all' for the five tasks."""
+    episodes: int = 20
+    """Episodes per task (seeded: episode i uses seed seed_offset + i)."""
+    seed_offset: int = 0
+    """First episode seed."""
+    no_residual: bool = False
+    """Evaluate the base alone (skip base + residual)."""
+    base_checkpoint: Path | None = None
+    """Base policy checkpoint (default: the shipped checkpoints/base/base_policy)."""
+    residual_checkpoint: Path | None = None
+    """Residual checkpoint (only with a single task; default: the shipped checkpoints/residual/<task>)."""
+    pose_noise: float = 0.005
+    """Pose noise seen by the residual: fixed sigma per episode (m). 0 disables."""
+    dropout: float = 0.1
+    """Whole-object pose dropout probability per step seen by the residual. 0 disables."""
+    num_envs: int = 10
+    """Parallel envs (episodes run in batches of this size)."""
+    json_out: Path | None = None
+    """Write the results as JSON here."""
+    png_out: Path | None = None
+    """Write a bar chart (base vs base + residual per task) here."""
+
+    def __post_init__(self):
+        if self.task != "all":
+            check_task(self.task)
+        elif self.residual_checkpoint is not None:
+            raise ValueError("--residual-checkpoint needs a single --task (each task has its own residual)")
+        if self.episodes < 1:
+            raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
+
+
+def evaluate_task(task: str, args: Args, base: BasePolicy) -> dict:
+    from trainer.residual_train import make_backend
+
+    seeds = list(range(args.seed_offset, args.seed_offset + args.episodes))
+    backend = make_backend(task, min(args.num_envs, args.episodes), seed=0)
+    row: dict = {"task": task, "episodes": args.episodes, "seeds": seeds}
+    t0 = time.time()
+    with tqdm(total=args.episodes, desc=f"{task}: base", unit="ep", leave=False) as bar:
+        row["base"] = evaluate_episodes(backend, base, seeds, progress=bar.update).to_dict()
+    if not args.no_residual:
+        path = args.residual_checkpoint or default_residual_checkpoint(task)
+        policy = ResidualPolicy.from_checkpoint(path, expected_task=task, expected_layout=layout_for_task(task))
+        aug = None
+        if args.pose_noise > 0 or args.dropout > 0:
+            aug = PoseAugmenter(max_sigma=args.pose_noise, dropout_p=args.dropout, seed=777, fixed_sigma=True)
+        scale = np.asarray(policy.manifest.action_scale)
+        with tqdm(total=args.episodes, desc=f"{task}: base+residual", unit="ep", leave=False) as bar:
+            res = evaluate_episodes(backend, base, seeds, residual_fn=policy, augmenter=aug, residual_bound=scale,
+                                    progress=bar.update)
+        row["residual"] = res.to_dict()
+        row["residual_checkpoint"] = str(path)
+    row["wall_s"] = round(time.time() - t0, 1)
+    backend.close()
+    return row
+
+
+def format_table(rows: list[dict], args: Args) -> str:
+    n = args.episodes
+    lines = ["| task | base | base + residual | mean steps (base) | mean steps (base + residual) |",
+             "|---|---|---|---|---|"]
+    fmt = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
+    for r in rows:
+        b = r["base"]
+        res = r.get("residual")
+        lines.append(f"| {r['task']} | {b['successes']}/{n} | {res['successes'] if res else '-'}/{n if res else '-'} | "
+                     f"{fmt(b['mean_steps_to_success'])} | {fmt(res['mean_steps_to_success']) if res else '-'} |")
+    if len(rows) > 1:
+        avg_b = np.mean([r["base"]["successes"] for r in rows])
+        res_rows = [r["residual"]["successes"] for r in rows if r.get("residual")]
+        avg_r = f"{np.mean(res_rows):.1f}/{n}" if res_rows else "-"
+        lines.append(f"| **average** | {avg_b:.1f}/{n} | {avg_r} | | |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = tyro.cli(Args, args=argv, description=__doc__)
+    import torch
+
+    torch.set_num_threads(1)
+    tasks = list(TASK_NAMES) if args.task == "all" else [args.task]
+    try:
+        base = BasePolicy.from_checkpoint(args.base_checkpoint or default_base_checkpoint())
+    except (CheckpointError, FileNotFoundError) as e:
+        print(f"residual-eval: cannot load the base policy: {e}", file=sys.stderr)
+        return 2
+    rows = []
+    for task in tasks:
+        try:
+            rows.append(evaluate_task(task, args, base))
+        except (CheckpointError, FileNotFoundError) as e:
+            print(f"residual-eval: {task}: cannot load the residual checkpoint: {e}", file=sys.stderr)
+            return 2
+    noise = "" if args.no_residual else \
+        f" (residual sees pose noise {args.pose_noise * 1000:g} mm, dropout {args.dropout:g})"
+    print(f"\nSuccess over {args.episodes} seeded episodes per task (seeds {args.seed_offset}.."
+          f"{args.seed_offset + args.episodes - 1}){noise}:\n")
+    print(format_table(rows, args))
+    result = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "results": rows}
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(result, indent=2))
+        print(f"\nwrote {args.json_out}")
+    if args.png_out:
+        args.png_out.parent.mkdir(parents=True, exist_ok=True)
+        plot_eval_table(rows, args.png_out, title=f"success over {args.episodes} episodes")
+        print(f"wrote {args.png_out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

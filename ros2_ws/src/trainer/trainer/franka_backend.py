@@ -1,0 +1,41 @@
+"""The franka_sim implementation of the trainer's SimBackend interface."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from franka_sim.vector_env import VectorEnvConfig, VectorFrankaEnv
+
+from trainer.sim_backend import BatchState, StepResult
+
+
+class FrankaSimBackend:
+    """N MuJoCo envs of one task (physics on all cores); no auto-reset: the trainer decides episode ends."""
+
+    def __init__(self, task: str, num_envs: int, seed: int = 0):
+        self.env = VectorFrankaEnv(task, num_envs, seed=seed,
+                                   config=VectorEnvConfig(terminate_on_success=False, autoreset=False))
+        self.task = self.env.task
+        self.num_envs = int(num_envs)
+        self.horizon = self.env.horizon
+        self.object_names = tuple(self.env.objects)
+        self.instruction = self.env.instruction
+
+    def reset(self, seeds: Sequence[int], env_ids: Sequence[int] | None = None) -> None:
+        ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids, dtype=np.int64)
+        self.env.reset(ids=ids, seeds=[int(s) for s in seeds])
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        _, reward, _, _, info = self.env.step(np.asarray(actions, dtype=np.float64))
+        return StepResult(reward=np.asarray(reward, dtype=np.float64), success=np.asarray(info["success"], bool),
+                          terms=info["reward_terms_weighted"])
+
+    def state(self) -> BatchState:
+        o = self.env.observations()
+        return BatchState(obj_pos=o["object_pos"], obj_quat=o["object_quat"], joint_pos=o["joint_pos"],
+                          joint_vel=o["joint_vel"], gripper_width=o["gripper_width"].reshape(-1),
+                          tcp_pos=o["tcp_pos"], tcp_quat=o["tcp_quat"])
+
+    def close(self) -> None:
+        self.env.close()

@@ -1,0 +1,364 @@
+"""`residual-train`: train a residual policy on the frozen base policy in simulation (TD3, n-step, ensemble).
+
+The loop (per vector step of ``num_envs`` envs): the frozen base plays its action chunks open-loop; the
+residual actor sees object poses (with pose noise and whole-object dropout) + proprioception + the base's
+action and outputs a bounded correction; base + residual is applied; n-step transitions go to the online
+buffer. Before the online phase, base-only rollouts fill an offline buffer (zero residual) that every
+update samples from alongside the online buffer (``offline_ratio``). The actor's last layer is
+zero-initialised, so training starts exactly from the base's behaviour.
+
+Writes to ``out_dir``: ``best.safetensors/.json`` (the best evaluated checkpoint, residual_core format,
+evaluation summary in the manifest), ``last.*``, ``metrics.csv``, ``eval.csv``, TensorBoard events,
+``learning_curve.png``, and ``state/`` for ``--resume``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import tyro
+from residual_core.action import DEFAULT_RESIDUAL_SCALE, compose_scaled_actions_batch
+from residual_core.augment import PoseAugmenter
+from residual_core.base_policy import BasePolicy
+from residual_core.networks import NumpyPolicy, save_residual_checkpoint
+from residual_core.observation import make_layout
+from residual_core.tasks import TASK_NAMES, check_task
+from tqdm import tqdm
+
+from trainer.paths import default_base_checkpoint
+from trainer.plots import plot_learning_curve
+from trainer.replay import NStepAccumulator, ReplayBuffer
+from trainer.rollout import BaseChunkRunner, evaluate_episodes, residual_observation
+from trainer.sim_backend import SimBackend
+from trainer.td3 import TD3, TD3Config
+
+VALIDATION_SEED_OFFSET = 900_000
+"""Periodic evaluation (checkpoint selection) uses seeds ``VALIDATION_SEED_OFFSET + i``: disjoint from the
+training seeds (``TRAIN_SEED_OFFSET + seed * 1_000_000 + k``) and from residual-eval's test seeds (0, 1, ...)."""
+TRAIN_SEED_OFFSET = 10_000_000
+
+
+@dataclass
+class Args:
+    task: str = "cube_lift"
+    """Task to train on: one of cube_lift, pick_place, stack_cube, close_drawer, stand_cup_up."""
+    out_dir: Path | None = None
+    """Output folder (default runs/residual/<task>/seed<seed>)."""
+    base_checkpoint: Path | None = None
+    """Frozen base policy checkpoint (default: the shipped checkpoints/base/base_policy)."""
+    seed: int = 0
+    """Seed of everything (envs, networks, noise); a run is deterministic for a seed on one machine."""
+    total_steps: int = 60_000
+    """Online environment steps (control steps summed over envs)."""
+    num_envs: int = 16
+    """Parallel simulated envs (physics on all cores)."""
+    offline_episodes: int = 64
+    """Base-only episodes collected into the offline buffer before training."""
+    offline_ratio: float = 0.5
+    """Fraction of each batch drawn from the offline base-rollout buffer."""
+    warmup_steps: int = 2_000
+    """Online env steps before the first update."""
+    updates_per_step: float = 0.25
+    """Gradient updates per online env step (update-to-data ratio)."""
+    buffer_size: int = 500_000
+    """Capacity of the online buffer (transitions)."""
+    exploration_noise: float = 0.2
+    """Std of the Gaussian exploration noise on the actor output (in [-1, 1] units)."""
+    n_step: int = 3
+    """n of the n-step returns."""
+    success_bonus: float = 10.0
+    """Reward added on the step the success predicate first holds (the episode ends there)."""
+    residual_scale: tuple[float, ...] = tuple(DEFAULT_RESIDUAL_SCALE.tolist())
+    """Residual bound per action component: actor output in [-1, 1] times this (m, m, m, rad, rad, rad, 1)."""
+    pose_noise: float = 0.005
+    """Training pose noise: sigma ~ U(0, pose_noise) per episode (m)."""
+    dropout: float = 0.1
+    """Training whole-object pose dropout probability per step."""
+    eval_every: int = 10_000
+    """Evaluate every this many online env steps (and at the end)."""
+    eval_episodes: int = 20
+    """Episodes per evaluation (seeded, same every time)."""
+    eval_pose_noise: float = 0.005
+    """Evaluation pose noise (fixed sigma, m)."""
+    eval_dropout: float = 0.1
+    """Evaluation pose dropout probability."""
+    td3: TD3Config = field(default_factory=TD3Config)
+    """TD3 hyper-parameters."""
+    resume: bool = False
+    """Continue from out_dir/state (networks, optimisers, buffers, counters); envs restart fresh episodes."""
+    threads: int = 1
+    """Torch intra-op threads. 1 is fastest here: the small networks gain nothing from a second thread, and
+    with the physics threads busy two torch threads thrash (measured 6 ms vs 400+ ms per update)."""
+
+    def __post_init__(self):
+        check_task(self.task)
+        if len(self.residual_scale) != 7:
+            raise ValueError(f"residual_scale needs 7 values, got {len(self.residual_scale)}")
+        if not 0.0 <= self.offline_ratio <= 1.0:
+            raise ValueError(f"offline_ratio must be in [0, 1], got {self.offline_ratio}")
+        if self.total_steps < self.num_envs:
+            raise ValueError(f"total_steps ({self.total_steps}) < num_envs ({self.num_envs})")
+
+
+def make_backend(task: str, num_envs: int, seed: int) -> SimBackend:
+    from trainer.franka_backend import FrankaSimBackend
+
+    return FrankaSimBackend(task, num_envs=num_envs, seed=seed)
+
+
+class Trainer:
+    def __init__(self, args: Args):
+        self.args = a = args
+        torch.set_num_threads(a.threads)
+        self.out = Path(a.out_dir or f"runs/residual/{a.task}/seed{a.seed}")
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.rng = np.random.default_rng(a.seed)
+        self.backend = make_backend(a.task, a.num_envs, a.seed)
+        self.base = BasePolicy.from_checkpoint(a.base_checkpoint or default_base_checkpoint())
+        self.runner = BaseChunkRunner(self.base, self.backend.instruction, a.num_envs)
+        self.layout = make_layout(self.backend.object_names)
+        self.scale = np.asarray(a.residual_scale, dtype=np.float64)
+        self.augmenter = PoseAugmenter(max_sigma=a.pose_noise, dropout_p=a.dropout, seed=a.seed + 1)
+        self.agent = TD3(self.layout.size, 7, a.td3, seed=a.seed)
+        self.offline = ReplayBuffer((a.offline_episodes + a.num_envs) * self.backend.horizon, self.layout.size, 7)
+        self.online = ReplayBuffer(a.buffer_size, self.layout.size, 7)
+        self.env_steps = 0
+        self.episodes = 0
+        self.next_seed = TRAIN_SEED_OFFSET + a.seed * 1_000_000
+        self.best: tuple[int, float] | None = None
+        self.eval_rows: list[dict] = []
+        self.wall0 = time.time()
+        self.wall_before = 0.0
+
+    # --- episodes -------------------------------------------------------------------------------------
+    def _seeds(self, n: int) -> list[int]:
+        s = list(range(self.next_seed, self.next_seed + n))
+        self.next_seed += n
+        return s
+
+    def _reset_all(self) -> tuple[np.ndarray, np.ndarray]:
+        """Start fresh episodes in every env; returns (observations, base actions)."""
+        n = self.args.num_envs
+        self.backend.reset(self._seeds(n))
+        self.runner.reset()
+        self.augmenter.reset(n)
+        self.ep_t = np.zeros(n, dtype=np.int64)
+        base, obs = self._reset_obs(np.arange(n))
+        return obs, base
+
+    def _run(self, steps: int, policy, acc: NStepAccumulator, buffer: ReplayBuffer, noise: float,
+             on_step=None, episodes: int | None = None) -> dict:
+        """Step all envs ``steps // num_envs`` times (or until ``episodes`` episodes ended); transitions go
+        through ``acc`` into ``buffer``."""
+        a, n = self.args, self.args.num_envs
+        obs, base_act = self._obs_cache
+        stats = {"episodes": 0, "successes": 0, "steps": 0}
+        vector_steps = max(steps // n, 1)
+        while (stats["episodes"] < episodes) if episodes is not None else (stats["steps"] < vector_steps * n):
+            stats["steps"] += n
+            u = np.zeros((n, 7), np.float32) if policy is None else policy(obs)
+            if noise > 0:
+                u = np.clip(u + self.rng.normal(0.0, noise, u.shape), -1.0, 1.0).astype(np.float32)
+            action = compose_scaled_actions_batch(base_act, u * self.scale, self.scale).actions
+            out = self.backend.step(action)
+            self.ep_t += 1
+            terminal = out.success
+            truncated = (self.ep_t >= self.backend.horizon) & ~terminal
+            reward = out.reward + a.success_bonus * terminal
+            s = self.backend.state()
+            next_base = self.runner.act(s)
+            next_obs, _ = residual_observation(self.backend, s, next_base, self.augmenter)
+            tr = acc.push(obs, u, reward, next_obs, terminal, truncated)
+            if tr is not None:
+                buffer.add_batch(*tr)
+            done = np.flatnonzero(terminal | truncated)
+            if len(done):
+                stats["episodes"] += len(done)
+                stats["successes"] += int(terminal[done].sum())
+                self.episodes += len(done)
+                self.backend.reset(self._seeds(len(done)), env_ids=done.tolist())
+                self.runner.reset(done)
+                self.augmenter.reset_env(done)
+                self.ep_t[done] = 0
+                next_base[done], next_obs[done] = self._reset_obs(done)
+            obs, base_act = next_obs, next_base
+            if on_step is not None:
+                on_step(n)
+        self._obs_cache = (obs, base_act)
+        return stats
+
+    def _reset_obs(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Base actions and observations of freshly reset envs ``ids``."""
+        s = self.backend.state()
+        base = np.zeros((self.args.num_envs, 7))
+        base[ids] = self.runner.act(s, env_ids=ids)
+        obs, _ = residual_observation(self.backend, s, base, self.augmenter)
+        return base[ids], obs[ids]
+
+    # --- evaluation & checkpoints ---------------------------------------------------------------------
+    def evaluate(self) -> dict:
+        a = self.args
+        aug = PoseAugmenter(max_sigma=a.eval_pose_noise, dropout_p=a.eval_dropout, seed=12345, fixed_sigma=True)
+        pol = NumpyPolicy.from_actor(self.agent.actor)
+        res = evaluate_episodes(self.backend, self.base, [VALIDATION_SEED_OFFSET + i for i in range(a.eval_episodes)],
+                                residual_fn=lambda o: pol(o) * self.scale, augmenter=aug, residual_bound=self.scale)
+        self._obs_cache = self._reset_all()
+        self.acc.reset()
+        return res.to_dict()
+
+    def save(self, name: str, evaluation: dict) -> Path:
+        a = self.args
+        training = {"args": json.loads(json.dumps(asdict(a), default=str)), "algorithm": "TD3 n-step ensemble",
+                    "wall_clock_s": self.wall_clock(), "env_steps": self.env_steps,
+                    "base_checkpoint": str(a.base_checkpoint or default_base_checkpoint())}
+        return save_residual_checkpoint(self.out / name, self.agent.actor, self.layout, a.task, self.scale.tolist(),
+                                        training, self.env_steps, evaluation)
+
+    def wall_clock(self) -> float:
+        return self.wall_before + time.time() - self.wall0
+
+    def save_state(self):
+        st = self.out / "state"
+        st.mkdir(exist_ok=True)
+        torch.save({k: v for k, v in self.agent.state_dict().items()}, st / "agent.pt")
+        self.online.save(st / "online.npz")
+        self.offline.save(st / "offline.npz")
+        meta = {"env_steps": self.env_steps, "episodes": self.episodes, "next_seed": self.next_seed,
+                "best": self.best, "updates": self.agent.updates, "wall_clock_s": self.wall_clock(),
+                "rng": self.rng.bit_generator.state, "eval_rows": self.eval_rows}
+        (st / "meta.json").write_text(json.dumps(meta, default=int))
+
+    def load_state(self):
+        st = self.out / "state"
+        if not (st / "meta.json").exists():
+            raise FileNotFoundError(f"--resume: no saved state in {st}")
+        sd = torch.load(st / "agent.pt", weights_only=True)
+        ag = self.agent
+        for key, obj in (("actor", ag.actor), ("critic", ag.critic), ("actor_target", ag.actor_target),
+                         ("critic_target", ag.critic_target), ("actor_opt", ag.actor_opt),
+                         ("critic_opt", ag.critic_opt)):
+            obj.load_state_dict(sd[key])
+        self.online.load(st / "online.npz")
+        self.offline.load(st / "offline.npz")
+        meta = json.loads((st / "meta.json").read_text())
+        self.env_steps, self.episodes, self.next_seed = meta["env_steps"], meta["episodes"], meta["next_seed"]
+        self.best = tuple(meta["best"]) if meta["best"] else None
+        ag.updates = meta["updates"]
+        self.wall_before = meta["wall_clock_s"]
+        self.rng.bit_generator.state = meta["rng"]
+        self.eval_rows = meta["eval_rows"]
+
+    # --- the whole run --------------------------------------------------------------------------------
+    def train(self) -> dict:
+        a = self.args
+        self.acc = NStepAccumulator(a.n_step, a.td3.gamma, a.num_envs)
+        metrics_f = open(self.out / "metrics.csv", "a", newline="")
+        metrics = csv.writer(metrics_f)
+        from torch.utils.tensorboard import SummaryWriter
+
+        tb = SummaryWriter(str(self.out / "tb"))
+        if a.resume:
+            self.load_state()
+            print(f"[residual-train] resumed at {self.env_steps} env steps")
+        self._obs_cache = self._reset_all()
+        if len(self.offline) == 0:
+            with tqdm(desc="base rollouts (offline buffer)", unit="step") as bar:
+                st = self._run(0, None, self.acc, self.offline, noise=0.0, on_step=bar.update,
+                               episodes=a.offline_episodes)
+            print(f"[residual-train] offline buffer: {len(self.offline)} transitions, base success "
+                  f"{st['successes']}/{st['episodes']} episodes")
+            self.acc.reset()
+            self._obs_cache = self._reset_all()
+        obs_all = np.concatenate([self.offline.obs[: len(self.offline)]], axis=0)
+        self.agent.set_normalization(obs_all.mean(0), obs_all.std(0))
+        if self.env_steps == 0:
+            metrics.writerow(["env_steps", "wall_s", "episodes", "train_success_rate", "critic_loss", "actor_loss",
+                              "q_mean", "residual_abs"])
+            ev = self.evaluate()
+            self._record_eval(ev, tb)
+
+        actor_np = [NumpyPolicy.from_actor(self.agent.actor)]
+        chunk = a.num_envs * 8
+        next_eval = (self.env_steps // a.eval_every + 1) * a.eval_every
+        bar = tqdm(total=a.total_steps, initial=self.env_steps, desc=f"residual-train {a.task}", unit="step")
+        upd_debt = 0.0
+        while self.env_steps < a.total_steps:
+            st = self._run(chunk, lambda o: actor_np[0](o), self.acc, self.online, a.exploration_noise)
+            self.env_steps += chunk
+            bar.update(chunk)
+            info = {}
+            if self.env_steps >= a.warmup_steps:
+                upd_debt += chunk * a.updates_per_step
+                n_off = int(round(a.td3.batch_size * a.offline_ratio))
+                while upd_debt >= 1:
+                    b_on = self.online.sample(a.td3.batch_size - n_off, self.rng)
+                    if n_off:
+                        b_off = self.offline.sample(n_off, self.rng)
+                        b_on = {k: np.concatenate([b_on[k], b_off[k]]) for k in b_on}
+                    info = self.agent.update(b_on)
+                    upd_debt -= 1
+                actor_np[0] = NumpyPolicy.from_actor(self.agent.actor)
+            rate = st["successes"] / st["episodes"] if st["episodes"] else float("nan")
+            metrics.writerow([self.env_steps, round(self.wall_clock(), 1), self.episodes, rate,
+                              info.get("critic_loss", ""), info.get("actor_loss", ""), info.get("q_mean", ""),
+                              info.get("residual_abs", "")])
+            for k, v in info.items():
+                tb.add_scalar(f"train/{k}", v, self.env_steps)
+            if st["episodes"]:
+                tb.add_scalar("train/success_rate", rate, self.env_steps)
+            if self.env_steps >= next_eval or self.env_steps >= a.total_steps:
+                next_eval += a.eval_every
+                ev = self.evaluate()
+                self._record_eval(ev, tb)
+                bar.set_postfix(eval=f"{ev['successes']}/{ev['episodes']}", best=self.best)
+                metrics_f.flush()
+                self.save_state()
+        bar.close()
+        self.save("last", self.eval_rows[-1]["evaluation"])
+        metrics_f.close()
+        tb.close()
+        plot_learning_curve(self.out / "eval.csv", self.out / "learning_curve.png", title=f"residual-train {a.task}")
+        summary = {"task": a.task, "best": self.best, "env_steps": self.env_steps, "wall_clock_s": self.wall_clock(),
+                   "out_dir": str(self.out)}
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+    def _record_eval(self, ev: dict, tb) -> None:
+        row = {"env_steps": self.env_steps, "wall_s": round(self.wall_clock(), 1), "successes": ev["successes"],
+               "episodes": ev["episodes"], "mean_steps": ev["mean_steps_to_success"],
+               "residual_abs": ev["residual_abs_mean"], "evaluation": ev}
+        self.eval_rows.append(row)
+        tb.add_scalar("eval/success_rate", ev["success_rate"], self.env_steps)
+        new_eval = not (self.out / "eval.csv").exists()
+        with open(self.out / "eval.csv", "a", newline="") as f:
+            w = csv.writer(f)
+            if new_eval:
+                w.writerow(["env_steps", "wall_s", "successes", "episodes", "mean_steps", "residual_abs"])
+            w.writerow([row[k] for k in ("env_steps", "wall_s", "successes", "episodes", "mean_steps",
+                                         "residual_abs")])
+        steps = ev["mean_steps_to_success"]
+        key = (ev["successes"], -(steps if steps is not None else 1e9))
+        if self.best is None or key > tuple(self.best):
+            self.best = key
+            self.save("best", {**ev, "env_steps": self.env_steps, "wall_clock_s": round(self.wall_clock(), 1),
+                               "pose_noise": self.args.eval_pose_noise, "dropout": self.args.eval_dropout})
+        print(f"[residual-train] {self.env_steps} steps, {self.wall_clock():.0f} s: eval {ev['successes']}/"
+              f"{ev['episodes']} (mean steps to success {steps if steps is None else round(steps, 1)})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = tyro.cli(Args, args=argv, description=__doc__)
+    print(f"[residual-train] task={args.task} seed={args.seed} total_steps={args.total_steps} "
+          f"num_envs={args.num_envs}; tasks available: {', '.join(TASK_NAMES)}")
+    summary = Trainer(args).train()
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""TD3 with n-step returns and a critic ensemble, for a bounded residual actor (tanh output in [-1, 1]).
+
+The actor is residual_core's ResidualActor (last layer zero-initialised: training starts from the base's
+own behaviour). Target: ret + discount * min over a random pair of target critics of
+Q'(s', clip(pi'(s') + clipped noise)). Actor loss: -mean ensemble Q(s, pi(s)) + an optional L2 penalty on
+the residual, which keeps it small where the base is already right.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from residual_core.networks import CriticEnsemble, ResidualActor
+
+
+@dataclass
+class TD3Config:
+    gamma: float = 0.99
+    """Discount per control step."""
+    tau: float = 0.005
+    """Polyak factor of the target networks."""
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    batch_size: int = 256
+    policy_delay: int = 2
+    """Actor and target updates once every this many critic updates."""
+    target_noise: float = 0.2
+    """Std of the target-policy smoothing noise (in the actor's [-1, 1] units)."""
+    target_noise_clip: float = 0.5
+    num_critics: int = 2
+    """Critic ensemble size; targets use the min of a random pair."""
+    hidden: tuple[int, ...] = (256, 256)
+    residual_penalty: float = 0.0
+    """Weight of the mean squared actor output in the actor loss."""
+
+    def __post_init__(self):
+        if self.num_critics < 2:
+            raise ValueError(f"num_critics must be >= 2 for the clipped double-Q target, got {self.num_critics}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
+
+
+class TD3:
+    def __init__(self, obs_dim: int, act_dim: int, cfg: TD3Config, seed: int = 0):
+        torch.manual_seed(seed)
+        self.cfg = cfg
+        self.actor = ResidualActor(obs_dim, act_dim, hidden=cfg.hidden)
+        self.critic = CriticEnsemble(obs_dim, act_dim, num_critics=cfg.num_critics, hidden=cfg.hidden)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.updates = 0
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def set_normalization(self, mean: np.ndarray, std: np.ndarray) -> None:
+        for net in (self.actor, self.actor_target, self.critic, self.critic_target):
+            net.set_normalization(mean, std)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self.actor(torch.as_tensor(obs, dtype=torch.float32)).numpy()
+
+    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        cfg = self.cfg
+        obs = torch.as_tensor(batch["obs"])
+        act = torch.as_tensor(batch["act"])
+        ret = torch.as_tensor(batch["ret"])
+        next_obs = torch.as_tensor(batch["next_obs"])
+        discount = torch.as_tensor(batch["discount"])
+
+        with torch.no_grad():
+            noise = (torch.randn(act.shape, generator=self.gen) * cfg.target_noise).clamp(
+                -cfg.target_noise_clip, cfg.target_noise_clip)
+            next_act = (self.actor_target(next_obs) + noise).clamp(-1.0, 1.0)
+            q_next = self.critic_target(next_obs, next_act)  # (E, B)
+            pair = torch.randperm(cfg.num_critics, generator=self.gen)[:2]
+            target = ret + discount * q_next[pair].min(dim=0).values
+        q = self.critic(obs, act)
+        critic_loss = F.mse_loss(q, target.expand_as(q))
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+        self.updates += 1
+        info = {"critic_loss": critic_loss.item(), "q_mean": q.mean().item()}
+
+        if self.updates % cfg.policy_delay == 0:
+            pi = self.actor(obs)
+            q_pi = self.critic(obs, pi).mean(dim=0)
+            actor_loss = -q_pi.mean() + cfg.residual_penalty * pi.pow(2).mean()
+            self.actor_opt.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            self.actor_opt.step()
+            with torch.no_grad():
+                for net, tgt in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
+                    for p, tp in zip(net.parameters(), tgt.parameters(), strict=True):
+                        tp.lerp_(p, cfg.tau)
+            info.update(actor_loss=actor_loss.item(), residual_abs=pi.abs().mean().item())
+        return info
+
+    def state_dict(self) -> dict[str, dict]:
+        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+                "actor_target": self.actor_target.state_dict(), "critic_target": self.critic_target.state_dict(),
+                "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict()}
+
+    def config_dict(self) -> dict:
+        d = asdict(self.cfg)
+        d["hidden"] = list(self.cfg.hidden)
+        return d
