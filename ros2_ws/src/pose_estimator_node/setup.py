@@ -19,5 +19,5 @@ setup(
         "pass-through in sim."
     ),
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["pose-estimator-node = pose_estimator_node.node:main"]},
 )

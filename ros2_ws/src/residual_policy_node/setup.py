@@ -19,5 +19,5 @@ setup(
         "residual checkpoint."
     ),
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["residual-policy-node = residual_policy_node.node:main"]},
 )

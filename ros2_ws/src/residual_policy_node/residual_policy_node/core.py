@@ -1,0 +1,306 @@
+"""The residual policy node's decision, without ROS: latest inputs + base action of step t -> residual of step t.
+
+:class:`ResidualComputer` holds a loaded :class:`residual_core.networks.ResidualPolicy` (refused unless it was
+trained for the configured task with that task's observation layout), the latest proprioception (arm joints and
+finger joints from JointState, TCP pose) and the latest pose of each task object, with their times. Its
+:meth:`~ResidualComputer.compute` builds the observation with ``residual_core.observation.build_observation`` (the
+builder the trainer uses) and runs the policy:
+
+* an object is present unless its latest pose is older than ``pose_timeout`` (age from the earlier of its
+  measurement time and its arrival, so a pose is never fresher than when it arrived), has confidence below
+  ``min_confidence``, is not finite (or has a zero quaternion), or never arrived: then it is a dropout
+  (``present`` 0), exactly as the residual saw dropouts in training;
+* proprioception that never arrived -> status ``no_proprio``; older than ``proprio_timeout`` -> ``stale_proprio``:
+  no residual for that step (the node publishes nothing; the arbiter then sends the base action alone);
+* a non-finite (or degenerate) base action or proprioception, or a non-finite network output -> zeros and status
+  ``rejected_nan``: NaN never leaves this module;
+* otherwise ``ok`` and the scaled residual (7,).
+
+Times are seconds on the node's clock (sim time in simulation). An age below zero means the clock went back (a new
+simulated episode): such inputs count as stale.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+from residual_core.action import ACTION_DIM
+from residual_core.networks import ResidualPolicy
+from residual_core.observation import Proprio, build_observation, layout_for_task
+from residual_core.tasks import TASK_OBJECTS, check_task
+
+FR3_ARM_JOINTS: tuple[str, ...] = tuple(f"fr3_joint{i}" for i in range(1, 8))
+FR3_FINGER_JOINTS: tuple[str, ...] = ("fr3_finger_joint1", "fr3_finger_joint2")
+STATUSES: tuple[str, ...] = ("ok", "no_proprio", "stale_proprio", "rejected_nan")
+"""What :meth:`ResidualComputer.compute` can report; only "ok" and "rejected_nan" come with a residual to send."""
+ABSENT_REASONS: tuple[str, ...] = ("missing", "stale", "low_confidence", "invalid")
+"""Why an object is a dropout in the observation."""
+
+
+@dataclass(frozen=True)
+class ResidualComputerConfig:
+    """How inputs are judged."""
+
+    task: str = "cube_lift"
+    """Task name (residual_core.tasks); the checkpoint must have been trained for it."""
+    pose_timeout: float = 0.25
+    """An object pose older than this (s) is a dropout."""
+    min_confidence: float = 0.5
+    """An object pose with a lower confidence is a dropout."""
+    proprio_timeout: float = 0.25
+    """Joint states or TCP pose older than this (s): no residual."""
+    arm_joints: tuple[str, ...] = FR3_ARM_JOINTS
+    """Names of the 7 arm joints in the JointState messages, in order."""
+    finger_joints: tuple[str, ...] = FR3_FINGER_JOINTS
+    """Finger joints whose positions sum to the gripper width (m)."""
+
+    def __post_init__(self) -> None:
+        check_task(self.task)
+        for name in ("pose_timeout", "proprio_timeout"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be finite and > 0, got {v}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
+        if len(self.arm_joints) != 7 or len(set(self.arm_joints)) != 7:
+            raise ValueError(f"arm_joints must name 7 distinct joints, got {self.arm_joints}")
+        if not self.finger_joints:
+            raise ValueError("finger_joints must name at least one joint")
+
+
+@dataclass(frozen=True)
+class ObjectInput:
+    """One object pose as received."""
+
+    name: str
+    """Object name."""
+    pos: Sequence[float]
+    """(3,) position, base frame (m)."""
+    quat_xyzw: Sequence[float]
+    """(4,) orientation."""
+    confidence: float
+    """Detection confidence in [0, 1]."""
+    measured_s: float
+    """Time of the measurement (s); <= 0: unknown (the arrival time is used)."""
+
+
+@dataclass
+class _Stamped:
+    value: object
+    received_s: float
+    measured_s: float = 0.0
+
+    def reference_s(self) -> float:
+        """The earlier of measurement and arrival (arrival when the measurement time is unknown)."""
+        return min(self.measured_s, self.received_s) if self.measured_s > 0 else self.received_s
+
+
+@dataclass(frozen=True)
+class ComputeInfo:
+    """Details of one :meth:`ResidualComputer.compute` call."""
+
+    step: int
+    """Control step."""
+    detail: str
+    """Human-readable reason for the status ("" when ok)."""
+    present: dict[str, bool]
+    """Per task object: in the observation (True) or dropped out."""
+    absent_reason: dict[str, str]
+    """Per dropped-out object: one of ABSENT_REASONS."""
+    pose_age_s: dict[str, float | None]
+    """Per task object: age of its latest pose (s), None if none arrived."""
+    proprio_age_s: float | None
+    """Age of the oldest proprioception input (s), None if one never arrived."""
+    compute_s: float
+    """Time spent in compute (s): observation building and the forward pass."""
+    observation: np.ndarray | None = field(default=None, repr=False)
+    """The observation fed to the policy (None when none was built)."""
+
+
+class ResidualOutput(NamedTuple):
+    residual: np.ndarray
+    """(7,) scaled residual (action units); zeros unless status is "ok"."""
+    status: str
+    """One of STATUSES."""
+    info: ComputeInfo
+    """Details."""
+
+
+class ResidualComputer:
+    """Latest inputs -> residual per base action; see the module docstring."""
+
+    def __init__(self, policy: ResidualPolicy, config: ResidualComputerConfig = ResidualComputerConfig()):
+        expected = layout_for_task(config.task)
+        if policy.task != config.task:
+            raise ValueError(f"the residual checkpoint was trained for task {policy.task!r}, but this node runs "
+                             f"task {config.task!r}")
+        mismatch = expected.describe_mismatch(policy.layout)
+        if mismatch:
+            raise ValueError(f"the residual checkpoint's observation layout ({policy.layout.size} values) is not "
+                             f"{config.task}'s ({expected.size} values): {mismatch}")
+        self.policy = policy
+        self.config = config
+        self.layout = expected
+        self.object_names: tuple[str, ...] = TASK_OBJECTS[config.task]
+        self.reset()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, config: ResidualComputerConfig = ResidualComputerConfig()
+                        ) -> ResidualComputer:
+        """Load and validate (task, layout) a residual checkpoint; raises residual_core.checkpoint's errors."""
+        policy = ResidualPolicy.from_checkpoint(path, expected_task=config.task,
+                                                expected_layout=layout_for_task(config.task))
+        return cls(policy, config)
+
+    def reset(self) -> None:
+        """Forget every input (e.g. when a new episode starts)."""
+        self._arm: _Stamped | None = None
+        self._fingers: _Stamped | None = None
+        self._tcp: _Stamped | None = None
+        self._objects: dict[str, _Stamped] = {}
+
+    # --- inputs ------------------------------------------------------------------------------------------------
+    def update_joint_state(self, names: Sequence[str], position: Sequence[float], velocity: Sequence[float],
+                           now_s: float) -> tuple[bool, bool]:
+        """Take the arm joints and/or the finger joints from a JointState; returns (arm taken, fingers taken).
+
+        Velocities missing from the message (empty list) are taken as zeros.
+        """
+        index = {n: i for i, n in enumerate(names)}
+        pos = np.asarray(position, dtype=np.float64)
+        vel = np.asarray(velocity, dtype=np.float64)
+        if len(pos) != len(names):
+            return False, False
+        has_vel = len(vel) == len(pos)
+        arm = all(n in index for n in self.config.arm_joints)
+        if arm:
+            idx = [index[n] for n in self.config.arm_joints]
+            self._arm = _Stamped((pos[idx], vel[idx] if has_vel else np.zeros(7)), now_s)
+        fingers = all(n in index for n in self.config.finger_joints)
+        if fingers:
+            width = float(np.sum(pos[[index[n] for n in self.config.finger_joints]]))
+            self._fingers = _Stamped(width, now_s)
+        return arm, fingers
+
+    def update_tcp_pose(self, pos: Sequence[float], quat_xyzw: Sequence[float], now_s: float) -> None:
+        self._tcp = _Stamped((np.asarray(pos, dtype=np.float64).reshape(3),
+                              np.asarray(quat_xyzw, dtype=np.float64).reshape(4)), now_s)
+
+    def update_objects(self, objects: Iterable[ObjectInput], now_s: float) -> list[str]:
+        """Store the latest pose of each task object; returns the names that are not task objects (ignored)."""
+        ignored = []
+        for o in objects:
+            if o.name not in self.object_names:
+                ignored.append(o.name)
+                continue
+            value = (np.asarray(o.pos, dtype=np.float64).reshape(3),
+                     np.asarray(o.quat_xyzw, dtype=np.float64).reshape(4), float(o.confidence))
+            self._objects[o.name] = _Stamped(value, now_s, float(o.measured_s))
+        return ignored
+
+    # --- deciding ----------------------------------------------------------------------------------------------
+    def _objects_now(self, now_s: float):
+        poses, present, reasons, ages = {}, {}, {}, {}
+        for name in self.object_names:
+            entry = self._objects.get(name)
+            if entry is None:
+                present[name], reasons[name], ages[name] = False, "missing", None
+                continue
+            pos, quat, conf = entry.value
+            age = now_s - entry.reference_s()
+            ages[name] = age
+            if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(quat)) and np.linalg.norm(quat) > 1e-9
+                    and math.isfinite(conf)):
+                reasons[name] = "invalid"
+            elif not 0.0 <= age <= self.config.pose_timeout:
+                reasons[name] = "stale"
+            elif conf < self.config.min_confidence:
+                reasons[name] = "low_confidence"
+            else:
+                poses[name] = (pos, quat)
+            present[name] = name in poses
+        return poses, present, reasons, ages
+
+    def compute(self, step: int, base_action: Sequence[float], now_s: float) -> ResidualOutput:
+        """The residual for ``step`` given the base action of that step (see the module docstring)."""
+        t0 = time.perf_counter()
+        poses, present, reasons, ages = self._objects_now(now_s)
+        inputs = {"joint_states (arm)": self._arm, "joint_states (fingers)": self._fingers, "tcp_pose": self._tcp}
+        missing = [k for k, v in inputs.items() if v is None]
+        proprio_age = None if missing else max(now_s - v.received_s for v in inputs.values())
+
+        def out(status: str, detail: str, obs: np.ndarray | None = None, residual: np.ndarray | None = None):
+            info = ComputeInfo(int(step), detail, present, reasons, ages, proprio_age, time.perf_counter() - t0, obs)
+            return ResidualOutput(np.zeros(ACTION_DIM) if residual is None else residual, status, info)
+
+        if missing:
+            return out("no_proprio", f"no {', '.join(missing)} received yet")
+        stale = [k for k, v in inputs.items() if not 0.0 <= now_s - v.received_s <= self.config.proprio_timeout]
+        if stale:
+            return out("stale_proprio", f"{', '.join(stale)} older than {self.config.proprio_timeout} s "
+                                        f"(or from before a clock jump)")
+        base = np.asarray(base_action, dtype=np.float64).reshape(-1)
+        if base.shape != (ACTION_DIM,):
+            raise ValueError(f"base_action must have {ACTION_DIM} values, got {base.shape}")
+        (joint_pos, joint_vel), width, (tcp_pos, tcp_quat) = self._arm.value, self._fingers.value, self._tcp.value
+        finite = {"base action": base, "joint positions": joint_pos, "joint velocities": joint_vel,
+                  "gripper width": np.array([width]), "TCP position": tcp_pos, "TCP orientation": tcp_quat}
+        bad = [k for k, v in finite.items() if not np.all(np.isfinite(v))]
+        if not bad and np.linalg.norm(tcp_quat) < 1e-9:
+            bad = ["TCP orientation (zero quaternion)"]
+        if bad:
+            return out("rejected_nan", f"not finite: {', '.join(bad)}")
+        proprio = Proprio(joint_pos=joint_pos, joint_vel=joint_vel, gripper_width=width, tcp_pos=tcp_pos,
+                          tcp_quat=tcp_quat)
+        obs = build_observation(self.layout, poses, proprio, base)
+        residual = np.asarray(self.policy(obs), dtype=np.float64)
+        if not np.all(np.isfinite(residual)):
+            return out("rejected_nan", "the policy output is not finite", obs)
+        return out("ok", "", obs, residual)
+
+
+@dataclass
+class ComputeStats:
+    """Counts and compute times of compute calls (for diagnostics); constant memory however long it runs."""
+
+    by_status: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    """Calls per status."""
+    absent: dict[str, int] = field(default_factory=dict)
+    """Object name -> calls in which it was a dropout."""
+    calls: int = 0
+    """Compute calls."""
+    total_s: float = 0.0
+    """Sum of the compute times (s)."""
+    max_s: float = 0.0
+    """Longest compute time (s)."""
+    recent_s: deque = field(default_factory=lambda: deque(maxlen=1000))
+    """The last 1000 compute times (s), for the median."""
+
+    def add(self, result: ResidualOutput) -> None:
+        self.by_status[result.status] += 1
+        self.calls += 1
+        self.total_s += result.info.compute_s
+        self.max_s = max(self.max_s, result.info.compute_s)
+        self.recent_s.append(result.info.compute_s)
+        for name, present in result.info.present.items():
+            if not present:
+                self.absent[name] = self.absent.get(name, 0) + 1
+
+    def summary(self) -> dict[str, float | int]:
+        """Plain numbers: calls, compute time mean / p50 (last 1000) / max (ms), calls per status, dropouts per
+        object."""
+        out: dict[str, float | int] = {"calls": self.calls}
+        if self.calls:
+            out.update(compute_ms_mean=round(1e3 * self.total_s / self.calls, 4),
+                       compute_ms_p50=round(1e3 * float(np.median(self.recent_s)), 4),
+                       compute_ms_max=round(1e3 * self.max_s, 4))
+        out.update({f"status_{k}": v for k, v in self.by_status.items()})
+        out.update({f"absent_{k}": v for k, v in sorted(self.absent.items())})
+        return out

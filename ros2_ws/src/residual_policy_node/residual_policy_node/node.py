@@ -1,0 +1,153 @@
+"""ROS 2 node: base action of step t + latest proprioception and object poses -> residual of step t.
+
+Thin glue around :class:`residual_policy_node.core.ResidualComputer`. Inputs: ``/joint_states``, ``/tcp_pose``,
+``/objects/poses`` and ``/base/action``; for each base action it publishes ``~/action`` (``/residual/action``:
+EefAction with the same step, the residual already scaled, source "residual", header stamp = now) when the
+status is "ok" (or zeros for "rejected_nan"); nothing when proprioception is missing or stale (the arbiter then
+sends the base action alone). ``/diagnostics`` carries the compute times and counts.
+
+Lockstep simulation needs nothing special here: the simulator publishes /sim/step t only after the pose
+estimator answered step t's image (its pose barrier), so step t's poses are in before the base action of t.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from residual_bringup.params import declare_config
+from residual_core.checkpoint import CheckpointError
+from residual_interfaces.msg import EefAction, ObjectPoseArray
+from sensor_msgs.msg import JointState
+
+from residual_policy_node.core import ComputeStats, ObjectInput, ResidualComputer, ResidualComputerConfig
+
+
+@dataclass
+class ResidualNodeConfig:
+    """Parameters of the residual node (each is a ROS parameter of the same name)."""
+
+    task: str = "cube_lift"
+    """Task name (residual_core.tasks); the checkpoint must have been trained for it."""
+    checkpoint: str = ""
+    """Residual checkpoint (.safetensors next to its .json manifest); empty: checkpoints/residual/<task>."""
+    pose_timeout: float = 0.25
+    """An object pose older than this (s) is a dropout in the observation."""
+    min_confidence: float = 0.5
+    """An object pose with a lower confidence is a dropout in the observation."""
+    proprio_timeout: float = 0.25
+    """Joint states or TCP pose older than this (s): no residual."""
+    frame_id: str = "fr3_link0"
+    """Frame written into the residual's header."""
+    diagnostics_period_s: float = 1.0
+    """Period of /diagnostics (s)."""
+
+    def computer_config(self) -> ResidualComputerConfig:
+        return ResidualComputerConfig(task=self.task, pose_timeout=self.pose_timeout,
+                                      min_confidence=self.min_confidence, proprio_timeout=self.proprio_timeout)
+
+    def checkpoint_path(self) -> str:
+        if self.checkpoint:
+            return self.checkpoint
+        from trainer.paths import default_residual_checkpoint
+
+        return str(default_residual_checkpoint(self.task))
+
+
+def _seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class ResidualPolicyNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__("residual", **node_kwargs)
+        self.cfg = cfg = declare_config(self, ResidualNodeConfig)
+        path = cfg.checkpoint_path()
+        self.computer = ResidualComputer.from_checkpoint(path, cfg.computer_config())
+        self.stats, self.window = ComputeStats(), ComputeStats()
+        self.steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._last_status = ""
+
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub = self.create_publisher(EefAction, "~/action", reliable)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        # Inputs first: when several messages are ready at once, rclpy serves subscriptions in creation order.
+        self.create_subscription(JointState, "/joint_states", self._on_joints, qos_profile_sensor_data)
+        self.create_subscription(PoseStamped, "/tcp_pose", self._on_tcp, qos_profile_sensor_data)
+        self.create_subscription(ObjectPoseArray, "/objects/poses", self._on_poses, qos_profile_sensor_data)
+        self.create_subscription(EefAction, "/base/action", self._on_base, reliable)
+        self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics, clock=self.steady)
+        self.get_logger().info(f"residual node: task={cfg.task} checkpoint={path} "
+                               f"({self.computer.policy.manifest.steps} steps)")
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_joints(self, msg: JointState) -> None:
+        self.computer.update_joint_state(msg.name, msg.position, msg.velocity, self._now())
+
+    def _on_tcp(self, msg: PoseStamped) -> None:
+        p, q = msg.pose.position, msg.pose.orientation
+        self.computer.update_tcp_pose((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), self._now())
+
+    def _on_poses(self, msg: ObjectPoseArray) -> None:
+        objects = [ObjectInput(o.name, (o.pose.position.x, o.pose.position.y, o.pose.position.z),
+                               (o.pose.orientation.x, o.pose.orientation.y, o.pose.orientation.z, o.pose.orientation.w),
+                               float(o.confidence), _seconds(o.measured)) for o in msg.objects]
+        self.computer.update_objects(objects, self._now())
+
+    def _on_base(self, msg: EefAction) -> None:
+        result = self.computer.compute(int(msg.step), msg.action, self._now())
+        self.stats.add(result)
+        self.window.add(result)
+        if result.status in ("ok", "rejected_nan"):
+            out = EefAction(step=msg.step, action=[float(v) for v in result.residual], source="residual")
+            out.header.stamp = self.get_clock().now().to_msg()
+            out.header.frame_id = self.cfg.frame_id
+            self.pub.publish(out)
+        if result.status != "ok" and result.status != self._last_status:
+            self.get_logger().warn(f"step {msg.step}: {result.status}: {result.info.detail}")
+        self._last_status = result.status
+
+    def _publish_diagnostics(self) -> None:
+        window = self.window.summary()
+        bad = window["calls"] and window["status_ok"] < window["calls"]
+        level = DiagnosticStatus.WARN if bad else DiagnosticStatus.OK
+        text = f"last status: {self._last_status or 'none yet'}"
+        values = {**{f"recent_{k}": v for k, v in window.items()}, **{f"total_{k}": v for k, v in
+                                                                       self.stats.summary().items()}}
+        status = DiagnosticStatus(level=level, name="residual_policy", message=text, hardware_id="residual_vla",
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        arr = DiagnosticArray(status=[status])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(arr)
+        self.window = ComputeStats()
+
+
+def main(args: list[str] | None = None) -> None:
+    # rclpy 7.1 (Jazzy): rclpy.init() returns None (no ``with rclpy.init():``); shut down explicitly.
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = ResidualPolicyNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ValueError, CheckpointError, FileNotFoundError) as exc:  # bad configuration: say what, no traceback
+        print(f"residual-policy-node: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""ResidualComputer: checkpoint validation, observation building (dropouts), proprio checks, NaN safety."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from residual_core.checkpoint import LayoutMismatchError, TaskMismatchError
+from residual_core.networks import ResidualActor, ResidualPolicy, save_residual_checkpoint
+from residual_core.observation import Proprio, build_observation, layout_for_task, make_layout
+from residual_policy_node.core import (
+    FR3_ARM_JOINTS,
+    FR3_FINGER_JOINTS,
+    ComputeStats,
+    ObjectInput,
+    ResidualComputer,
+    ResidualComputerConfig,
+)
+
+SCALE = (0.01, 0.01, 0.01, 0.05, 0.05, 0.05, 1.0)
+JOINTS = [0.1, -0.3, 0.05, -2.2, 0.02, 1.9, 0.8]
+JOINT_VEL = [0.01, 0.0, -0.02, 0.0, 0.03, 0.0, 0.0]
+FINGERS = [0.015, 0.017]
+TCP_POS = [0.45, 0.02, 0.25]
+TCP_QUAT = [1.0, 0.0, 0.0, 0.0]
+BASE = np.array([0.01, -0.005, -0.01, 0.0, 0.02, 0.0, 1.0])
+CUBE = ([0.5, 0.05, 0.02], [0.0, 0.0, 0.3826834, 0.9238795])
+TARGET = ([0.55, -0.1, 0.0], [0.0, 0.0, 0.0, 1.0])
+
+
+def write_checkpoint(tmp_path, task: str = "pick_place", layout=None, name: str = "res") -> str:
+    """A small residual whose last layer is not zero (so the residual is nonzero and checkable)."""
+    layout = layout or layout_for_task(task)
+    torch.manual_seed(0)
+    actor = ResidualActor(layout.size, hidden=(32, 32))
+    with torch.no_grad():
+        torch.nn.init.uniform_(actor.mlp.linears[-1].weight, -0.3, 0.3)
+        torch.nn.init.uniform_(actor.mlp.linears[-1].bias, -0.3, 0.3)
+    actor.set_normalization(np.linspace(-0.1, 0.1, layout.size), np.full(layout.size, 0.5))
+    save_residual_checkpoint(tmp_path / name, actor, layout, task, SCALE, {"test": True}, 10, {})
+    return str(tmp_path / name)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt"))
+
+
+def fed(computer: ResidualComputer, now: float = 10.0, objects=None) -> ResidualComputer:
+    """Give ``computer`` proprioception and (by default) both pick_place objects at time ``now``."""
+    computer.update_joint_state(FR3_ARM_JOINTS + FR3_FINGER_JOINTS, JOINTS + FINGERS, JOINT_VEL + [0.0, 0.0], now)
+    computer.update_tcp_pose(TCP_POS, TCP_QUAT, now)
+    if objects is None:
+        objects = [ObjectInput("cube", *CUBE, 0.9, now), ObjectInput("target", *TARGET, 1.0, now)]
+    computer.update_objects(objects, now)
+    return computer
+
+
+def expected(ckpt: str, poses: dict, base=BASE) -> tuple[np.ndarray, np.ndarray]:
+    """(observation, residual) computed straight with residual_core, as the trainer would."""
+    policy = ResidualPolicy.from_checkpoint(ckpt)
+    proprio = Proprio(np.array(JOINTS), np.array(JOINT_VEL), sum(FINGERS), np.array(TCP_POS), np.array(TCP_QUAT))
+    obs = build_observation(layout_for_task("pick_place"), poses, proprio, base)
+    return obs, policy(obs)
+
+
+def computer_for(ckpt, **kw) -> ResidualComputer:
+    return ResidualComputer.from_checkpoint(ckpt, ResidualComputerConfig(task="pick_place", **kw))
+
+
+def test_residual_matches_the_policy_on_the_trainers_observation(ckpt):
+    c = fed(computer_for(ckpt))
+    residual, status, info = c.compute(7, BASE, now_s=10.02)
+    obs, want = expected(ckpt, {"cube": CUBE, "target": TARGET})
+    assert status == "ok" and info.detail == "" and info.step == 7
+    np.testing.assert_array_equal(info.observation, obs)
+    np.testing.assert_allclose(residual, want, rtol=1e-6)
+    assert np.abs(residual).max() > 1e-3, "the test checkpoint must give a nonzero residual"
+    assert np.all(np.abs(residual) <= np.asarray(SCALE) + 1e-12)
+    split = c.layout.split(obs)
+    assert split["proprio/gripper_width"][0] == pytest.approx(sum(FINGERS))
+    np.testing.assert_allclose(split["proprio/joint_vel"], JOINT_VEL, rtol=1e-6)
+    assert info.present == {"cube": True, "target": True} and info.absent_reason == {}
+    assert info.pose_age_s["cube"] == pytest.approx(0.02) and info.proprio_age_s == pytest.approx(0.02)
+    assert info.compute_s > 0
+
+
+def test_wrong_task_is_refused(tmp_path):
+    path = write_checkpoint(tmp_path, task="stack_cube")  # same layout size (57) as pick_place, other task
+    with pytest.raises(TaskMismatchError, match="stack_cube"):
+        ResidualComputer.from_checkpoint(path, ResidualComputerConfig(task="pick_place"))
+    with pytest.raises(ValueError, match="trained for task 'stack_cube'"):
+        ResidualComputer(ResidualPolicy.from_checkpoint(path), ResidualComputerConfig(task="pick_place"))
+
+
+def test_layout_mismatch_is_refused(tmp_path):
+    swapped = make_layout(["target", "cube"])  # right task and size, objects in the wrong order
+    path = write_checkpoint(tmp_path, task="pick_place", layout=swapped)
+    with pytest.raises(LayoutMismatchError, match="field #0 differs: expected 'obj/cube/pos'"):
+        ResidualComputer.from_checkpoint(path, ResidualComputerConfig(task="pick_place"))
+    with pytest.raises(ValueError, match="observation layout .* is not pick_place's"):
+        ResidualComputer(ResidualPolicy.from_checkpoint(path), ResidualComputerConfig(task="pick_place"))
+
+
+def test_stale_low_confidence_and_missing_objects_are_dropouts(ckpt):
+    c = computer_for(ckpt, pose_timeout=0.25, min_confidence=0.5)
+    fed(c, now=10.0, objects=[ObjectInput("cube", *CUBE, 0.9, 9.70),     # measured 0.3 s before arrival: stale
+                              ObjectInput("target", *TARGET, 1.0, 10.0)])
+    residual, status, info = c.compute(1, BASE, 10.01)
+    assert status == "ok" and info.present == {"cube": False, "target": True}
+    assert info.absent_reason == {"cube": "stale"} and info.pose_age_s["cube"] == pytest.approx(0.31)
+    split = c.layout.split(info.observation)
+    assert split["obj/cube/present"][0] == 0.0 and not np.any(split["obj/cube/pos"])
+    assert split["obj/target/present"][0] == 1.0
+    _, want = expected(ckpt, {"target": TARGET})
+    np.testing.assert_allclose(residual, want, rtol=1e-6)
+
+    c.update_objects([ObjectInput("cube", *CUBE, 0.3, 10.2)], 10.2)  # fresh but unsure
+    assert c.compute(2, BASE, 10.21).info.absent_reason == {"cube": "low_confidence"}
+    _, _, info = c.compute(3, BASE, 10.30)  # target now 0.3 s old too
+    assert info.absent_reason == {"cube": "low_confidence", "target": "stale"}
+
+    c2 = fed(computer_for(ckpt), objects=[ObjectInput("target", *TARGET, 1.0, 10.0), ObjectInput("mug", *CUBE, 1, 10)])
+    assert c2.compute(1, BASE, 10.0).info.absent_reason == {"cube": "missing"}
+    assert c2.update_objects([ObjectInput("mug", *CUBE, 1.0, 10.0)], 10.0) == ["mug"]
+
+
+def test_pose_age_uses_arrival_when_the_measurement_time_is_unknown_or_ahead(ckpt):
+    c = fed(computer_for(ckpt), now=10.0, objects=[ObjectInput("cube", *CUBE, 1.0, 0.0),     # unknown
+                                                   ObjectInput("target", *TARGET, 1.0, 12.0)])  # other clock, ahead
+    info = c.compute(1, BASE, 10.1).info
+    assert info.pose_age_s == {"cube": pytest.approx(0.1), "target": pytest.approx(0.1)}
+    assert all(info.present.values())
+
+
+def test_missing_or_stale_proprio_gives_no_residual(ckpt):
+    c = computer_for(ckpt, proprio_timeout=0.2)
+    residual, status, info = c.compute(1, BASE, 1.0)
+    assert status == "no_proprio" and not np.any(residual) and info.observation is None
+    assert "joint_states (arm), joint_states (fingers), tcp_pose" in info.detail
+    c.update_joint_state(FR3_ARM_JOINTS, JOINTS, [], 1.0)  # arm only, no velocities
+    assert c.compute(1, BASE, 1.0).info.detail == "no joint_states (fingers), tcp_pose received yet"
+    c.update_joint_state(FR3_FINGER_JOINTS, FINGERS, [], 1.0)  # e.g. a separate gripper joint state
+    c.update_tcp_pose(TCP_POS, TCP_QUAT, 1.1)
+    residual, status, info = c.compute(2, BASE, 1.15)
+    assert status == "ok" and info.proprio_age_s == pytest.approx(0.15)
+    assert not np.any(c.layout.split(info.observation)["proprio/joint_vel"])  # missing velocities -> zeros
+    residual, status, info = c.compute(3, BASE, 1.25)
+    assert status == "stale_proprio" and "joint_states (arm), joint_states (fingers)" in info.detail
+    assert not np.any(residual)
+    assert c.compute(4, BASE, 0.5).status == "stale_proprio"  # the clock went back (new sim episode)
+
+
+def test_nan_in_any_input_never_gives_a_nan_residual(ckpt):
+    nan_base = BASE.copy()
+    nan_base[2] = np.nan
+    residual, status, info = fed(computer_for(ckpt)).compute(1, nan_base, 10.0)
+    assert status == "rejected_nan" and "base action" in info.detail and np.array_equal(residual, np.zeros(7))
+
+    c = fed(computer_for(ckpt))
+    c.update_joint_state(FR3_ARM_JOINTS, [np.nan] + JOINTS[1:], JOINT_VEL, 10.0)
+    residual, status, info = c.compute(2, BASE, 10.0)
+    assert status == "rejected_nan" and info.detail == "not finite: joint positions" and not np.any(residual)
+
+    c = fed(computer_for(ckpt))
+    c.update_tcp_pose(TCP_POS, [0.0, 0.0, 0.0, 0.0], 10.0)
+    assert c.compute(3, BASE, 10.0).status == "rejected_nan"
+    c.update_tcp_pose([np.inf, 0.0, 0.3], TCP_QUAT, 10.0)
+    assert c.compute(4, BASE, 10.0).info.detail == "not finite: TCP position"
+
+    # A NaN object pose is a dropout (like a failed detection), not a reason to drop the whole residual.
+    c = fed(computer_for(ckpt), objects=[ObjectInput("cube", [np.nan, 0.0, 0.02], CUBE[1], 1.0, 10.0),
+                                         ObjectInput("target", TARGET[0], [0.0, 0.0, 0.0, 0.0], 1.0, 10.0)])
+    residual, status, info = c.compute(5, BASE, 10.0)
+    assert status == "ok" and info.absent_reason == {"cube": "invalid", "target": "invalid"}
+    assert np.all(np.isfinite(residual)) and np.all(np.isfinite(info.observation))
+    np.testing.assert_allclose(residual, expected(ckpt, {})[1], rtol=1e-6)
+
+
+def test_reset_forgets_every_input(ckpt):
+    c = fed(computer_for(ckpt))
+    assert c.compute(0, BASE, 10.0).status == "ok"
+    c.reset()
+    residual, status, info = c.compute(1, BASE, 10.0)
+    assert status == "no_proprio" and info.absent_reason == {"cube": "missing", "target": "missing"}
+
+
+def test_config_and_inputs_are_validated(ckpt):
+    with pytest.raises(ValueError, match="unknown task 'lift'"):
+        ResidualComputerConfig(task="lift")
+    with pytest.raises(ValueError, match="pose_timeout must be finite and > 0, got 0"):
+        ResidualComputerConfig(pose_timeout=0)
+    with pytest.raises(ValueError, match="min_confidence must be in"):
+        ResidualComputerConfig(min_confidence=1.5)
+    with pytest.raises(ValueError, match="base_action must have 7 values"):
+        fed(computer_for(ckpt)).compute(1, BASE[:6], 10.0)
+    c = computer_for(ckpt)
+    assert c.update_joint_state(["a", "b"], [1.0], [], 0.0) == (False, False)  # inconsistent message
+
+
+def test_stats_summary_counts_statuses_and_dropouts(ckpt):
+    c = computer_for(ckpt)
+    stats = ComputeStats()
+    stats.add(c.compute(0, BASE, 10.0))
+    fed(c, objects=[ObjectInput("cube", *CUBE, 1.0, 10.0)])
+    stats.add(c.compute(1, BASE, 10.0))
+    s = stats.summary()
+    assert s["calls"] == 2 and s["status_no_proprio"] == 1 and s["status_ok"] == 1
+    assert s["absent_target"] == 2 and s["absent_cube"] == 1 and s["compute_ms_max"] >= s["compute_ms_p50"] > 0
