@@ -100,7 +100,8 @@ def format_table(rows: list[dict], args: Args) -> str:
     for r in rows:
         b = r["base"]
         res = r.get("residual")
-        lines.append(f"| {r['task']} | {b['successes']}/{n} | {res['successes'] if res else '-'}/{n if res else '-'} | "
+        res_cell = f"{res['successes']}/{n}" if res else "-"
+        lines.append(f"| {r['task']} | {b['successes']}/{n} | {res_cell} | "
                      f"{fmt(b['mean_steps_to_success'])} | {fmt(res['mean_steps_to_success']) if res else '-'} |")
     if len(rows) > 1:
         avg_b = np.mean([r["base"]["successes"] for r in rows])

@@ -72,8 +72,15 @@ class Args:
     """Std of the Gaussian exploration noise on the actor output (in [-1, 1] units)."""
     n_step: int = 3
     """n of the n-step returns."""
-    success_bonus: float = 10.0
-    """Reward added on the step the success predicate first holds (the episode ends there)."""
+    terminate_on_success: bool = False
+    """End training episodes at the first success (terminal, no bootstrap). Off by default: the dense reward
+    is positive, so a terminal success would cut off a stream of reward and teach the agent to avoid
+    succeeding; instead episodes run to the horizon and the task's success term pays while success holds."""
+    success_bonus: float = 0.0
+    """Extra reward on every step the success predicate holds (the tasks already weight success in their
+    dense reward)."""
+    reward_scale: float = 0.1
+    """Multiplier on the task reward (keeps Q targets O(10-100))."""
     residual_scale: tuple[float, ...] = tuple(DEFAULT_RESIDUAL_SCALE.tolist())
     """Residual bound per action component: actor output in [-1, 1] times this (m, m, m, rad, rad, rad, 1)."""
     pose_noise: float = 0.005
@@ -149,6 +156,7 @@ class Trainer:
         self.runner.reset()
         self.augmenter.reset(n)
         self.ep_t = np.zeros(n, dtype=np.int64)
+        self.ep_success = np.zeros(n, dtype=bool)
         base, obs = self._reset_obs(np.arange(n))
         return obs, base
 
@@ -168,9 +176,10 @@ class Trainer:
             action = compose_scaled_actions_batch(base_act, u * self.scale, self.scale).actions
             out = self.backend.step(action)
             self.ep_t += 1
-            terminal = out.success
+            self.ep_success |= out.success
+            terminal = out.success if a.terminate_on_success else np.zeros(n, dtype=bool)
             truncated = (self.ep_t >= self.backend.horizon) & ~terminal
-            reward = out.reward + a.success_bonus * terminal
+            reward = a.reward_scale * (out.reward + a.success_bonus * out.success)
             s = self.backend.state()
             next_base = self.runner.act(s)
             next_obs, _ = residual_observation(self.backend, s, next_base, self.augmenter)
@@ -180,7 +189,8 @@ class Trainer:
             done = np.flatnonzero(terminal | truncated)
             if len(done):
                 stats["episodes"] += len(done)
-                stats["successes"] += int(terminal[done].sum())
+                stats["successes"] += int(self.ep_success[done].sum())
+                self.ep_success[done] = False
                 self.episodes += len(done)
                 self.backend.reset(self._seeds(len(done)), env_ids=done.tolist())
                 self.runner.reset(done)

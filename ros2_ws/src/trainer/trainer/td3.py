@@ -2,8 +2,9 @@
 
 The actor is residual_core's ResidualActor (last layer zero-initialised: training starts from the base's
 own behaviour). Target: ret + discount * min over a random pair of target critics of
-Q'(s', clip(pi'(s') + clipped noise)). Actor loss: -mean ensemble Q(s, pi(s)) + an optional L2 penalty on
-the residual, which keeps it small where the base is already right.
+Q'(s', clip(pi'(s') + clipped noise)). Actor loss: -mean ensemble Q(s, pi(s)) / mean|Q| + an L2 penalty on
+the residual (TD3+BC's form with "no correction" as the behaviour action), which keeps the residual small
+where the base is already right.
 """
 
 from __future__ import annotations
@@ -34,8 +35,15 @@ class TD3Config:
     num_critics: int = 2
     """Critic ensemble size; targets use the min of a random pair."""
     hidden: tuple[int, ...] = (256, 256)
-    residual_penalty: float = 0.0
-    """Weight of the mean squared actor output in the actor loss."""
+    critic_layer_norm: bool = True
+    """LayerNorm in the critics' hidden layers (keeps Q estimates from diverging on offline + online data)."""
+    residual_penalty: float = 0.2
+    """Weight of the mean squared actor output in the actor loss, against a Q term normalised by its mean
+    magnitude (as TD3+BC does, with the behaviour action being 'no correction'): the residual stays small
+    unless the critic clearly prefers a correction."""
+    critic_warmup: int = 1000
+    """Critic-only updates before the actor starts learning (the zero-initialised actor keeps reproducing
+    the base until the critic has learnt something)."""
 
     def __post_init__(self):
         if self.num_critics < 2:
@@ -49,11 +57,12 @@ class TD3:
         torch.manual_seed(seed)
         self.cfg = cfg
         self.actor = ResidualActor(obs_dim, act_dim, hidden=cfg.hidden)
-        self.critic = CriticEnsemble(obs_dim, act_dim, num_critics=cfg.num_critics, hidden=cfg.hidden)
+        self.critic = CriticEnsemble(obs_dim, act_dim, num_critics=cfg.num_critics, hidden=cfg.hidden,
+                                     layer_norm=cfg.critic_layer_norm)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, foreach=True)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, foreach=True)
         self.updates = 0
         self.gen = torch.Generator().manual_seed(seed)
 
@@ -88,17 +97,17 @@ class TD3:
         self.updates += 1
         info = {"critic_loss": critic_loss.item(), "q_mean": q.mean().item()}
 
-        if self.updates % cfg.policy_delay == 0:
+        if self.updates > cfg.critic_warmup and self.updates % cfg.policy_delay == 0:
             pi = self.actor(obs)
             q_pi = self.critic(obs, pi).mean(dim=0)
-            actor_loss = -q_pi.mean() + cfg.residual_penalty * pi.pow(2).mean()
+            actor_loss = -q_pi.mean() / q_pi.abs().mean().detach().clamp_min(1e-3) + \
+                cfg.residual_penalty * pi.pow(2).mean()
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_opt.step()
             with torch.no_grad():
                 for net, tgt in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
-                    for p, tp in zip(net.parameters(), tgt.parameters(), strict=True):
-                        tp.lerp_(p, cfg.tau)
+                    torch._foreach_lerp_(list(tgt.parameters()), list(net.parameters()), cfg.tau)
             info.update(actor_loss=actor_loss.item(), residual_abs=pi.abs().mean().item())
         return info
 
