@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -21,6 +22,7 @@ def plot_learning_curve(eval_csv: Path, out_png: Path, title: str = "") -> Path:
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
     ax[0].plot(steps, rate, "o-", color="tab:blue")
     ax[0].set_xlabel("environment steps")
+    ax[0].xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
     ax[0].set_ylabel("eval success rate")
     ax[0].set_ylim(-0.02, 1.02)
     ax[0].grid(alpha=0.3)
