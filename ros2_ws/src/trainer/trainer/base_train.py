@@ -26,6 +26,7 @@ import torch
 import tyro
 from residual_core.base_policy import BasePolicy, BasePolicyNet, base_features_batch, embed_instruction
 from residual_core.checkpoint import Manifest, save_checkpoint
+from residual_core.runtime import limit_blas_threads
 from residual_core.tasks import TASK_INSTRUCTIONS, TASK_NAMES, check_task
 from tqdm import tqdm
 
@@ -194,6 +195,7 @@ def evaluate_base(policy: BasePolicy, tasks, episodes: int) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     args = tyro.cli(Args, args=argv, description=__doc__)
+    limit_blas_threads(1)
     torch.set_num_threads(1)
     t0 = time.time()
     feats, chunks, stats = collect_demos(args)

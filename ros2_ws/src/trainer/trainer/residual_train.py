@@ -28,6 +28,7 @@ from residual_core.augment import PoseAugmenter
 from residual_core.base_policy import BasePolicy
 from residual_core.networks import NumpyPolicy, save_residual_checkpoint
 from residual_core.observation import make_layout
+from residual_core.runtime import limit_blas_threads
 from residual_core.tasks import TASK_NAMES, check_task
 from tqdm import tqdm
 
@@ -364,6 +365,7 @@ class Trainer:
 
 def main(argv: list[str] | None = None) -> None:
     args = tyro.cli(Args, args=argv, description=__doc__)
+    limit_blas_threads(1)
     print(f"[residual-train] task={args.task} seed={args.seed} total_steps={args.total_steps} "
           f"num_envs={args.num_envs}; tasks available: {', '.join(TASK_NAMES)}")
     summary = Trainer(args).train()
