@@ -148,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nSuccess over {args.episodes} seeded episodes per task (seeds {args.seed_offset}.."
           f"{args.seed_offset + args.episodes - 1}){noise}:\n")
     print(format_table(rows, args))
+    print("\nFailed episodes by what happened to the manipulated object:")
+    for r in rows:
+        for who in ("base", "residual"):
+            if r.get(who) and r[who].get("failure_modes"):
+                modes = ", ".join(f"{v} {k}" for k, v in r[who]["failure_modes"].items())
+                print(f"  {r['task']:>13} {'base + residual' if who == 'residual' else 'base':>15}: {modes}")
     result = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "results": rows}
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -77,6 +77,24 @@ def residual_observation(backend: SimBackend, s: BatchState, base_actions: np.nd
     return obs, present
 
 
+FAILURE_MODES = ("never moved the object", "moved it without lifting (pushed; drawer part-closed)",
+                 "lifted it, did not finish (dropped, misplaced or out of time)")
+
+
+def classify_failure(max_rise: float, xy_displacement: float, lift=0.02, push=0.02) -> str:
+    """A coarse, task-agnostic label for a failed episode from the manipulated object's trace.
+
+    ``max_rise``: highest rise of the object above its start (m); ``xy_displacement``: its final horizontal
+    displacement (m). For the drawer the object is the handle (it moves when the drawer is pushed); for the
+    cup "lifted" means its centre rose while being stood up.
+    """
+    if max_rise > lift:
+        return FAILURE_MODES[2]
+    if xy_displacement > push:
+        return FAILURE_MODES[1]
+    return FAILURE_MODES[0]
+
+
 @dataclass
 class EvalResult:
     task: str
@@ -103,7 +121,8 @@ class EvalResult:
                 "success_rate": self.successes / max(len(self.seeds), 1),
                 "mean_steps_to_success": None if np.isnan(self.mean_steps) else self.mean_steps,
                 "seeds": list(self.seeds), "success": self.success.tolist(),
-                "steps_to_success": self.steps_to_success.tolist(), "residual_abs_mean": self.residual_abs_mean}
+                "steps_to_success": self.steps_to_success.tolist(), "residual_abs_mean": self.residual_abs_mean,
+                **self.extra}
 
 
 def evaluate_episodes(backend: SimBackend, base: BasePolicy, seeds: Sequence[int],
@@ -121,6 +140,7 @@ def evaluate_episodes(backend: SimBackend, base: BasePolicy, seeds: Sequence[int
     steps = np.full(len(seeds), -1, dtype=np.int64)
     runner = BaseChunkRunner(base, backend.instruction, n_env)
     res_sum, res_count = 0.0, 0
+    failures: list[str] = []
     for start in range(0, len(seeds), n_env):
         batch = seeds[start:start + n_env]
         m = len(batch)
@@ -131,8 +151,13 @@ def evaluate_episodes(backend: SimBackend, base: BasePolicy, seeds: Sequence[int
             augmenter.reset(n_env)
         done = np.zeros(n_env, dtype=bool)
         done[m:] = True
+        s = backend.state()
+        first_pos = s.obj_pos[:, 0].copy()  # the task's first object (the one manipulated)
+        last_pos = first_pos.copy()
+        max_rise = np.zeros(n_env)
         for t in range(backend.horizon):
-            s = backend.state()
+            if t:
+                s = backend.state()
             base_act = runner.act(s)
             action = base_act
             if residual_fn is not None:
@@ -143,13 +168,21 @@ def evaluate_episodes(backend: SimBackend, base: BasePolicy, seeds: Sequence[int
                 res_sum += float(np.abs(res[live]).sum())
                 res_count += int(live.sum()) * res.shape[1]
             out = backend.step(action)
+            pos = backend.state().obj_pos[:, 0]
+            live = ~done
+            max_rise[live] = np.maximum(max_rise[live], pos[live, 2] - first_pos[live, 2])
+            last_pos[live] = pos[live]
             newly = out.success & ~done
             steps[start + np.flatnonzero(newly[:m])] = t + 1
             success[start + np.flatnonzero(newly[:m])] = True
             done |= out.success
             if done.all():
                 break
+        for j in range(m):
+            if not success[start + j]:
+                failures.append(classify_failure(max_rise[j], np.linalg.norm(last_pos[j, :2] - first_pos[j, :2])))
         if progress is not None:
             progress(m)
     return EvalResult(task=backend.task, seeds=seeds, success=success, steps_to_success=steps,
-                      residual_abs_mean=res_sum / res_count if res_count else 0.0)
+                      residual_abs_mean=res_sum / res_count if res_count else 0.0,
+                      extra={"failure_modes": {k: failures.count(k) for k in FAILURE_MODES if k in failures}})
