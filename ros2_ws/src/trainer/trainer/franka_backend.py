@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from franka_sim.tasks import make_task
 from franka_sim.vector_env import VectorEnvConfig, VectorFrankaEnv
 
 from trainer.sim_backend import BatchState, StepResult
@@ -21,6 +22,8 @@ class FrankaSimBackend:
         self.horizon = self.env.horizon
         self.object_names = tuple(self.env.objects)
         self.instruction = self.env.instruction
+        # Every positive term of franka_sim's task rewards is in [0, 1] before weighting.
+        self.max_reward = float(sum(max(t.weight, 0.0) for t in make_task(task).reward_terms))
 
     def reset(self, seeds: Sequence[int], env_ids: Sequence[int] | None = None) -> None:
         ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids, dtype=np.int64)

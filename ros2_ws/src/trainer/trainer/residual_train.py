@@ -19,6 +19,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -77,9 +78,10 @@ class Args:
     """End training episodes at the first success (terminal, no bootstrap). Off by default: the dense reward
     is positive, so a terminal success would cut off a stream of reward and teach the agent to avoid
     succeeding; instead episodes run to the horizon and the task's success term pays while success holds."""
-    success_bonus: float = 0.0
-    """Extra reward on every step the success predicate holds (the tasks already weight success in their
-    dense reward)."""
+    success_reward: Literal["max", "task"] = "max"
+    """Reward of a step in which the task succeeds: "max" gives the dense reward's upper bound (the success
+    state is then never worth less than a shaped near-miss: in pick_place, holding the cube above the target
+    earned more than placing and releasing it), "task" keeps the task's own dense reward."""
     reward_scale: float = 0.1
     """Multiplier on the task reward (keeps Q targets O(10-100))."""
     residual_scale: tuple[float, ...] = tuple(DEFAULT_RESIDUAL_SCALE.tolist())
@@ -180,7 +182,10 @@ class Trainer:
             self.ep_success |= out.success
             terminal = out.success if a.terminate_on_success else np.zeros(n, dtype=bool)
             truncated = (self.ep_t >= self.backend.horizon) & ~terminal
-            reward = a.reward_scale * (out.reward + a.success_bonus * out.success)
+            reward = out.reward
+            if a.success_reward == "max":
+                reward = np.where(out.success, self.backend.max_reward, reward)
+            reward = a.reward_scale * reward
             s = self.backend.state()
             next_base = self.runner.act(s)
             next_obs, _ = residual_observation(self.backend, s, next_base, self.augmenter)

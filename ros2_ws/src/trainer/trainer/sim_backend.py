@@ -56,6 +56,8 @@ class SimBackend(Protocol):
     """Episode length in control steps (20 Hz)."""
     object_names: tuple[str, ...]
     instruction: str
+    max_reward: float
+    """Upper bound of the per-step dense reward (what a step of the best possible state earns)."""
 
     def reset(self, seeds: Sequence[int], env_ids: Sequence[int] | None = None) -> None:
         """Reset the given envs (default: all) to the initial states drawn from ``seeds`` (one per env)."""
