@@ -19,5 +19,5 @@ setup(
         "environments, scripted experts, offscreen camera; plus the sim ROS node."
     ),
     license="Apache-2.0",
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["franka-sim-node = franka_sim.sim_node:main"]},
 )

@@ -34,5 +34,6 @@ setup(
         "residual-launch supervisor."
     ),
     license="Apache-2.0",
-    entry_points={"console_scripts": ["residual-launch = residual_bringup.supervisor:main"]},
+    entry_points={"console_scripts": ["residual-launch = residual_bringup.supervisor:main",
+                                      "residual-demo = residual_bringup.demo.cli:main"]},
 )

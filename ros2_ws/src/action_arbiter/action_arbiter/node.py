@@ -21,7 +21,7 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from residual_bringup.params import declare_config
 from residual_core.action import CONTROL_DT, DEFAULT_RESIDUAL_SCALE, ActionSpec
 from residual_core.safety import EnvelopeConfig
@@ -109,6 +109,11 @@ class ArbiterNode(Node):
         self._last_pose_s: float | None = None
         self._tcp = (np.full(3, np.nan), np.array([0.0, 0.0, 0.0, 1.0]))
         self._have_tcp = False
+        # Lockstep with sim time: a stamp names a simulated state, and the base stamps its action with the time of
+        # the state it saw; step t is decided on a TCP pose at least that new (or at the residual deadline).
+        self._match_stamps = cfg.lockstep and bool(self.get_parameter("use_sim_time").value)
+        self._tcp_stamp_ns = -1
+        self._base_stamp_ns: dict[int, int] = {}
         self.late_residuals = 0
 
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -120,10 +125,15 @@ class ArbiterNode(Node):
         self.marker_pub = self.create_publisher(MarkerArray, "~/markers", 10)
         self.object_marker_pub = self.create_publisher(MarkerArray, "~/object_markers", 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        # Inputs before actions: when several messages are ready at once, rclpy serves subscriptions in creation
+        # order, one message each per round, so the TCP pose of step t is taken before the actions of step t are
+        # decided (lockstep). Depth 1: the newest state only, never an older one queued behind it (e.g. the last
+        # state of an episode and the first of the next arriving together).
+        latest = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+        self.create_subscription(PoseStamped, "/tcp_pose", self._on_tcp, latest)
+        self.create_subscription(ObjectPoseArray, "/objects/poses", self._on_poses, latest)
         self.create_subscription(EefAction, cfg.base_topic, self._on_base, reliable)
         self.create_subscription(EefAction, cfg.residual_topic, self._on_residual, reliable)
-        self.create_subscription(PoseStamped, "/tcp_pose", self._on_tcp, qos_profile_sensor_data)
-        self.create_subscription(ObjectPoseArray, "/objects/poses", self._on_poses, qos_profile_sensor_data)
         self.create_service(SetBool, "~/enable_residual", self._on_enable)
         if not cfg.lockstep:
             self.create_timer(cfg.control_dt, self._watchdog, clock=self.steady)
@@ -140,6 +150,17 @@ class ArbiterNode(Node):
         p, q = msg.pose.position, msg.pose.orientation
         self._tcp = (np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w]))
         self._have_tcp = True
+        self._tcp_stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        waiting = [s for s in self._deadlines if s in self._bases and self._ready(s)]
+        if waiting:
+            self._decide(max(waiting))
+
+    def _tcp_current(self, step: int) -> bool:
+        """The TCP pose is as new as the state the base action of ``step`` was computed on (lockstep, sim time)."""
+        return not self._match_stamps or self._tcp_stamp_ns >= self._base_stamp_ns.get(step, -1)
+
+    def _ready(self, step: int) -> bool:
+        return (step in self._residuals or not self._residual_wanted()) and self._tcp_current(step)
 
     def _on_poses(self, msg: ObjectPoseArray) -> None:
         self._last_pose_s = self._ros_s()
@@ -170,9 +191,10 @@ class ArbiterNode(Node):
             self.get_logger().info(f"base step went back from {self._last_decided} to {step}: new episode")
             for old in list(self._deadlines):
                 self._cancel_deadline(old)
-            self._bases, self._residuals, self._last_decided = {}, {}, None
+            self._bases, self._residuals, self._base_stamp_ns, self._last_decided = {}, {}, {}, None
         self._bases[step] = np.array(msg.action, dtype=np.float64)
-        if step in self._residuals or not self._residual_wanted():
+        self._base_stamp_ns[step] = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        if self._ready(step):
             self._decide(step)
         else:
             timer = self.create_timer(self.cfg.residual_deadline_s, lambda: self._deadline(step), clock=self.steady)
@@ -184,7 +206,7 @@ class ArbiterNode(Node):
             self.late_residuals += 1
             return
         self._residuals[step] = np.array(msg.action, dtype=np.float64)
-        if step in self._bases:
+        if step in self._bases and self._tcp_current(step):
             self._decide(step)
 
     def _deadline(self, step: int) -> None:
@@ -211,6 +233,7 @@ class ArbiterNode(Node):
         base = self._bases.pop(step)
         residual = self._residuals.pop(step, None)
         self._bases = {s: b for s, b in self._bases.items() if s > step}  # older undecided steps are superseded
+        self._base_stamp_ns = {s: v for s, v in self._base_stamp_ns.items() if s > step}
         self._residuals = {s: r for s, r in self._residuals.items() if s > step}
         stale = poses_are_stale(self._ros_s(), self._last_pose_s, self.arbiter.cfg)
         self._last_decided = step

@@ -130,6 +130,9 @@ def describe_graph(
     common = {"use_sim_time": use_sim_time}
     # franka_robot_state_broadcaster publishes the measured TCP pose (O_T_EE) as PoseStamped on ~/current_pose.
     tcp_remap = () if sim else (("/tcp_pose", "/franka_robot_state_broadcaster/current_pose"),)
+    # In sim the base (a stand-in for a VLA, which sees the scene itself) reads the true object poses, as in
+    # training and residual-eval; only the residual sees the estimated (noisy, dropped-out) ones.
+    base_remap = (("/objects/poses", "/sim/object_poses_gt"),) if sim else tcp_remap
 
     out: list[GraphEntity] = []
     if sim:
@@ -137,7 +140,11 @@ def describe_graph(
             "franka_sim", "franka-sim-node", "sim", params_files=params_files,
             parameters={**common, "task": task, "lockstep": lockstep, "publish_clock": use_sim_time,
                         "publish_object_poses": pose_source == "ground_truth",
-                        "render_camera": pose_source == "estimator"},
+                        "render_camera": pose_source == "estimator",
+                        # Lockstep: /sim/step t only once the estimator has answered step t's state, so the
+                        # residual computes step t on step t's poses (reproducible runs).
+                        "lockstep_pose_topic": "/objects/poses" if lockstep and pose_source == "estimator"
+                        else "none"},
             description="MuJoCo FR3 + task scene: /joint_states, /tcp_pose, camera, /sim/step, /clock; tracks "
                         "/arbiter/target_pose and /arbiter/gripper",
         ))
@@ -173,7 +180,9 @@ def describe_graph(
     if pose_source == "estimator" or not sim:
         out.append(NodeSpec(
             "pose_estimator_node", "pose-estimator-node", "pose_estimator", params_files=params_files,
-            parameters={**common, "task": task},
+            # The sim publishes its images reliably: a best-effort reader loses some of the 0.9 MB images (UDP
+            # fragments), and in lockstep every lost image stalls the sim for lockstep_pose_timeout_s.
+            parameters={**common, "task": task, **({"image_reliable": True} if sim else {})},
             description="camera image + camera_info -> /objects/poses (robot base frame)",
         ))
     out.append(NodeSpec(
@@ -181,7 +190,7 @@ def describe_graph(
         parameters={**common, "task": task, "backend": backend, "lockstep": lockstep, "sync_inference": lockstep,
                     "use_image": not sim or backend in ("openpi", "openvla"),
                     **({"base_checkpoint": base_checkpoint} if base_checkpoint else {})},
-        remappings=tcp_remap,
+        remappings=base_remap,
         description=f"base policy ({backend}) -> one EefAction per step on /base/action",
     ))
     out.append(NodeSpec(

@@ -136,9 +136,12 @@ class VlaBaseNode(Node):
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.action_pub = self.create_publisher(EefAction, "~/action", reliable)
         self.chunk_pub = self.create_publisher(EefActionChunk, "~/chunk", reliable)
-        self.create_subscription(JointState, "/joint_states", self._on_joint_state, qos_profile_sensor_data)
-        self.create_subscription(PoseStamped, "/tcp_pose", self._on_tcp_pose, qos_profile_sensor_data)
-        self.create_subscription(ObjectPoseArray, "/objects/poses", self._on_objects, qos_profile_sensor_data)
+        # Inputs before /sim/step (rclpy serves ready subscriptions in creation order, one message each per round),
+        # depth 1 so a tick never reads an older state queued behind the newest (lockstep episode boundaries).
+        latest = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+        self.create_subscription(JointState, "/joint_states", self._on_joint_state, latest)
+        self.create_subscription(PoseStamped, "/tcp_pose", self._on_tcp_pose, latest)
+        self.create_subscription(ObjectPoseArray, "/objects/poses", self._on_objects, latest)
         if cfg.use_image:
             self.create_subscription(Image, "/camera/image_raw", self._on_image, qos_profile_sensor_data)
         if cfg.lockstep:

@@ -1,0 +1,73 @@
+"""With the shipped checkpoints (skipped per task, naming the missing files, until they exist): the residual beats
+the base through the whole ROS graph (``residual-demo``), and the graph's episodes agree with ``residual-eval``'s.
+
+Slow (about 30 s per task): ``pytest -m slow tests/test_graph_shipped.py``; ``-m "not slow"`` leaves it out.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from residual_bringup.demo.results import read_corrections_csv
+from residual_core.tasks import TASK_NAMES
+from rostest_utils import console_script
+from test_graph_support import compare_with_eval, shipped_checkpoints
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+EPISODES = 10
+
+
+def run_demo(out: Path, task: str, residual: Path, base: Path, *extra: str) -> tuple[dict, dict]:
+    """``residual-demo`` as a subprocess; (results.json, corrections.csv rows by phase and seed)."""
+    proc = subprocess.run([console_script("residual-demo"), "--task", task, "--episodes", str(EPISODES),
+                           "--checkpoint", str(residual), "--base-checkpoint", str(base), "--out-dir", str(out),
+                           "--no-record", *extra], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (run_dir,) = out.iterdir()
+    rows: dict = defaultdict(lambda: defaultdict(list))
+    for row in read_corrections_csv(run_dir / "corrections.csv"):
+        rows[row["phase"]][int(row["seed"])].append(row)
+    return json.loads((run_dir / "results.json").read_text()), rows
+
+
+@pytest.mark.parametrize("task", TASK_NAMES)
+def test_residual_beats_base_through_the_graph_and_agrees_with_residual_eval(task, tmp_path):
+    """One residual-demo run per task, without pose noise (residual-eval's noise stream is not the estimator's):
+    base + residual succeeds more often than the base alone (or both always), and the same seeds give the same
+    episodes as residual-eval: success and steps to success, per seed, for both phases."""
+    found = shipped_checkpoints(task)
+    if isinstance(found, str):
+        pytest.skip(found)
+    residual_path, base_path = found
+    from residual_core.base_policy import BasePolicy
+    from residual_core.networks import ResidualPolicy
+    from trainer.franka_backend import FrankaSimBackend
+    from trainer.rollout import evaluate_episodes
+
+    results, rows = run_demo(tmp_path, task, residual_path, base_path, "--pose-noise", "0", "--rot-noise", "0",
+                             "--dropout", "0")
+    seeds = list(range(EPISODES))
+    base, residual = BasePolicy.from_checkpoint(base_path), ResidualPolicy.from_checkpoint(residual_path)
+    backend = FrankaSimBackend(task, 1, seed=0)  # one env: the same float32 path as the nodes (no batching)
+    evals = {"base": evaluate_episodes(backend, base, seeds),
+             "residual": evaluate_episodes(backend, base, seeds, residual_fn=residual,
+                                           residual_bound=np.asarray(residual.manifest.action_scale))}
+    backend.close()
+    for phase, ev in evals.items():
+        episodes = [e for e in results["episodes"] if e["phase"] == phase]
+        compared, bad = compare_with_eval(rows[phase], episodes, ev.success, ev.steps_to_success, seeds)
+        print(f"{task} {phase}: graph {sum(e['success'] for e in episodes)}/{EPISODES}, residual-eval "
+              f"{ev.successes}/{EPISODES}; compared {len(compared)} seeds (others changed by the envelope)")
+        assert not bad, f"{task} {phase}: " + "; ".join(bad)
+        assert len(compared) >= EPISODES // 2, f"{task} {phase}: only seeds {compared} were free of envelope changes"
+    off, on = results["summary"]["base"], results["summary"]["residual"]
+    if off["successes"] < EPISODES:
+        assert on["successes"] > off["successes"], (off, on)
+    else:  # nothing to gain: at least nothing lost
+        assert on["successes"] == EPISODES, (off, on)
