@@ -21,7 +21,7 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from residual_bringup.params import declare_config
 from residual_core.checkpoint import CheckpointError
 from residual_interfaces.msg import EefAction, ObjectPoseArray
@@ -79,9 +79,12 @@ class ResidualPolicyNode(Node):
         self.pub = self.create_publisher(EefAction, "~/action", reliable)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # Inputs first: when several messages are ready at once, rclpy serves subscriptions in creation order.
-        self.create_subscription(JointState, "/joint_states", self._on_joints, qos_profile_sensor_data)
-        self.create_subscription(PoseStamped, "/tcp_pose", self._on_tcp, qos_profile_sensor_data)
-        self.create_subscription(ObjectPoseArray, "/objects/poses", self._on_poses, qos_profile_sensor_data)
+        # Inputs keep only the newest message (best effort, depth 1), as in the arbiter: a queued state of the
+        # previous episode must never be the one a new episode's first residual is computed on.
+        latest = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+        self.create_subscription(JointState, "/joint_states", self._on_joints, latest)
+        self.create_subscription(PoseStamped, "/tcp_pose", self._on_tcp, latest)
+        self.create_subscription(ObjectPoseArray, "/objects/poses", self._on_poses, latest)
         self.create_subscription(EefAction, "/base/action", self._on_base, reliable)
         self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics, clock=self.steady)
         self.get_logger().info(f"residual node: task={cfg.task} checkpoint={path} "
