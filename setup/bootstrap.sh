@@ -88,6 +88,7 @@ say "installing pinned Python dependencies (setup/requirements*.txt)"
 say "repairing the ROS wheels' exported CMake include paths"
 "$VENV/bin/python" setup/fix_ros_wheel_cmake.py --prefix "$VENV"
 say "building residual_interfaces with colcon into .venv"
+mkdir -p build
 generator=()
 command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
 ( export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV" PATH="$VENV/bin:$PATH"
