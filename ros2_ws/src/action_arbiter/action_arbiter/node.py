@@ -11,17 +11,15 @@ lockstep the simulator waits for commands, so there is no wall-clock staleness).
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from residual_bringup.node_main import run_node
 from residual_bringup.params import declare_config
 from residual_core.action import CONTROL_DT, DEFAULT_RESIDUAL_SCALE, ActionSpec
 from residual_core.safety import EnvelopeConfig
@@ -269,21 +267,7 @@ class ArbiterNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    # rclpy 7.1 (Jazzy): rclpy.init() returns None (no ``with rclpy.init():``); shut down explicitly.
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ArbiterNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as exc:  # bad configuration: say what, without a traceback
-        print(f"action-arbiter: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node("action-arbiter", ArbiterNode, args, config_errors=(ValueError,))
 
 
 if __name__ == "__main__":

@@ -8,16 +8,14 @@ task, seed) resets the env and the step counter and publishes the first state.
 from __future__ import annotations
 
 import array
-import sys
 import time
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from residual_bringup.node_main import run_node
 from residual_bringup.params import declare_config
 from residual_core.tasks import check_task
 from residual_interfaces.msg import Correction, ObjectPose, ObjectPoseArray
@@ -233,21 +231,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    # rclpy 7.1 (Jazzy): rclpy.init() returns None (no ``with rclpy.init():``); shut down explicitly.
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as exc:  # bad configuration: say what, without a traceback
-        print(f"franka-sim-node: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node("franka-sim-node", SimNode, args, config_errors=(ValueError,))
 
 
 if __name__ == "__main__":

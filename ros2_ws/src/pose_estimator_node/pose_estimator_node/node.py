@@ -12,17 +12,15 @@ Outputs: ``/objects/poses`` (ObjectPoseArray, frame fr3_link0, header stamp and 
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Pose, PoseArray
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from residual_bringup.node_main import run_node
 from residual_bringup.params import declare_config
 from residual_core.tasks import TASK_OBJECTS, check_task
 from residual_interfaces.msg import ObjectPose, ObjectPoseArray
@@ -217,21 +215,7 @@ class PoseEstimatorNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    # rclpy 7.1 (Jazzy): rclpy.init() returns None (no ``with rclpy.init():``); shut down explicitly.
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = PoseEstimatorNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as exc:  # bad configuration: say what, without a traceback
-        print(f"pose-estimator-node: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node("pose-estimator-node", PoseEstimatorNode, args, config_errors=(ValueError,))
 
 
 if __name__ == "__main__":

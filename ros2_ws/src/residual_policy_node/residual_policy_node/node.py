@@ -12,16 +12,14 @@ estimator answered step t's image (its pose barrier), so step t's poses are in b
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from residual_bringup.node_main import run_node
 from residual_bringup.params import declare_config
 from residual_core.checkpoint import CheckpointError
 from residual_interfaces.msg import EefAction, ObjectPoseArray
@@ -135,21 +133,8 @@ class ResidualPolicyNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    # rclpy 7.1 (Jazzy): rclpy.init() returns None (no ``with rclpy.init():``); shut down explicitly.
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ResidualPolicyNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ValueError, CheckpointError, FileNotFoundError) as exc:  # bad configuration: say what, no traceback
-        print(f"residual-policy-node: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node("residual-policy-node", ResidualPolicyNode, args,
+             config_errors=(ValueError, CheckpointError, FileNotFoundError))
 
 
 if __name__ == "__main__":

@@ -12,17 +12,15 @@ index that goes backwards starts a new episode.
 
 from __future__ import annotations
 
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import rclpy
 from geometry_msgs.msg import PoseStamped
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from residual_bringup.node_main import run_node
 from residual_bringup.params import declare_config
 from residual_core.action import CONTROL_DT
 from residual_core.tasks import TASK_INSTRUCTIONS, TASK_OBJECTS, check_task
@@ -252,22 +250,7 @@ class VlaBaseNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    # rclpy 7.1 (Jazzy): rclpy.init() returns None, so the ``with rclpy.init():`` form of newer releases is not
-    # available; shut down explicitly instead.
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = VlaBaseNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ValueError, BackendError) as exc:  # bad configuration: say what, without a traceback
-        print(f"vla-base-node: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node("vla-base-node", VlaBaseNode, args, config_errors=(ValueError, BackendError))
 
 
 if __name__ == "__main__":
