@@ -9,52 +9,28 @@ one, plus ``ROS_LOG_DIR`` in a temp dir and ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCA
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from residual_bringup.demo.graph_process import MAX_DOMAIN_ID, MIN_DOMAIN_ID, reserve_domain_id
+
 T = TypeVar("T")
-
-MIN_DOMAIN_ID = 1  # 0 is everybody's default: keep tests off it
-MAX_DOMAIN_ID = 232  # 233 fails with "port number too high"
-_LOCK_DIR = Path(tempfile.gettempdir()) / "residual_vla_ros_domain_locks"
-_held_locks: dict[int, Any] = {}  # domain id -> open lock file, held for the life of this process
-
 
 def allocate_domain_id(seed: int | None = None) -> int:
     """Reserve a ROS_DOMAIN_ID no other cooperating process on this machine holds; return it.
 
-    Starts at a value derived from ``seed`` (default: this pid) and probes upwards; the reservation is an
-    exclusive ``flock`` that the OS drops when this process exits, so a crashed run never leaks an id.
-    Calling it again in the same process returns the id already held.
+    The same reservation the demo uses (an exclusive ``flock`` per id in the system temp dir, dropped by the
+    OS when this process exits), so tests and demos running side by side never share a domain.
     """
-    if _held_locks:
-        return next(iter(_held_locks))
-    _LOCK_DIR.mkdir(parents=True, exist_ok=True)
-    span = MAX_DOMAIN_ID - MIN_DOMAIN_ID + 1
-    start = (os.getpid() if seed is None else seed) % span
-    for k in range(span):
-        domain_id = MIN_DOMAIN_ID + (start + k) % span
-        handle = open(_LOCK_DIR / f"{domain_id}.lock", "w")  # noqa: SIM115 (kept open on purpose)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            continue
-        handle.write(str(os.getpid()))
-        handle.flush()
-        _held_locks[domain_id] = handle
-        return domain_id
-    raise RuntimeError(f"all ROS domain ids {MIN_DOMAIN_ID}-{MAX_DOMAIN_ID} are held by other test processes")
+    return reserve_domain_id(seed)
 
 
 def ros_test_env(domain_id: int, log_dir: str | os.PathLike, base: dict[str, str] | None = None) -> dict[str, str]:
