@@ -19,6 +19,7 @@ from residual_core.augment import PoseAugmenter
 from residual_core.base_policy import BasePolicy
 from residual_core.networks import NumpyPolicy, ResidualActor
 from residual_core.observation import layout_for_task
+from residual_core.runtime import limit_blas_threads
 from trainer.franka_backend import FrankaSimBackend
 from trainer.paths import default_base_checkpoint
 from trainer.rollout import evaluate_episodes
@@ -71,6 +72,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=20000, help="timed residual forward passes")
     a = p.parse_args()
     torch.set_num_threads(1)
+    limit_blas_threads(1)  # as every CLI does
     print(f"| loop ({a.task}) | envs | env steps/s (20 Hz control steps) |\n|---|---|---|")
     for n in a.num_envs:
         for res in (False, True):

@@ -89,10 +89,7 @@ MARKERS: dict[str, MarkerSpec] = {
 }
 
 
-_PIXELS_PER_CELL = 16
-
-
-def marker_image(marker_id: int, size: float, plate_size: float, pixels_per_cell: int = _PIXELS_PER_CELL) -> np.ndarray:
+def marker_image(marker_id: int, size: float, plate_size: float, pixels_per_cell: int = 16) -> np.ndarray:
     """RGB (n, n, 3) uint8 image of a marker centred on a white plate of ``plate_size`` (m)."""
     cell = size / MARKER_CELLS
     marker_px = MARKER_CELLS * pixels_per_cell
@@ -116,11 +113,8 @@ def add_marker(spec: mujoco.MjSpec, body: mujoco.MjsBody, object_name: str, obje
         raise KeyError(f"no marker for object {object_name!r}; known: {sorted(MARKERS)}")
     m = MARKERS[object_name]
     tex_name = f"aruco_{m.marker_id}"
-    img = marker_image(m.marker_id, m.size, m.plate_size)
-    # The plate's texture is a whole number of pixels, so its side is rounded; size the plate geom from the
-    # texture so that the printed marker is exactly m.size wide (a 0.3-1.2 % error otherwise).
-    plate_side = img.shape[0] * m.size / (MARKER_CELLS * _PIXELS_PER_CELL)
     if spec.texture(tex_name) is None:
+        img = marker_image(m.marker_id, m.size, m.plate_size)
         tex = spec.add_texture(name=tex_name, type=mujoco.mjtTexture.mjTEXTURE_2D, width=img.shape[1],
                                height=img.shape[0], nchannel=3)
         tex.data = img.tobytes()
@@ -140,7 +134,7 @@ def add_marker(spec: mujoco.MjSpec, body: mujoco.MjsBody, object_name: str, obje
         type=mujoco.mjtGeom.mjGEOM_BOX,
         pos=pos_body.tolist(),
         quat=r_body.as_quat(scalar_first=True).tolist(),
-        size=[plate_side / 2, plate_side / 2, PLATE_HALF_THICKNESS],
+        size=[m.plate_size / 2, m.plate_size / 2, PLATE_HALF_THICKNESS],
         material=f"{tex_name}_mat",
         contype=0,
         conaffinity=0,
