@@ -248,10 +248,11 @@ ENVELOPE_CHANGES = frozenset({"translation_step", "rotation_step", "workspace_x_
 
 
 def compare_with_eval(phase_rows: dict[int, list[dict]], graph_episodes: list[dict], success: np.ndarray,
-                      steps: np.ndarray, seeds: list[int]) -> tuple[list[int], list[str]]:
+                      steps: np.ndarray, seeds: list[int], steps_tolerance: int = 0) -> tuple[list[int], list[str]]:
     """Per seed, the graph's episode (results.json "episodes" of one phase, corrections.csv rows by seed) against
     residual-eval's (success, steps_to_success). Returns (seeds compared, disagreements); seeds whose graph episode
-    had a command changed by the safety envelope are not compared (residual-eval has no envelope)."""
+    had a command changed by the safety envelope are not compared (residual-eval has no envelope). Steps to
+    success may differ by ``steps_tolerance``."""
     compared, bad = [], []
     for i, seed in enumerate(seeds):
         ep = next(e for e in graph_episodes if e["seed"] == seed)
@@ -261,7 +262,9 @@ def compare_with_eval(phase_rows: dict[int, list[dict]], graph_episodes: list[di
         compared.append(seed)
         eval_steps = int(steps[i]) if success[i] else None
         graph_steps = ep["steps"] if ep["success"] else None
-        if bool(success[i]) != ep["success"] or eval_steps != graph_steps:
+        same_steps = (eval_steps is None and graph_steps is None) or (
+            eval_steps is not None and graph_steps is not None and abs(eval_steps - graph_steps) <= steps_tolerance)
+        if bool(success[i]) != ep["success"] or not same_steps:
             graph = f"success in {ep['steps']} steps" if ep["success"] else "failure"
             other = f"success in {steps[i]} steps" if success[i] else "failure"
             bad.append(f"seed {seed}: graph {graph}, residual-eval {other}")
