@@ -180,12 +180,12 @@ def train_bc(feats: np.ndarray, chunks: np.ndarray, args: Args) -> tuple[BasePol
 
 
 def evaluate_base(policy: BasePolicy, tasks, episodes: int) -> dict:
-    from trainer.residual_train import make_backend
+    from trainer.franka_backend import FrankaSimBackend
     from trainer.rollout import evaluate_episodes
 
     out = {}
     for task in tasks:
-        backend = make_backend(task, min(10, episodes), seed=0)
+        backend = FrankaSimBackend(task, min(10, episodes), seed=0)
         r = evaluate_episodes(backend, policy, list(range(episodes)))
         backend.close()
         out[task] = {"successes": r.successes, "episodes": episodes, "mean_steps_to_success": r.mean_steps}

@@ -68,10 +68,10 @@ class Args:
 
 
 def evaluate_task(task: str, args: Args, base: BasePolicy) -> dict:
-    from trainer.residual_train import make_backend
+    from trainer.franka_backend import FrankaSimBackend
 
     seeds = list(range(args.seed_offset, args.seed_offset + args.episodes))
-    backend = make_backend(task, min(args.num_envs, args.episodes), seed=0)
+    backend = FrankaSimBackend(task, min(args.num_envs, args.episodes), seed=0)
     row: dict = {"task": task, "episodes": args.episodes, "seeds": seeds}
     t0 = time.time()
     with tqdm(total=args.episodes, desc=f"{task}: base", unit="ep", leave=False) as bar:

@@ -33,6 +33,7 @@ from residual_core.runtime import limit_blas_threads
 from residual_core.tasks import TASK_NAMES, check_task
 from tqdm import tqdm
 
+from trainer.franka_backend import FrankaSimBackend
 from trainer.paths import default_base_checkpoint
 from trainer.plots import plot_learning_curve
 from trainer.replay import NStepAccumulator, ReplayBuffer
@@ -116,12 +117,6 @@ class Args:
             raise ValueError(f"total_steps ({self.total_steps}) < num_envs ({self.num_envs})")
 
 
-def make_backend(task: str, num_envs: int, seed: int) -> SimBackend:
-    from trainer.franka_backend import FrankaSimBackend
-
-    return FrankaSimBackend(task, num_envs=num_envs, seed=seed)
-
-
 class Trainer:
     def __init__(self, args: Args):
         self.args = a = args
@@ -129,7 +124,7 @@ class Trainer:
         self.out = Path(a.out_dir or f"runs/residual/{a.task}/seed{a.seed}")
         self.out.mkdir(parents=True, exist_ok=True)
         self.rng = np.random.default_rng(a.seed)
-        self.backend = make_backend(a.task, a.num_envs, a.seed)
+        self.backend: SimBackend = FrankaSimBackend(a.task, num_envs=a.num_envs, seed=a.seed)
         self.base = BasePolicy.from_checkpoint(a.base_checkpoint or default_base_checkpoint())
         self.runner = BaseChunkRunner(self.base, self.backend.instruction, a.num_envs)
         self.layout = make_layout(self.backend.object_names)

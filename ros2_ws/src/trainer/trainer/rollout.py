@@ -156,8 +156,6 @@ def evaluate_episodes(backend: SimBackend, base: BasePolicy, seeds: Sequence[int
         last_pos = first_pos.copy()
         max_rise = np.zeros(n_env)
         for t in range(backend.horizon):
-            if t:
-                s = backend.state()
             base_act = runner.act(s)
             action = base_act
             if residual_fn is not None:
@@ -168,7 +166,8 @@ def evaluate_episodes(backend: SimBackend, base: BasePolicy, seeds: Sequence[int
                 res_sum += float(np.abs(res[live]).sum())
                 res_count += int(live.sum()) * res.shape[1]
             out = backend.step(action)
-            pos = backend.state().obj_pos[:, 0]
+            s = backend.state()  # the trace's and the next step's state
+            pos = s.obj_pos[:, 0]
             live = ~done
             max_rise[live] = np.maximum(max_rise[live], pos[live, 2] - first_pos[live, 2])
             last_pos[live] = pos[live]
