@@ -261,12 +261,24 @@ class RosProbe:
             f"{count} publisher(s) on {topic}",
         )
 
-    def call(self, client: Any, request: Any, timeout: float = 10.0) -> Any:
-        """Wait for the service, call it, spin until the response arrives; return it."""
+    def call(self, client: Any, request: Any, timeout: float = 10.0, attempts: int = 3) -> Any:
+        """Wait for the service, call it, spin until the response arrives; return it.
+
+        ``service_is_ready()`` only says the request can reach the server: right after discovery the server's reply
+        can still be lost (its response writer not yet matched to our reader), so an unanswered request is sent
+        again, up to ``attempts`` times within ``timeout`` in all.
+        """
         self.spin_until(lambda: client.service_is_ready(), timeout, f"service {client.srv_name}")
-        future = client.call_async(request)
-        self.spin_until(future.done, timeout, f"response from {client.srv_name}")
-        return future.result()
+        for attempt in range(attempts):
+            future = client.call_async(request)
+            try:
+                self.spin_until(future.done, timeout / attempts, f"response from {client.srv_name}")
+                return future.result()
+            except TimeoutError:
+                client.remove_pending_request(future)
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
 
 
 def msg_to_dict(msg: Any) -> Any:
