@@ -4,8 +4,10 @@ Starts the sim graph (sim, pose estimator in ground-truth mode, base, residual, 
 in a ROS domain of its own, without sim time (every node stamps with the wall clock), and runs seeded episodes
 until ``--steps`` control steps were commanded. For every step, the latency is the arbiter's command stamp (the
 stamp of /arbiter/target_pose, which the step's /arbiter/correction carries too) minus the stamp of the base action
-of that step (taken by the base node just before it publishes). With the residual on, this includes the residual
-node's turn (base action -> residual -> arbiter); with it off, only the arbiter's. Also reported: the wall time of
+of that step (taken by the base node just before it publishes; the correction record carries it as base_stamp, so
+this process subscribes to nothing on the control path). With the residual on, this includes the residual node's
+turn (base action -> residual -> arbiter), split into its two hops with the residual's own stamp; with it off, only
+the arbiter's. Also reported: the wall time of
 a whole lockstep step (sim physics, state out, base inference, residual, arbiter, command back).
 
     .venv/bin/python benchmarks/bench_graph_latency.py --steps 10000
@@ -23,7 +25,6 @@ import os
 import platform
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -100,7 +101,6 @@ def main(argv: list[str] | None = None) -> int:
         reserve_domain_id,
     )
     from residual_bringup.demo.session import DemoSession, expected_nodes
-    from residual_interfaces.msg import EefAction
 
     def ns(stamp: Time) -> int:
         return stamp.sec * 1_000_000_000 + stamp.nanosec
@@ -112,13 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     graph = GraphProcess(launch_command(args.task, str(residual), str(base), "estimator", overrides,
                                         use_sim_time=False), dict(os.environ), tmp / "graph.log")
     session = DemoSession(node_name="bench_graph_latency")
-    base_stamps: list[tuple[int, int]] = []  # (step, stamp ns) in arrival order
-    lock = threading.Lock()
-
-    def on_base(msg: EefAction) -> None:
-        with lock:
-            base_stamps.append((int(msg.step), ns(msg.header.stamp)))
-    session.node.create_subscription(EefAction, "/base/action", on_base, 1000)
     results: dict = {"task": args.task, "checkpoints": source, "residual": str(residual), "base": str(base),
                      "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"}
     status = 0
@@ -127,11 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         session.warm_up(args.task, 0, 180.0, graph.alive)
         for phase in args.phases:
             session.set_residual(phase == "residual", graph.alive)
-            with lock:
-                base_stamps.clear()
             with session.cond:
                 first = len(session.corrections)
-            latencies, step_walls, statuses, seed, steps = [], [], {}, 0, 0
+            step_walls, statuses, seed, steps = [], {}, 0, 0
             t0 = time.monotonic()
             while steps < args.steps:
                 rec = session.run_episode(phase, args.task, seed, 120.0, graph.alive)
@@ -141,21 +132,23 @@ def main(argv: list[str] | None = None) -> int:
             wall = time.monotonic() - t0
             with session.cond:
                 corrections = list(session.corrections[first:])
-            with lock:
-                bases = list(base_stamps)
-            k = 0
-            for c in corrections:  # both streams are in step order: pair each command with its step's base action
-                while k < len(bases) and bases[k][0] != c.step:
-                    k += 1
-                if k == len(bases):
-                    break
-                latencies.append((ns(c.header.stamp) - bases[k][1]) * 1e-9)
+            latencies, hop1, hop2 = [], [], []
+            for c in corrections:
                 statuses[c.residual_status] = statuses.get(c.residual_status, 0) + 1
-                k += 1
+                base_ns, residual_ns, command_ns = ns(c.base_stamp), ns(c.residual_stamp), ns(c.header.stamp)
+                if base_ns == 0:
+                    continue  # a watchdog command (no base action): not a base -> command path
+                latencies.append((command_ns - base_ns) * 1e-9)
+                if residual_ns:
+                    hop1.append((residual_ns - base_ns) * 1e-9)
+                    hop2.append((command_ns - residual_ns) * 1e-9)
             lat = np.array(latencies)
             results[phase] = {"latency": percentiles(lat), "steps": steps, "episodes": seed,
                               "lockstep_step_ms_mean": float(np.mean(step_walls) * 1e3),
                               "steps_per_s": steps / wall, "residual_status": statuses}
+            if hop1:
+                results[phase]["base_to_residual"] = percentiles(np.array(hop1))
+                results[phase]["residual_to_command"] = percentiles(np.array(hop2))
             print(f"[bench] {phase}: {steps} steps in {seed} episodes, {len(lat)} latencies paired", flush=True)
     except Exception as exc:  # noqa: BLE001 (report and stop the graph)
         print(f"[bench] error: {exc}\n{graph.tail()}", file=sys.stderr)
@@ -175,6 +168,14 @@ def main(argv: list[str] | None = None) -> int:
         lat = r["latency"]
         print(f"| {title[phase]} | {lat['n']} | {lat['p50_ms']:.2f} | {lat['p90_ms']:.2f} | {lat['p99_ms']:.2f} | "
               f"{lat['max_ms']:.1f} | {r['lockstep_step_ms_mean']:.2f} | {r['steps_per_s']:.0f} |")
+    for phase in args.phases:
+        r = results[phase]
+        if "base_to_residual" in r:
+            for key, what in (("base_to_residual", "base published -> residual published (hop 1 + residual node)"),
+                              ("residual_to_command", "residual published -> command (hop 2 + arbiter)")):
+                h = r[key]
+                print(f"| {what} | {h['n']} | {h['p50_ms']:.2f} | {h['p90_ms']:.2f} | {h['p99_ms']:.2f} | "
+                      f"{h['max_ms']:.1f} | | |")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -41,8 +41,10 @@ def arbiter(launch_node, ros_probe):
     assert (stopped.returncode, stopped.signal_used) == (0, "SIGINT"), proc.output()
 
 
-def send(probe, pub, step, action, source):
-    pub.publish(EefAction(step=step, action=action, source=source))
+def send(probe, pub, step, action, source, stamp_ns=0):
+    msg = EefAction(step=step, action=action, source=source)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    pub.publish(msg)
 
 
 def correction_for(probe, step, timeout=5.0):
@@ -55,10 +57,13 @@ def test_base_and_residual_of_the_same_step_are_composed(arbiter, ros_probe):
     targets = ros_probe.collect(PoseStamped, "/arbiter/target_pose")
     grippers = ros_probe.collect(Float64, "/arbiter/gripper")
     markers = ros_probe.collect(MarkerArray, "/arbiter/markers")
-    send(ros_probe, ros_probe.base_pub, 100, BASE, "openpi")
-    send(ros_probe, ros_probe.res_pub, 100, RESIDUAL, "residual")
+    send(ros_probe, ros_probe.base_pub, 100, BASE, "openpi", stamp_ns=5_000_000_123)
+    send(ros_probe, ros_probe.res_pub, 100, RESIDUAL, "residual", stamp_ns=5_000_400_456)
     c = correction_for(ros_probe, 100)
     assert c.residual_status == "ok" and c.residual_applied and not c.clipped
+    # The record carries both inputs' stamps (per-hop latency from a recording).
+    assert (c.base_stamp.sec, c.base_stamp.nanosec, c.residual_stamp.sec, c.residual_stamp.nanosec) == \
+        (5, 123, 5, 400_456)
     np.testing.assert_allclose(c.final, [0.01, 0.004, -0.01, 0, 0, 0, 1.0], atol=1e-12)
     np.testing.assert_allclose([c.target.position.x, c.target.position.y, c.target.position.z],
                                np.add(TCP, [0.01, 0.004, -0.01]), atol=1e-9)
@@ -71,13 +76,20 @@ def test_base_and_residual_of_the_same_step_are_composed(arbiter, ros_probe):
 
 
 def test_missing_residual_sends_base_alone_after_deadline(arbiter, ros_probe):
-    send(ros_probe, ros_probe.base_pub, 200, BASE, "openpi")
+    send(ros_probe, ros_probe.base_pub, 200, BASE, "openpi", stamp_ns=7_000_000_000)
     c = correction_for(ros_probe, 200)
     assert c.residual_status == "late" and not c.residual_applied
+    assert c.base_stamp.sec == 7 and (c.residual_stamp.sec, c.residual_stamp.nanosec) == (0, 0)
     np.testing.assert_allclose(c.final, BASE, atol=1e-12)
     send(ros_probe, ros_probe.res_pub, 200, RESIDUAL, "residual")  # too late: must not produce a second record
     ros_probe.spin_for(0.3)
     assert sum(x.step == 200 for x in ros_probe.corrections) == 1
+    # The one deadline timer is restarted for the next waiting step: late again, then in time again.
+    send(ros_probe, ros_probe.base_pub, 201, BASE, "openpi")
+    assert correction_for(ros_probe, 201).residual_status == "late"
+    send(ros_probe, ros_probe.base_pub, 202, BASE, "openpi")
+    send(ros_probe, ros_probe.res_pub, 202, RESIDUAL, "residual")
+    assert correction_for(ros_probe, 202).residual_status == "ok"
 
 
 def test_enable_residual_service(arbiter, ros_probe):

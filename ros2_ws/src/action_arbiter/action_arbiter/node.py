@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.clock import Clock, ClockType
@@ -32,6 +33,10 @@ from action_arbiter.arbiter import Arbiter, ArbiterConfig, ArbiterStats, Decisio
 from action_arbiter.visuals import action_arrows, correction_msg, diagnostics, object_markers
 
 _ENV = EnvelopeConfig()
+
+
+def _ns(stamp: Time | None) -> int:
+    return -1 if stamp is None else stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 @dataclass
@@ -101,7 +106,8 @@ class ArbiterNode(Node):
         self.steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._bases: dict[int, np.ndarray] = {}
         self._residuals: dict[int, np.ndarray] = {}
-        self._deadlines: dict[int, object] = {}
+        self._residual_stamps: dict[int, Time] = {}
+        self._pending: int | None = None  # the newest step waiting for its residual (the deadline timer runs)
         self._last_decided: int | None = None
         self._last_base_s: float | None = None
         self._last_pose_s: float | None = None
@@ -111,7 +117,7 @@ class ArbiterNode(Node):
         # the state it saw; step t is decided on a TCP pose at least that new (or at the residual deadline).
         self._match_stamps = cfg.lockstep and bool(self.get_parameter("use_sim_time").value)
         self._tcp_stamp_ns = -1
-        self._base_stamp_ns: dict[int, int] = {}
+        self._base_stamps: dict[int, Time] = {}
         self.late_residuals = 0
 
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -133,6 +139,10 @@ class ArbiterNode(Node):
         self.create_subscription(EefAction, cfg.base_topic, self._on_base, reliable)
         self.create_subscription(EefAction, cfg.residual_topic, self._on_residual, reliable)
         self.create_service(SetBool, "~/enable_residual", self._on_enable)
+        # One deadline timer, restarted per waiting step (creating and destroying a timer per step made every
+        # step's wait set change).
+        self._deadline_timer = self.create_timer(cfg.residual_deadline_s, self._deadline, clock=self.steady)
+        self._deadline_timer.cancel()
         if not cfg.lockstep:
             self.create_timer(cfg.control_dt, self._watchdog, clock=self.steady)
         self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics, clock=self.steady)
@@ -149,13 +159,12 @@ class ArbiterNode(Node):
         self._tcp = (np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w]))
         self._have_tcp = True
         self._tcp_stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        waiting = [s for s in self._deadlines if s in self._bases and self._ready(s)]
-        if waiting:
-            self._decide(max(waiting))
+        if self._pending is not None and self._pending in self._bases and self._ready(self._pending):
+            self._decide(self._pending)
 
     def _tcp_current(self, step: int) -> bool:
         """The TCP pose is as new as the state the base action of ``step`` was computed on (lockstep, sim time)."""
-        return not self._match_stamps or self._tcp_stamp_ns >= self._base_stamp_ns.get(step, -1)
+        return not self._match_stamps or self._tcp_stamp_ns >= _ns(self._base_stamps.get(step))
 
     def _ready(self, step: int) -> bool:
         return (step in self._residuals or not self._residual_wanted()) and self._tcp_current(step)
@@ -187,16 +196,16 @@ class ArbiterNode(Node):
             if step == self._last_decided:
                 return  # duplicate
             self.get_logger().info(f"base step went back from {self._last_decided} to {step}: new episode")
-            for old in list(self._deadlines):
-                self._cancel_deadline(old)
-            self._bases, self._residuals, self._base_stamp_ns, self._last_decided = {}, {}, {}, None
+            self._cancel_deadline()
+            self._bases, self._residuals, self._last_decided = {}, {}, None
+            self._base_stamps, self._residual_stamps = {}, {}
         self._bases[step] = np.array(msg.action, dtype=np.float64)
-        self._base_stamp_ns[step] = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        self._base_stamps[step] = msg.header.stamp
         if self._ready(step):
             self._decide(step)
         else:
-            timer = self.create_timer(self.cfg.residual_deadline_s, lambda: self._deadline(step), clock=self.steady)
-            self._deadlines[step] = timer
+            self._pending = step
+            self._deadline_timer.reset()
 
     def _on_residual(self, msg: EefAction) -> None:
         step = int(msg.step)
@@ -204,20 +213,19 @@ class ArbiterNode(Node):
             self.late_residuals += 1
             return
         self._residuals[step] = np.array(msg.action, dtype=np.float64)
+        self._residual_stamps[step] = msg.header.stamp
         if step in self._bases and self._tcp_current(step):
             self._decide(step)
 
-    def _deadline(self, step: int) -> None:
-        if step in self._bases:
+    def _deadline(self) -> None:
+        step = self._pending
+        self._cancel_deadline()
+        if step is not None and step in self._bases:
             self._decide(step)
-        else:
-            self._cancel_deadline(step)
 
-    def _cancel_deadline(self, step: int) -> None:
-        timer = self._deadlines.pop(step, None)
-        if timer is not None:
-            timer.cancel()
-            self.destroy_timer(timer)
+    def _cancel_deadline(self) -> None:
+        self._deadline_timer.cancel()
+        self._pending = None
 
     def _watchdog(self) -> None:
         if self._have_tcp and base_is_stale(self._steady_s(), self._last_base_s, self.arbiter.cfg):
@@ -226,18 +234,20 @@ class ArbiterNode(Node):
 
     # --- deciding and publishing ------------------------------------------------------------------------------------
     def _decide(self, step: int) -> None:
-        for old in [s for s in self._deadlines if s <= step]:
-            self._cancel_deadline(old)
+        if self._pending is not None and self._pending <= step:
+            self._cancel_deadline()
         base = self._bases.pop(step)
         residual = self._residuals.pop(step, None)
+        stamps = (self._base_stamps.pop(step, None), self._residual_stamps.pop(step, None))
         self._bases = {s: b for s, b in self._bases.items() if s > step}  # older undecided steps are superseded
-        self._base_stamp_ns = {s: v for s, v in self._base_stamp_ns.items() if s > step}
+        self._base_stamps = {s: v for s, v in self._base_stamps.items() if s > step}
         self._residuals = {s: r for s, r in self._residuals.items() if s > step}
+        self._residual_stamps = {s: v for s, v in self._residual_stamps.items() if s > step}
         stale = poses_are_stale(self._ros_s(), self._last_pose_s, self.arbiter.cfg)
         self._last_decided = step
-        self._publish(self.arbiter.decide(step, base, residual, *self._tcp, poses_stale=stale))
+        self._publish(self.arbiter.decide(step, base, residual, *self._tcp, poses_stale=stale), *stamps)
 
-    def _publish(self, d: Decision) -> None:
+    def _publish(self, d: Decision, base_stamp: Time | None = None, residual_stamp: Time | None = None) -> None:
         stamp = self.get_clock().now().to_msg()
         if d.has_command:
             target = PoseStamped()
@@ -252,7 +262,7 @@ class ArbiterNode(Node):
             self.gripper_pub.publish(Float64(data=d.gripper))
         elif self._have_tcp:
             self.get_logger().error("TCP pose is not finite: no command sent", throttle_duration_sec=2.0)
-        self.correction_pub.publish(correction_msg(d, self.cfg.frame_id, stamp))
+        self.correction_pub.publish(correction_msg(d, self.cfg.frame_id, stamp, base_stamp, residual_stamp))
         self.marker_pub.publish(action_arrows(d, self._tcp[0], self.cfg.frame_id, stamp,
                                               self.cfg.marker_lifetime_periods * self.cfg.control_dt,
                                               self.cfg.marker_length_gain))
@@ -267,7 +277,7 @@ class ArbiterNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    run_node("action-arbiter", ArbiterNode, args, config_errors=(ValueError,))
+    run_node("action-arbiter", ArbiterNode, args, config_errors=(ValueError,), executor="events")
 
 
 if __name__ == "__main__":

@@ -87,8 +87,10 @@ def object_markers(
     return out
 
 
-def correction_msg(decision: Decision, frame_id: str, stamp: Time) -> Correction:
-    """The per-step record; ``target`` is the commanded pose (all zeros when there was no command)."""
+def correction_msg(decision: Decision, frame_id: str, stamp: Time, base_stamp: Time | None = None,
+                   residual_stamp: Time | None = None) -> Correction:
+    """The per-step record; ``target`` is the commanded pose (all zeros when there was no command); the stamps of
+    the step's base action and residual as received (zero when absent)."""
     msg = Correction(
         step=decision.step,
         base=[float(v) for v in decision.base],
@@ -100,6 +102,10 @@ def correction_msg(decision: Decision, frame_id: str, stamp: Time) -> Correction
         clip_reasons=list(decision.clip_reasons),
     )
     msg.header = Header(frame_id=frame_id, stamp=stamp)
+    if base_stamp is not None:
+        msg.base_stamp = base_stamp
+    if residual_stamp is not None:
+        msg.residual_stamp = residual_stamp
     if decision.has_command:
         p, q = decision.target_pos, decision.target_quat
         msg.target = Pose(position=Point(x=float(p[0]), y=float(p[1]), z=float(p[2])),

@@ -134,7 +134,7 @@ class ResidualPolicyNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     run_node("residual-policy-node", ResidualPolicyNode, args,
-             config_errors=(ValueError, CheckpointError, FileNotFoundError))
+             config_errors=(ValueError, CheckpointError, FileNotFoundError), executor="events")
 
 
 if __name__ == "__main__":

@@ -76,10 +76,12 @@ def message_definition(type_name: str) -> str:
     seen = {(package, name)}
     while stack:  # depth first, each dependency once, in order of first use
         pkg, nm = stack.pop(0)
-        children = [t for t in field_types(msg_text(pkg, nm), pkg) if t not in seen]
-        for child in children:
-            seen.add(child)
-            deps.append(child)
+        children = []
+        for child in field_types(msg_text(pkg, nm), pkg):
+            if child not in seen:  # a type used by two fields of one message is listed once too
+                seen.add(child)
+                children.append(child)
+        deps.extend(children)
         stack[0:0] = children
     parts = [root.rstrip("\n")]
     for pkg, nm in deps:
