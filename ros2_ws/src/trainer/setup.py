@@ -24,6 +24,7 @@ setup(
             "base-train = trainer.base_train:main",
             "residual-train = trainer.residual_train:main",
             "residual-eval = trainer.evaluate:main",
+            "residual-compare = trainer.compare:main",
         ]
     },
 )

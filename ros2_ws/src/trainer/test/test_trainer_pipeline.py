@@ -142,3 +142,41 @@ def test_layout_mismatch_is_refused(base_ckpt, tmp_path):
     r = _eval_with(path.with_suffix(""), base_ckpt)
     assert r.returncode == 2
     assert "layout" in r.stderr.lower()
+
+
+def test_sac_trains_resumes_and_writes_the_same_checkpoint_format(base_ckpt, tmp_path):
+    out = tmp_path / "sac"
+    sac = ["--algo", "sac", "--sac.batch-size", "64", "--sac.hidden", "64", "64", "--sac.critic-warmup", "4"]
+    r = run(["residual-train", "--task", "cube_lift", "--base-checkpoint", str(base_ckpt), "--out-dir", str(out),
+             *tiny(), *sac])
+    assert r.returncode == 0, r.stderr[-3000:]
+    tensors, man = load_checkpoint(out / "best", expected_kind="residual", expected_task="cube_lift",
+                                   expected_layout=layout_for_task("cube_lift"))
+    assert man.training["algorithm"] == "SAC n-step ensemble"
+    assert man.training["args"]["algo"] == "sac"
+    r = run(["residual-train", "--task", "cube_lift", "--base-checkpoint", str(base_ckpt), "--out-dir", str(out),
+             *tiny(288), *sac, "--resume"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed at 192 env steps" in r.stdout
+    # The saved state is SAC's: resuming it as TD3 is refused with the reason.
+    r = run(["residual-train", "--task", "cube_lift", "--base-checkpoint", str(base_ckpt), "--out-dir", str(out),
+             *tiny(384), "--resume"])
+    assert r.returncode == 2 and "--algo sac" in r.stderr, r.stderr[-2000:]
+    r = _eval_with(out / "best", base_ckpt)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_resume_with_another_evaluation_protocol_needs_reset_best(trained, base_ckpt, tmp_path):
+    out = tmp_path / "protocol"
+    shutil.copytree(trained, out)
+    cmd = ["residual-train", "--task", "cube_lift", "--base-checkpoint", str(base_ckpt), "--out-dir", str(out),
+           *tiny(288), "--resume", "--eval-episodes", "3"]
+    r = run(cmd)
+    assert r.returncode == 2 and "--reset-best" in r.stderr, r.stderr[-2000:]
+    before = (out / "best.json").read_text()
+    r = run([*cmd, "--reset-best"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    man = read_manifest(out / "best")
+    assert man.evaluation["episodes"] == 3 and (out / "best.json").read_text() != before
+    r = run(["residual-train", "--task", "cube_lift", "--out-dir", str(tmp_path / "x"), *tiny(), "--reset-best"])
+    assert r.returncode == 2 and "--resume" in r.stderr

@@ -12,29 +12,43 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_learning_curve(eval_csv: Path, out_png: Path, title: str = "") -> Path:
-    """Evaluation success (and mean |residual|) against env steps and wall-clock, from eval.csv."""
+def read_eval_csv(eval_csv: Path) -> dict[str, list[float]]:
+    """A run's eval.csv as columns: env_steps, wall_min, rate (successes / episodes), successes, episodes."""
     with open(eval_csv) as f:
         rows = list(csv.DictReader(f))
-    steps = [int(r["env_steps"]) for r in rows]
-    rate = [int(r["successes"]) / max(int(r["episodes"]), 1) for r in rows]
-    wall = [float(r["wall_s"]) / 60 for r in rows]
+    return {"env_steps": [int(r["env_steps"]) for r in rows], "wall_min": [float(r["wall_s"]) / 60 for r in rows],
+            "rate": [int(r["successes"]) / max(int(r["episodes"]), 1) for r in rows],
+            "successes": [int(r["successes"]) for r in rows], "episodes": [int(r["episodes"]) for r in rows]}
+
+
+def plot_learning_curves(runs: dict[str, Path], out_png: Path, title: str = "") -> Path:
+    """Evaluation success against env steps and wall-clock, one line per run (label -> its eval.csv)."""
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
-    ax[0].plot(steps, rate, "o-", color="tab:blue")
+    single = len(runs) == 1
+    for i, (label, eval_csv) in enumerate(runs.items()):
+        c = read_eval_csv(eval_csv)
+        colors = ("tab:blue", "tab:green") if single else (f"C{i}", f"C{i}")
+        ax[0].plot(c["env_steps"], c["rate"], "o-", color=colors[0], label=label, markersize=4)
+        ax[1].plot(c["wall_min"], c["rate"], "o-", color=colors[1], label=label, markersize=4)
     ax[0].set_xlabel("environment steps")
     ax[0].xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
     ax[0].set_ylabel("eval success rate")
-    ax[0].set_ylim(-0.02, 1.02)
-    ax[0].grid(alpha=0.3)
-    ax[1].plot(wall, rate, "o-", color="tab:green")
     ax[1].set_xlabel("wall-clock (min)")
-    ax[1].set_ylim(-0.02, 1.02)
-    ax[1].grid(alpha=0.3)
+    for a in ax:
+        a.set_ylim(-0.02, 1.02)
+        a.grid(alpha=0.3)
+    if not single:
+        ax[1].legend(fontsize=8, loc="lower right")
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
     return out_png
+
+
+def plot_learning_curve(eval_csv: Path, out_png: Path, title: str = "") -> Path:
+    """Evaluation success against env steps and wall-clock, from one run's eval.csv."""
+    return plot_learning_curves({"run": eval_csv}, out_png, title)
 
 
 def plot_eval_table(results: list[dict], out_png: Path, title: str = "") -> Path:

@@ -1,4 +1,4 @@
-"""`residual-train`: train a residual policy on the frozen base policy in simulation (TD3, n-step, ensemble).
+"""`residual-train`: train a residual policy on the frozen base policy in simulation (TD3 or SAC, n-step, ensemble).
 
 The loop (per vector step of ``num_envs`` envs): the frozen base plays its action chunks open-loop; the
 residual actor sees object poses (with pose noise and whole-object dropout) + proprioception + the base's
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,8 +39,9 @@ from trainer.paths import default_base_checkpoint
 from trainer.plots import plot_learning_curve
 from trainer.replay import NStepAccumulator, ReplayBuffer
 from trainer.rollout import BaseChunkRunner, evaluate_episodes, residual_observation
+from trainer.sac import SAC, SACConfig
 from trainer.sim_backend import SimBackend
-from trainer.td3 import TD3, TD3Config
+from trainer.td3 import TD3, ActorCriticConfig, TD3Config
 
 VALIDATION_SEED_OFFSET = 900_000
 """Periodic evaluation (checkpoint selection) uses seeds ``VALIDATION_SEED_OFFSET + i``: disjoint from the
@@ -99,10 +101,20 @@ class Args:
     """Evaluation pose noise (fixed sigma, m)."""
     eval_dropout: float = 0.1
     """Evaluation pose dropout probability."""
+    algo: Literal["td3", "sac"] = "td3"
+    """Off-policy algorithm: td3 (the default) or sac (squashed-Gaussian policy with a learnt std and temperature);
+    both with the same critics, n-step data and residual penalty, and the deployed residual is a ResidualActor
+    either way (SAC's mean). The measured comparison is in docs/RESULTS.md."""
     td3: TD3Config = field(default_factory=TD3Config)
-    """TD3 hyper-parameters."""
+    """TD3 hyper-parameters (used with --algo td3)."""
+    sac: SACConfig = field(default_factory=SACConfig)
+    """SAC hyper-parameters (used with --algo sac)."""
     resume: bool = False
     """Continue from out_dir/state (networks, optimisers, buffers, counters); envs restart fresh episodes."""
+    reset_best: bool = False
+    """With --resume: forget the best evaluation so far, so best.* becomes the best of the continued run (needed
+    when the evaluation protocol changes on resume, e.g. --eval-episodes: scores of different protocols do not
+    compare)."""
     threads: int = 1
     """Torch intra-op threads. 1 is fastest here: the small networks gain nothing from a second thread, and
     with the physics threads busy two torch threads thrash (measured 6 ms vs 400+ ms per update)."""
@@ -113,6 +125,8 @@ class Args:
             raise ValueError(f"residual_scale needs 7 values, got {len(self.residual_scale)}")
         if not 0.0 <= self.offline_ratio <= 1.0:
             raise ValueError(f"offline_ratio must be in [0, 1], got {self.offline_ratio}")
+        if self.reset_best and not self.resume:
+            raise ValueError("--reset-best only applies with --resume")
         if self.total_steps < self.num_envs:
             raise ValueError(f"total_steps ({self.total_steps}) < num_envs ({self.num_envs})")
 
@@ -130,7 +144,8 @@ class Trainer:
         self.layout = make_layout(self.backend.object_names)
         self.scale = np.asarray(a.residual_scale, dtype=np.float64)
         self.augmenter = PoseAugmenter(max_sigma=a.pose_noise, dropout_p=a.dropout, seed=a.seed + 1)
-        self.agent = TD3(self.layout.size, 7, a.td3, seed=a.seed)
+        self.agent_cfg: ActorCriticConfig = a.td3 if a.algo == "td3" else a.sac
+        self.agent = (TD3 if a.algo == "td3" else SAC)(self.layout.size, 7, self.agent_cfg, seed=a.seed)
         self.offline = ReplayBuffer((a.offline_episodes + a.num_envs) * self.backend.horizon, self.layout.size, 7)
         self.online = ReplayBuffer(a.buffer_size, self.layout.size, 7)
         self.env_steps = 0
@@ -169,8 +184,8 @@ class Trainer:
         while (stats["episodes"] < episodes) if episodes is not None else (stats["steps"] < vector_steps * n):
             stats["steps"] += n
             u = np.zeros((n, 7), np.float32) if policy is None else policy(obs)
-            if noise > 0:
-                u = np.clip(u + self.rng.normal(0.0, noise, u.shape), -1.0, 1.0).astype(np.float32)
+            if policy is not None:
+                u = self.agent.explore(u, self.rng, noise)
             action = compose_scaled_actions_batch(base_act, u * self.scale, self.scale).actions
             out = self.backend.step(action)
             self.ep_t += 1
@@ -225,7 +240,7 @@ class Trainer:
 
     def save(self, name: str, evaluation: dict) -> Path:
         a = self.args
-        training = {"args": json.loads(json.dumps(asdict(a), default=str)), "algorithm": "TD3 n-step ensemble",
+        training = {"args": json.loads(json.dumps(asdict(a), default=str)), "algorithm": self.agent.name,
                     "wall_clock_s": self.wall_clock(), "env_steps": self.env_steps,
                     "base_checkpoint": str(a.base_checkpoint or default_base_checkpoint())}
         return save_residual_checkpoint(self.out / name, self.agent.actor, self.layout, a.task, self.scale.tolist(),
@@ -242,33 +257,43 @@ class Trainer:
         self.offline.save(st / "offline.npz")
         meta = {"env_steps": self.env_steps, "episodes": self.episodes, "next_seed": self.next_seed,
                 "best": self.best, "updates": self.agent.updates, "wall_clock_s": self.wall_clock(),
-                "rng": self.rng.bit_generator.state, "eval_rows": self.eval_rows}
+                "rng": self.rng.bit_generator.state, "eval_rows": self.eval_rows,
+                "eval_protocol": self.eval_protocol(), "algo": self.args.algo}
         (st / "meta.json").write_text(json.dumps(meta, default=int))
 
     def load_state(self):
         st = self.out / "state"
         if not (st / "meta.json").exists():
             raise FileNotFoundError(f"--resume: no saved state in {st}")
-        sd = torch.load(st / "agent.pt", weights_only=True)
+        meta = json.loads((st / "meta.json").read_text())
+        saved_algo = meta.get("algo", "td3")
+        if saved_algo != self.args.algo:
+            raise ValueError(f"--resume: the saved state in {st} was trained with --algo {saved_algo}, not "
+                             f"{self.args.algo}")
         ag = self.agent
-        for key, obj in (("actor", ag.actor), ("critic", ag.critic), ("actor_target", ag.actor_target),
-                         ("critic_target", ag.critic_target), ("actor_opt", ag.actor_opt),
-                         ("critic_opt", ag.critic_opt)):
-            obj.load_state_dict(sd[key])
+        ag.load_state_dict(torch.load(st / "agent.pt", weights_only=True))
         self.online.load(st / "online.npz")
         self.offline.load(st / "offline.npz")
-        meta = json.loads((st / "meta.json").read_text())
         self.env_steps, self.episodes, self.next_seed = meta["env_steps"], meta["episodes"], meta["next_seed"]
-        self.best = tuple(meta["best"]) if meta["best"] else None
+        self.best = tuple(meta["best"]) if meta["best"] and not self.args.reset_best else None
+        saved = meta.get("eval_protocol")
+        if saved is not None and saved != self.eval_protocol() and not self.args.reset_best:
+            raise ValueError(f"--resume: the evaluation protocol changed ({saved} -> {self.eval_protocol()}), so the "
+                             "best checkpoint so far cannot be compared with new evaluations: pass --reset-best to "
+                             "select among the continued run's evaluations only, or keep the protocol")
         ag.updates = meta["updates"]
         self.wall_before = meta["wall_clock_s"]
         self.rng.bit_generator.state = meta["rng"]
         self.eval_rows = meta["eval_rows"]
 
+    def eval_protocol(self) -> dict:
+        a = self.args
+        return {"episodes": a.eval_episodes, "pose_noise": a.eval_pose_noise, "dropout": a.eval_dropout}
+
     # --- the whole run --------------------------------------------------------------------------------
     def train(self) -> dict:
         a = self.args
-        self.acc = NStepAccumulator(a.n_step, a.td3.gamma, a.num_envs)
+        self.acc = NStepAccumulator(a.n_step, self.agent_cfg.gamma, a.num_envs)
         metrics_f = open(self.out / "metrics.csv", "a", newline="")
         metrics = csv.writer(metrics_f)
         from torch.utils.tensorboard import SummaryWriter
@@ -306,9 +331,9 @@ class Trainer:
             info = {}
             if self.env_steps >= a.warmup_steps:
                 upd_debt += chunk * a.updates_per_step
-                n_off = int(round(a.td3.batch_size * a.offline_ratio))
+                n_off = int(round(self.agent_cfg.batch_size * a.offline_ratio))
                 while upd_debt >= 1:
-                    b_on = self.online.sample(a.td3.batch_size - n_off, self.rng)
+                    b_on = self.online.sample(self.agent_cfg.batch_size - n_off, self.rng)
                     if n_off:
                         b_off = self.offline.sample(n_off, self.rng)
                         b_on = {k: np.concatenate([b_on[k], b_off[k]]) for k in b_on}
@@ -364,11 +389,15 @@ class Trainer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = tyro.cli(Args, args=argv, description=__doc__)
-    limit_blas_threads(1)
-    print(f"[residual-train] task={args.task} seed={args.seed} total_steps={args.total_steps} "
-          f"num_envs={args.num_envs}; tasks available: {', '.join(TASK_NAMES)}")
-    summary = Trainer(args).train()
+    try:
+        args = tyro.cli(Args, args=argv, description=__doc__)
+        limit_blas_threads(1)
+        print(f"[residual-train] task={args.task} seed={args.seed} total_steps={args.total_steps} "
+              f"num_envs={args.num_envs}; tasks available: {', '.join(TASK_NAMES)}")
+        summary = Trainer(args).train()
+    except (ValueError, FileNotFoundError) as exc:  # bad options or a missing / mismatched resume state
+        print(f"residual-train: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     print(json.dumps(summary, indent=2))
 
 

@@ -19,7 +19,9 @@ from residual_core.networks import CriticEnsemble, ResidualActor
 
 
 @dataclass
-class TD3Config:
+class ActorCriticConfig:
+    """What TD3 and SAC (:mod:`trainer.sac`) share."""
+
     gamma: float = 0.99
     """Discount per control step."""
     tau: float = 0.005
@@ -27,11 +29,6 @@ class TD3Config:
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     batch_size: int = 256
-    policy_delay: int = 2
-    """Actor and target updates once every this many critic updates."""
-    target_noise: float = 0.2
-    """Std of the target-policy smoothing noise (in the actor's [-1, 1] units)."""
-    target_noise_clip: float = 0.5
     num_critics: int = 2
     """Critic ensemble size; targets use the min of a random pair."""
     hidden: tuple[int, ...] = (256, 256)
@@ -52,7 +49,56 @@ class TD3Config:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
 
 
-class TD3:
+@dataclass
+class TD3Config(ActorCriticConfig):
+    policy_delay: int = 2
+    """Actor and target updates once every this many critic updates."""
+    target_noise: float = 0.2
+    """Std of the target-policy smoothing noise (in the actor's [-1, 1] units)."""
+    target_noise_clip: float = 0.5
+
+
+BATCH_KEYS = ("obs", "act", "ret", "next_obs", "discount")
+"""A replay batch's arrays, in the order the agents' updates unpack them."""
+
+
+class ActorCriticAgent:
+    """What TD3 and SAC share: a ResidualActor ``actor``, a CriticEnsemble ``critic`` and its optimiser."""
+
+    cfg: ActorCriticConfig
+    actor: ResidualActor
+    critic: CriticEnsemble
+    critic_opt: torch.optim.Optimizer
+    updates: int
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """The deterministic residual (what a checkpoint deploys)."""
+        return self.actor(torch.as_tensor(obs, dtype=torch.float32)).numpy()
+
+    def _critic_step(self, obs: torch.Tensor, act: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
+        """One regression step of every critic onto ``target``; counts the update."""
+        q = self.critic(obs, act)
+        critic_loss = F.mse_loss(q, target.expand_as(q))
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+        self.updates += 1
+        return {"critic_loss": critic_loss.item(), "q_mean": q.mean().item()}
+
+    def load_state_dict(self, sd: dict[str, dict]) -> None:
+        for key, value in sd.items():
+            getattr(self, key).load_state_dict(value)
+
+    def config_dict(self) -> dict:
+        d = asdict(self.cfg)
+        d["hidden"] = list(self.cfg.hidden)
+        return d
+
+
+class TD3(ActorCriticAgent):
+    name = "TD3 n-step ensemble"
+
     def __init__(self, obs_dim: int, act_dim: int, cfg: TD3Config, seed: int = 0):
         torch.manual_seed(seed)
         self.cfg = cfg
@@ -70,17 +116,15 @@ class TD3:
         for net in (self.actor, self.actor_target, self.critic, self.critic_target):
             net.set_normalization(mean, std)
 
-    @torch.no_grad()
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        return self.actor(torch.as_tensor(obs, dtype=torch.float32)).numpy()
+    def explore(self, u: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarray:
+        """Exploration during collection: Gaussian noise of std ``noise`` on the actor output, clipped to [-1, 1]."""
+        if noise <= 0:
+            return u
+        return np.clip(u + rng.normal(0.0, noise, u.shape), -1.0, 1.0).astype(np.float32)
 
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         cfg = self.cfg
-        obs = torch.as_tensor(batch["obs"])
-        act = torch.as_tensor(batch["act"])
-        ret = torch.as_tensor(batch["ret"])
-        next_obs = torch.as_tensor(batch["next_obs"])
-        discount = torch.as_tensor(batch["discount"])
+        obs, act, ret, next_obs, discount = (torch.as_tensor(batch[k]) for k in BATCH_KEYS)
 
         with torch.no_grad():
             noise = (torch.randn(act.shape, generator=self.gen) * cfg.target_noise).clamp(
@@ -89,13 +133,7 @@ class TD3:
             q_next = self.critic_target(next_obs, next_act)  # (E, B)
             pair = torch.randperm(cfg.num_critics, generator=self.gen)[:2]
             target = ret + discount * q_next[pair].min(dim=0).values
-        q = self.critic(obs, act)
-        critic_loss = F.mse_loss(q, target.expand_as(q))
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_opt.step()
-        self.updates += 1
-        info = {"critic_loss": critic_loss.item(), "q_mean": q.mean().item()}
+        info = self._critic_step(obs, act, target)
 
         if self.updates > cfg.critic_warmup and self.updates % cfg.policy_delay == 0:
             pi = self.actor(obs)
@@ -115,8 +153,3 @@ class TD3:
         return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
                 "actor_target": self.actor_target.state_dict(), "critic_target": self.critic_target.state_dict(),
                 "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict()}
-
-    def config_dict(self) -> dict:
-        d = asdict(self.cfg)
-        d["hidden"] = list(self.cfg.hidden)
-        return d

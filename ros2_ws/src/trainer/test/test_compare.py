@@ -1,0 +1,39 @@
+"""residual-compare on hand-written eval.csv files: the threshold, best, last-k and speed columns, the PNG."""
+
+import json
+
+from trainer.compare import main, summarize
+
+
+def write_run(path, rows):
+    path.mkdir()
+    lines = ["env_steps,wall_s,successes,episodes,mean_steps,residual_abs"]
+    lines += [f"{s},{w},{k},{n},,0.0" for s, w, k, n in rows]
+    (path / "eval.csv").write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_summary_columns(tmp_path):
+    run = write_run(tmp_path / "a", [(0, 6.0, 19, 20), (10000, 66.0, 12, 20), (20000, 126.0, 19, 20),
+                                     (30000, 186.0, 20, 20), (40000, 246.0, 18, 20)])
+    row = summarize(run, threshold=0.95, last=2)
+    assert row["first_at_threshold_steps"] == 20000  # the step-0 evaluation (the base alone) does not count
+    assert row["first_at_threshold_min"] == 2.1
+    assert (row["best"], row["best_steps"]) == ("20/20", 30000)
+    assert row["mean_rate_last_2"] == 0.95
+    assert row["s_per_10k_steps"] == 60.0
+    assert row["algorithm"] == "?"  # no best.json
+
+
+def test_cli_table_png_json_and_errors(tmp_path, capsys):
+    a = write_run(tmp_path / "td3", [(0, 1.0, 5, 20), (10000, 31.0, 10, 20)])
+    b = write_run(tmp_path / "sac", [(0, 1.0, 5, 20), (10000, 41.0, 19, 20)])
+    out, js = tmp_path / "cmp.png", tmp_path / "cmp.json"
+    assert main([str(a), str(b), "--out", str(out), "--json-out", str(js), "--last", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "| td3 |" in printed and "| sac |" in printed
+    rows = json.loads(js.read_text())
+    assert [r["first_at_threshold_steps"] for r in rows] == [None, 10000]
+    assert out.stat().st_size > 5000
+    assert main([str(tmp_path / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err

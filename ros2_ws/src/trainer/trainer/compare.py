@@ -1,0 +1,72 @@
+"""`residual-compare`: compare residual-train runs (e.g. TD3 vs SAC, or seeds) from their eval.csv files.
+
+    .venv/bin/residual-compare runs/residual/cube_lift_td3_s0 runs/residual/cube_lift_sac_s0 --out cmp.png
+
+Prints one row per run: the env steps and wall-clock of the first validation evaluation at or above
+``--threshold``, the best score, the mean success rate of the last ``--last`` evaluations and the wall-clock per
+10,000 env steps; writes one PNG with every run's learning curve. Wall-clock compares only between runs that shared
+the machine in the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from trainer.plots import plot_learning_curves, read_eval_csv
+
+
+def summarize(run_dir: Path, threshold: float, last: int) -> dict:
+    """The comparison row of one run (see the module docstring)."""
+    c = read_eval_csv(run_dir / "eval.csv")
+    if len(c["env_steps"]) < 2:
+        raise ValueError(f"{run_dir}: fewer than two evaluations in eval.csv")
+    label = run_dir.name
+    summary_file = run_dir / "best.json"
+    algo = json.loads(summary_file.read_text())["training"].get("algorithm", "?") if summary_file.is_file() else "?"
+    first = next((i for i, r in enumerate(c["rate"]) if r >= threshold and c["env_steps"][i] > 0), None)
+    best = int(np.argmax(c["rate"]))
+    span = c["env_steps"][-1] - c["env_steps"][0]
+    return {"run": label, "algorithm": algo,
+            "first_at_threshold_steps": None if first is None else c["env_steps"][first],
+            "first_at_threshold_min": None if first is None else round(c["wall_min"][first], 1),
+            "best": f"{c['successes'][best]}/{c['episodes'][best]}", "best_steps": c["env_steps"][best],
+            f"mean_rate_last_{last}": round(float(np.mean(c["rate"][-last:])), 3),
+            "s_per_10k_steps": round((c["wall_min"][-1] - c["wall_min"][0]) * 60 / span * 10_000, 1) if span else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="residual-compare", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("runs", nargs="+", type=Path, help="residual-train output folders (each with its eval.csv)")
+    p.add_argument("--threshold", type=float, default=0.95, help="success rate the 'first at' columns look for")
+    p.add_argument("--last", type=int, default=5, help="how many final evaluations the mean rate averages")
+    p.add_argument("--out", type=Path, default=None, help="PNG with all learning curves (default: none)")
+    p.add_argument("--title", default="", help="title of the PNG")
+    p.add_argument("--json-out", type=Path, default=None, help="also write the rows as JSON here")
+    a = p.parse_args(argv)
+    try:
+        rows = [summarize(r, a.threshold, a.last) for r in a.runs]
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        print(f"residual-compare: {exc}", file=sys.stderr)
+        return 2
+    keys = list(rows[0])
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for r in rows:
+        print("| " + " | ".join("-" if r[k] is None else str(r[k]) for k in keys) + " |")
+    if a.out:
+        plot_learning_curves({r.name: r / "eval.csv" for r in a.runs}, a.out, a.title)
+        print(f"wrote {a.out}")
+    if a.json_out:
+        a.json_out.write_text(json.dumps(rows, indent=2) + "\n")
+        print(f"wrote {a.json_out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
