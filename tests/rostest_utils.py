@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from residual_bringup.demo.graph_process import MAX_DOMAIN_ID, MIN_DOMAIN_ID, reserve_domain_id
+from residual_bringup.demo.graph_process import MAX_DOMAIN_ID, MIN_DOMAIN_ID, reserve_domain_id, stop_process
 
 T = TypeVar("T")
 
@@ -101,19 +100,7 @@ class NodeProcess:
         if self.stop_result is not None:
             return self.stop_result
         t0 = time.monotonic()
-        used = "none"
-        for sig, timeout in ((signal.SIGINT, sigint_timeout), (signal.SIGTERM, sigterm_timeout), (signal.SIGKILL, 5)):
-            if self.popen.poll() is not None:
-                break
-            used = sig.name
-            try:
-                os.kill(self.popen.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                continue
+        used = stop_process(self.popen, sigint_timeout, sigterm_timeout)
         returncode = self.popen.wait()
         self.stop_result = StopResult(returncode=returncode, signal_used=used, seconds=time.monotonic() - t0)
         if used == "SIGKILL":

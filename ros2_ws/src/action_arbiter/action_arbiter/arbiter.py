@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from residual_core.action import ACTION_DIM, DEFAULT_RESIDUAL_SCALE, ActionSpec, compose_scaled_action
@@ -220,3 +221,67 @@ class ArbiterStats:
         self.rejected += int("nan_rejected" in d.clip_reasons)
         self.holds += int(d.holding)
         self.no_command += int(not d.has_command)
+
+
+@dataclass
+class StepInputs:
+    """What has arrived for one control step; the stamps are kept as given (the node passes its Time messages)."""
+
+    base: np.ndarray | None = None
+    base_stamp: Any = None
+    residual: np.ndarray | None = None
+    residual_stamp: Any = None
+
+
+@dataclass
+class StepMatcher:
+    """Pairs the base action and the residual of each control step (by step index), for the node to decide on.
+
+    A base step at or below the last decided one is a duplicate (equal) or the start of a new episode (lower: all
+    state is dropped). A residual for an already decided step is late and counted. :meth:`take` hands over a
+    step's inputs and supersedes every older undecided step. ``pending`` is the step whose residual the node is
+    waiting for (its deadline timer runs); taking that step or a newer one clears it.
+    """
+
+    steps: dict[int, StepInputs] = field(default_factory=dict)
+    last_decided: int | None = None
+    pending: int | None = None
+    late_residuals: int = 0
+
+    def add_base(self, step: int, action, stamp: Any = None) -> str:
+        """Store a base action; returns "duplicate" (ignored), "new_episode" (state reset first) or "added"."""
+        result = "added"
+        if self.last_decided is not None and step <= self.last_decided:
+            if step == self.last_decided:
+                return "duplicate"
+            self.steps, self.last_decided, self.pending, result = {}, None, None, "new_episode"
+        inputs = self.steps.setdefault(step, StepInputs())
+        inputs.base, inputs.base_stamp = np.array(action, dtype=np.float64), stamp
+        return result
+
+    def add_residual(self, step: int, action, stamp: Any = None) -> bool:
+        """Store a residual; False (and counted) when its step was already decided."""
+        if self.last_decided is not None and step <= self.last_decided:
+            self.late_residuals += 1
+            return False
+        inputs = self.steps.setdefault(step, StepInputs())
+        inputs.residual, inputs.residual_stamp = np.array(action, dtype=np.float64), stamp
+        return True
+
+    def has_base(self, step: int) -> bool:
+        return step in self.steps and self.steps[step].base is not None
+
+    def has_residual(self, step: int) -> bool:
+        return step in self.steps and self.steps[step].residual is not None
+
+    def base_stamp(self, step: int) -> Any:
+        return self.steps[step].base_stamp if step in self.steps else None
+
+    def take(self, step: int) -> StepInputs:
+        """The inputs of ``step`` (which must have its base); older undecided steps are dropped (superseded)."""
+        inputs = self.steps.pop(step)
+        self.steps = {s: v for s, v in self.steps.items() if s > step}
+        self.last_decided = step
+        if self.pending is not None and self.pending <= step:
+            self.pending = None
+        return inputs

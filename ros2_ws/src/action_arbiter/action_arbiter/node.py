@@ -29,7 +29,15 @@ from std_msgs.msg import Float64
 from std_srvs.srv import SetBool
 from visualization_msgs.msg import MarkerArray
 
-from action_arbiter.arbiter import Arbiter, ArbiterConfig, ArbiterStats, Decision, base_is_stale, poses_are_stale
+from action_arbiter.arbiter import (
+    Arbiter,
+    ArbiterConfig,
+    ArbiterStats,
+    Decision,
+    StepMatcher,
+    base_is_stale,
+    poses_are_stale,
+)
 from action_arbiter.visuals import action_arrows, correction_msg, diagnostics, object_markers
 
 _ENV = EnvelopeConfig()
@@ -104,11 +112,7 @@ class ArbiterNode(Node):
         self.arbiter = Arbiter(cfg.to_arbiter_config(), residual_enabled=cfg.residual_enabled)
         self.stats, self.window = ArbiterStats(), ArbiterStats()
         self.steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self._bases: dict[int, np.ndarray] = {}
-        self._residuals: dict[int, np.ndarray] = {}
-        self._residual_stamps: dict[int, Time] = {}
-        self._pending: int | None = None  # the newest step waiting for its residual (the deadline timer runs)
-        self._last_decided: int | None = None
+        self.matcher = StepMatcher()  # base and residual per step; matcher.pending: the deadline timer runs for it
         self._last_base_s: float | None = None
         self._last_pose_s: float | None = None
         self._tcp = (np.full(3, np.nan), np.array([0.0, 0.0, 0.0, 1.0]))
@@ -117,8 +121,6 @@ class ArbiterNode(Node):
         # the state it saw; step t is decided on a TCP pose at least that new (or at the residual deadline).
         self._match_stamps = cfg.lockstep and bool(self.get_parameter("use_sim_time").value)
         self._tcp_stamp_ns = -1
-        self._base_stamps: dict[int, Time] = {}
-        self.late_residuals = 0
 
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.target_pub = self.create_publisher(PoseStamped, "~/target_pose", reliable)
@@ -159,15 +161,16 @@ class ArbiterNode(Node):
         self._tcp = (np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w]))
         self._have_tcp = True
         self._tcp_stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        if self._pending is not None and self._pending in self._bases and self._ready(self._pending):
-            self._decide(self._pending)
+        pending = self.matcher.pending
+        if pending is not None and self.matcher.has_base(pending) and self._ready(pending):
+            self._decide(pending)
 
     def _tcp_current(self, step: int) -> bool:
         """The TCP pose is as new as the state the base action of ``step`` was computed on (lockstep, sim time)."""
-        return not self._match_stamps or self._tcp_stamp_ns >= _ns(self._base_stamps.get(step))
+        return not self._match_stamps or self._tcp_stamp_ns >= _ns(self.matcher.base_stamp(step))
 
     def _ready(self, step: int) -> bool:
-        return (step in self._residuals or not self._residual_wanted()) and self._tcp_current(step)
+        return (self.matcher.has_residual(step) or not self._residual_wanted()) and self._tcp_current(step)
 
     def _on_poses(self, msg: ObjectPoseArray) -> None:
         self._last_pose_s = self._ros_s()
@@ -192,60 +195,45 @@ class ArbiterNode(Node):
     def _on_base(self, msg: EefAction) -> None:
         step = int(msg.step)
         self._last_base_s = self._steady_s()
-        if self._last_decided is not None and step <= self._last_decided:
-            if step == self._last_decided:
-                return  # duplicate
-            self.get_logger().info(f"base step went back from {self._last_decided} to {step}: new episode")
-            self._cancel_deadline()
-            self._bases, self._residuals, self._last_decided = {}, {}, None
-            self._base_stamps, self._residual_stamps = {}, {}
-        self._bases[step] = np.array(msg.action, dtype=np.float64)
-        self._base_stamps[step] = msg.header.stamp
+        last = self.matcher.last_decided
+        added = self.matcher.add_base(step, msg.action, msg.header.stamp)
+        if added == "duplicate":
+            return
+        if added == "new_episode":
+            self.get_logger().info(f"base step went back from {last} to {step}: new episode")
+            self._deadline_timer.cancel()
         if self._ready(step):
             self._decide(step)
         else:
-            self._pending = step
+            self.matcher.pending = step
             self._deadline_timer.reset()
 
     def _on_residual(self, msg: EefAction) -> None:
         step = int(msg.step)
-        if self._last_decided is not None and step <= self._last_decided:
-            self.late_residuals += 1
-            return
-        self._residuals[step] = np.array(msg.action, dtype=np.float64)
-        self._residual_stamps[step] = msg.header.stamp
-        if step in self._bases and self._tcp_current(step):
+        if self.matcher.add_residual(step, msg.action, msg.header.stamp) and self.matcher.has_base(step) and \
+                self._tcp_current(step):
             self._decide(step)
 
     def _deadline(self) -> None:
-        step = self._pending
-        self._cancel_deadline()
-        if step is not None and step in self._bases:
-            self._decide(step)
-
-    def _cancel_deadline(self) -> None:
+        step, self.matcher.pending = self.matcher.pending, None
         self._deadline_timer.cancel()
-        self._pending = None
+        if step is not None and self.matcher.has_base(step):
+            self._decide(step)
 
     def _watchdog(self) -> None:
         if self._have_tcp and base_is_stale(self._steady_s(), self._last_base_s, self.arbiter.cfg):
-            step = 0 if self._last_decided is None else self._last_decided + 1
+            last = self.matcher.last_decided
+            step = 0 if last is None else last + 1
             self._publish(self.arbiter.decide(step, None, None, *self._tcp, base_stale=True))
 
     # --- deciding and publishing ------------------------------------------------------------------------------------
     def _decide(self, step: int) -> None:
-        if self._pending is not None and self._pending <= step:
-            self._cancel_deadline()
-        base = self._bases.pop(step)
-        residual = self._residuals.pop(step, None)
-        stamps = (self._base_stamps.pop(step, None), self._residual_stamps.pop(step, None))
-        self._bases = {s: b for s, b in self._bases.items() if s > step}  # older undecided steps are superseded
-        self._base_stamps = {s: v for s, v in self._base_stamps.items() if s > step}
-        self._residuals = {s: r for s, r in self._residuals.items() if s > step}
-        self._residual_stamps = {s: v for s, v in self._residual_stamps.items() if s > step}
+        inputs = self.matcher.take(step)
+        if self.matcher.pending is None:
+            self._deadline_timer.cancel()
         stale = poses_are_stale(self._ros_s(), self._last_pose_s, self.arbiter.cfg)
-        self._last_decided = step
-        self._publish(self.arbiter.decide(step, base, residual, *self._tcp, poses_stale=stale), *stamps)
+        self._publish(self.arbiter.decide(step, inputs.base, inputs.residual, *self._tcp, poses_stale=stale),
+                      inputs.base_stamp, inputs.residual_stamp)
 
     def _publish(self, d: Decision, base_stamp: Time | None = None, residual_stamp: Time | None = None) -> None:
         stamp = self.get_clock().now().to_msg()

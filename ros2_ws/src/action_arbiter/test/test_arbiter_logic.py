@@ -191,3 +191,26 @@ def test_gripper_bridge_hysteresis_and_rate_limit():
     assert bridge.update(0.45, 2.0) is None and bridge.update(0.3, 2.0).kind == "move"
     with pytest.raises(ValueError, match="open_below"):
         GripperBridgeConfig(open_below=0.7, close_above=0.6)
+
+
+def test_step_matcher_pairs_supersedes_and_restarts():
+    from action_arbiter.arbiter import StepMatcher
+
+    m = StepMatcher()
+    assert m.add_residual(5, RES, "r5") and not m.has_base(5) and m.has_residual(5)  # a residual may come first
+    assert m.add_base(5, BASE, "b5") == "added" and m.base_stamp(5) == "b5"
+    assert m.add_base(4, BASE, "b4") == "added"  # an older step still undecided
+    m.pending = 5
+    got = m.take(5)
+    np.testing.assert_array_equal(got.base, BASE)
+    np.testing.assert_array_equal(got.residual, RES)
+    assert (got.base_stamp, got.residual_stamp) == ("b5", "r5")
+    assert m.last_decided == 5 and m.pending is None and not m.has_base(4)  # step 4 superseded
+    assert m.add_base(5, BASE) == "duplicate" and not m.has_base(5)
+    assert not m.add_residual(5, RES) and m.late_residuals == 1  # late: its step was decided
+    m.add_base(6, BASE)
+    m.pending = 7
+    m.take(6)
+    assert m.pending == 7  # a newer waiting step keeps its deadline
+    assert m.add_base(0, BASE) == "new_episode"
+    assert m.last_decided is None and m.pending is None and m.has_base(0) and m.base_stamp(3) is None

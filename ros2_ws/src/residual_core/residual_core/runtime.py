@@ -8,8 +8,8 @@ def limit_blas_threads(n: int = 1) -> None:
 
     The residual's numpy forward pass and the observation maths are tiny matrix products; with OpenBLAS's
     default of one thread per core they fight the MuJoCo physics threads for the same two cores, and a
-    batch forward pass went from 0.2 ms to 14 ms (measured with cProfile during evaluation). Every CLI and
-    node that steps policies calls this once at start-up.
+    batch forward pass went from 0.2 ms to 14 ms (measured with cProfile during evaluation). The CLIs that step
+    policies call this once at start-up; the ROS nodes call :func:`limit_compute_threads`, which covers it.
     """
     from threadpoolctl import threadpool_limits
 

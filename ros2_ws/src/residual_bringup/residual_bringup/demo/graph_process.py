@@ -92,15 +92,28 @@ class GraphProcess:
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGINT (the supervisor then stops every node), SIGTERM, SIGKILL; returns the exit status."""
-        for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-            if self.popen.poll() is not None:
-                break
-            try:
-                os.kill(self.popen.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.popen.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                continue
+        stop_process(self.popen, timeout, 10.0)
         return self.popen.wait()
+
+
+def stop_process(popen: subprocess.Popen, sigint_timeout: float, sigterm_timeout: float,
+                 sigkill_timeout: float = 5.0) -> str:
+    """Stop one process by its PID: SIGINT, then SIGTERM, then SIGKILL, each when the one before had not ended it
+    within its timeout. Returns the last signal sent: "none" (it had already exited), "SIGINT", "SIGTERM" or
+    "SIGKILL"."""
+    used = "none"
+    for sig, timeout in ((signal.SIGINT, sigint_timeout), (signal.SIGTERM, sigterm_timeout),
+                         (signal.SIGKILL, sigkill_timeout)):
+        if popen.poll() is not None:
+            break
+        used = sig.name
+        try:
+            os.kill(popen.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            continue
+        break
+    return used
