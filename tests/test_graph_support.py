@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from action_arbiter.arbiter import ArbiterConfig
 from action_arbiter.node import ArbiterNodeConfig
 from residual_bringup.demo.results import StepRecord
 from residual_bringup.graph import describe_graph, node_specs
@@ -102,11 +103,18 @@ def graph_commands(directory: Path, task: str, checkpoint: str, base_checkpoint:
     return out
 
 
-def graph_envelope() -> EnvelopeConfig:
-    """The arbiter's safety envelope as config/sim.yaml configures it."""
+def graph_arbiter_config(checkpoint: Path | None = None) -> ArbiterConfig:
+    """The arbiter's configuration as config/sim.yaml configures it (with ``checkpoint``'s residual bound)."""
     spec = next(s for s in node_specs(describe_graph("sim", config_dir=CONFIG)) if s.name == "arbiter")
     params = {k: v for k, v in node_parameters(spec).items() if k in config_defaults(ArbiterNodeConfig)}
-    return config_from_values(ArbiterNodeConfig, params).to_arbiter_config().envelope
+    if checkpoint is not None:
+        params["checkpoint"] = str(checkpoint)
+    return config_from_values(ArbiterNodeConfig, params).to_arbiter_config()
+
+
+def graph_envelope() -> EnvelopeConfig:
+    """The arbiter's safety envelope as config/sim.yaml configures it."""
+    return graph_arbiter_config().pipeline.envelope
 
 
 def envelope_violations(records: list[StepRecord], env: EnvelopeConfig, tol: float = 1e-9) -> list[str]:
@@ -193,73 +201,45 @@ def test_graph_commands_match_the_supervisor(tmp_path):
 
 def offline_lockstep_episode(task: str, seed: int, base_checkpoint: Path, residual_checkpoint: Path | None,
                              max_steps: int = 0) -> list[StepRecord]:
-    """What the lockstep graph must do for one episode, computed in this process with the nodes' own pure parts:
-    the base chunk runner (sync inference: re-plan when the chunk is used up), the residual on the true poses
-    (build_observation, single observation as the residual node runs it), the arbiter's decision with the envelope
-    of config/sim.yaml, and sim_bridge.advance of the arbiter's target (the sim node's step)."""
-    from action_arbiter.arbiter import Arbiter
-    from franka_sim import sim_bridge
-    from franka_sim.env import FrankaTaskEnv
-    from residual_core.observation import Proprio, build_observation
-    from trainer.rollout import BaseChunkRunner
-    from trainer.sim_backend import BatchState
+    """What the lockstep graph must do for one episode, computed by the trainer's one closed loop
+    (trainer.closed_loop.ClosedLoop: the base chunk runner, the residual on the true poses, the action pipeline with
+    the arbiter's configuration from config/sim.yaml and the checkpoint's residual bound, one sim env)."""
+    from trainer.closed_loop import ClosedLoop
+    from trainer.franka_backend import FrankaSimBackend
 
-    spec = next(s for s in node_specs(describe_graph("sim", config_dir=CONFIG)) if s.name == "arbiter")
-    params = {k: v for k, v in node_parameters(spec).items() if k in config_defaults(ArbiterNodeConfig)}
-    arbiter = Arbiter(config_from_values(ArbiterNodeConfig, params).to_arbiter_config(),
-                      residual_enabled=residual_checkpoint is not None)
-    env = FrankaTaskEnv(task)
-    env.reset(seed=seed)
-    runner = BaseChunkRunner(BasePolicy.from_checkpoint(base_checkpoint), env.instruction, 1)
+    pipeline = graph_arbiter_config(residual_checkpoint or SHIPPED / "residual" / task).pipeline
     residual = None
     if residual_checkpoint is not None:
         residual = ResidualPolicy.from_checkpoint(residual_checkpoint, expected_task=task,
                                                   expected_layout=layout_for_task(task))
+    backend = FrankaSimBackend(task, 1, seed=0)
+    loop = ClosedLoop(backend, BasePolicy.from_checkpoint(base_checkpoint), pipeline)
+    loop.reset([seed])
     out = []
-    for t in range(max_steps or env.horizon):
-        poses = env.object_poses()
-        tcp_pos, tcp_quat = env.tcp_pose()
-        state = BatchState(obj_pos=np.stack([poses[k][0] for k in env.objects])[None],
-                           obj_quat=np.stack([poses[k][1] for k in env.objects])[None],
-                           joint_pos=env.joint_positions()[None], joint_vel=env.joint_velocities()[None],
-                           gripper_width=np.array([env.gripper_width()]), tcp_pos=tcp_pos[None],
-                           tcp_quat=tcp_quat[None])
-        base = runner.act(state)[0]
-        res = None
-        if residual is not None:
-            proprio = Proprio(joint_pos=env.joint_positions(), joint_vel=env.joint_velocities(),
-                              gripper_width=float(np.sum(env.finger_positions())), tcp_pos=tcp_pos, tcp_quat=tcp_quat)
-            res = residual(build_observation(residual.layout, poses, proprio, base))
-        d = arbiter.decide(t, base, res, tcp_pos, tcp_quat)
-        out.append(StepRecord(step=t, base=base, residual=d.residual, final=d.final, status=d.residual_status,
-                              clipped=d.clipped, clip_reasons=d.clip_reasons, target_pos=d.target_pos,
-                              target_quat=d.target_quat, tcp_pos=tcp_pos))
-        command, why = sim_bridge.command_from_target(d.target_pos, d.target_quat, d.gripper)
-        if sim_bridge.advance(env, command)["success"]:
+    for t in range(max_steps or backend.horizon):
+        tcp_pos = loop.state.tcp_pos[0].copy()
+        seen = loop.observe()
+        res = None if residual is None else residual(seen.residual_obs)
+        step = loop.step(seen.base, res)
+        p = step.pipeline.row(0)
+        out.append(StepRecord(step=t, base=seen.base[0], residual=p.residual, final=p.action,
+                              status="ok" if residual is not None else "disabled", clipped=p.clipped,
+                              clip_reasons=p.reasons, target_pos=p.target_pos, target_quat=p.target_quat,
+                              tcp_pos=tcp_pos))
+        if step.result.success[0]:
             break
-    env.close()
+    backend.close()
     return out
 
 
-ENVELOPE_CHANGES = frozenset({"translation_step", "rotation_step", "workspace_x_min", "workspace_x_max",
-                              "workspace_y_min", "workspace_y_max", "workspace_z_min", "workspace_z_max",
-                              "tcp_outside_workspace", "nan_rejected", "tcp_pose_invalid", "base_stale_hold"})
-"""Clip reasons of changes residual-eval does not make (it clips the composed action to the action bounds only)."""
-
-
-def compare_with_eval(phase_rows: dict[int, list[dict]], graph_episodes: list[dict], success: np.ndarray,
-                      steps: np.ndarray, seeds: list[int], steps_tolerance: int = 0) -> tuple[list[int], list[str]]:
-    """Per seed, the graph's episode (results.json "episodes" of one phase, corrections.csv rows by seed) against
-    residual-eval's (success, steps_to_success). Returns (seeds compared, disagreements); seeds whose graph episode
-    had a command changed by the safety envelope are not compared (residual-eval has no envelope). Steps to
-    success may differ by ``steps_tolerance``."""
-    compared, bad = [], []
+def compare_with_eval(graph_episodes: list[dict], success: np.ndarray, steps: np.ndarray, seeds: list[int],
+                      steps_tolerance: int = 0) -> list[str]:
+    """Per seed, the graph's episode (results.json "episodes" of one phase) against residual-eval's (success,
+    steps_to_success); both sides run the same action pipeline, envelope included, so every seed is compared.
+    Steps to success may differ by ``steps_tolerance``. Returns the disagreements."""
+    bad = []
     for i, seed in enumerate(seeds):
         ep = next(e for e in graph_episodes if e["seed"] == seed)
-        reasons = {x for row in phase_rows.get(seed, []) for x in row["clip_reasons"].split(";") if x}
-        if reasons & ENVELOPE_CHANGES:
-            continue
-        compared.append(seed)
         eval_steps = int(steps[i]) if success[i] else None
         graph_steps = ep["steps"] if ep["success"] else None
         same_steps = (eval_steps is None and graph_steps is None) or (
@@ -268,4 +248,4 @@ def compare_with_eval(phase_rows: dict[int, list[dict]], graph_episodes: list[di
             graph = f"success in {ep['steps']} steps" if ep["success"] else "failure"
             other = f"success in {steps[i]} steps" if success[i] else "failure"
             bad.append(f"seed {seed}: graph {graph}, residual-eval {other}")
-    return compared, bad
+    return bad

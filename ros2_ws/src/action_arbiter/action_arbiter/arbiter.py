@@ -6,12 +6,14 @@ measured TCP pose. The decision:
 
 * residual status (first that applies): ``disabled`` (switched off), ``masked`` (object poses stale and
   ``stale_pose_policy = "mask"``; with ``"disable"`` the residual is switched off until re-enabled),
-  ``late`` (no residual for t by the deadline), ``rejected_nan`` (residual not finite), else ``ok``;
-* composition: ``residual_core.action.compose_scaled_action`` (the residual node publishes the residual in
-  action units, already scaled) with a zero residual whenever the residual is not applied, so base-alone
-  actions are clipped to the same bounds;
-* ``residual_core.safety.apply_envelope`` on the composed action at the measured TCP pose: NaN/inf is
-  rejected (hold pose, keep the last gripper), steps and workspace clipped;
+  ``late`` (no residual for t by the deadline), ``rejected_nan`` (residual not finite), else ``ok``. The default
+  policy is ``"ignore"``: a stale object is a dropout in the residual's observation (decided by the residual node
+  with ``residual_core.observation``'s one definition), exactly as in training;
+* ``residual_core.pipeline.ActionPipeline.step``, the pipeline training and ``residual-eval`` run: composition
+  with the residual's trained bound (the residual node publishes the residual in action units; a zero residual
+  whenever it is not applied, so base-alone actions meet the same bounds), the action bounds, and the safety
+  envelope at the measured TCP pose (NaN/inf rejected: hold pose, keep the last gripper; steps and workspace
+  clipped);
 * base stale (no base action for more than ``base_stale_periods`` control periods): hold the pose the
   TCP had when the base went stale (latched, so the hold does not drift with the measurement) and the last
   gripper command;
@@ -27,8 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from residual_core.action import ACTION_DIM, DEFAULT_RESIDUAL_SCALE, ActionSpec, compose_scaled_action
-from residual_core.safety import EnvelopeConfig, apply_envelope
+from residual_core.action import ACTION_DIM
+from residual_core.observation import PoseFreshness
+from residual_core.pipeline import ActionPipeline
 
 RESIDUAL_STATUSES = ("ok", "disabled", "late", "masked", "rejected_nan")
 STALE_POSE_POLICIES = ("mask", "disable", "ignore")
@@ -42,30 +45,22 @@ class ArbiterConfig:
     """Control period (s)."""
     base_stale_periods: int = 3
     """The base is stale after this many control periods without a base action: hold the pose."""
-    pose_stale_s: float = 0.25
-    """Object poses older than this (s) are stale."""
-    stale_pose_policy: str = "mask"
-    """With stale poses: "mask" the residual for that step, "disable" it until re-enabled, or "ignore" (the
-    residual was trained with pose dropout and sees the missing objects in its observation)."""
-    residual_bound: tuple[float, ...] = tuple(DEFAULT_RESIDUAL_SCALE)
-    """Per-component bound the received residual is clamped to (action units)."""
-    action: ActionSpec = field(default_factory=ActionSpec)
-    """Bounds of the composed action."""
-    envelope: EnvelopeConfig = field(default_factory=EnvelopeConfig)
-    """Safety envelope applied to the composed action."""
+    freshness: PoseFreshness = field(default_factory=PoseFreshness)
+    """When object poses count as stale (no ObjectPoseArray newer than ``freshness.timeout_s``)."""
+    stale_pose_policy: str = "ignore"
+    """With stale poses: "ignore" (default: the residual was trained with pose dropout and the residual node encodes
+    the stale objects as dropouts in its observation), "mask" the residual for that step (an explicit, more
+    conservative option), or "disable" it until re-enabled."""
+    pipeline: ActionPipeline = field(default_factory=ActionPipeline)
+    """Composition (with the residual checkpoint's bound), action bounds and safety envelope."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.control_dt) and self.control_dt > 0):
             raise ValueError(f"control_dt must be > 0, got {self.control_dt}")
         if self.base_stale_periods < 1:
             raise ValueError(f"base_stale_periods must be >= 1, got {self.base_stale_periods}")
-        if not self.pose_stale_s > 0:
-            raise ValueError(f"pose_stale_s must be > 0, got {self.pose_stale_s}")
         if self.stale_pose_policy not in STALE_POSE_POLICIES:
             raise ValueError(f"stale_pose_policy must be one of {STALE_POSE_POLICIES}, got {self.stale_pose_policy!r}")
-        bound = np.asarray(self.residual_bound, dtype=np.float64)
-        if bound.shape != (ACTION_DIM,) or not np.all(np.isfinite(bound)) or np.any(bound < 0):
-            raise ValueError(f"residual_bound must be {ACTION_DIM} finite values >= 0, got {self.residual_bound}")
 
 
 @dataclass(frozen=True)
@@ -113,8 +108,8 @@ def base_is_stale(now_s: float, last_base_s: float | None, cfg: ArbiterConfig) -
 
 
 def poses_are_stale(now_s: float, last_pose_s: float | None, cfg: ArbiterConfig) -> bool:
-    """No object poses ever, or none newer than ``pose_stale_s``."""
-    return last_pose_s is None or now_s - last_pose_s > cfg.pose_stale_s
+    """No object poses ever, or none newer than ``cfg.freshness.timeout_s``."""
+    return last_pose_s is None or now_s - last_pose_s > cfg.freshness.timeout_s
 
 
 class Arbiter:
@@ -127,7 +122,6 @@ class Arbiter:
         self.residual_enabled = residual_enabled
         self.last_gripper = float(initial_gripper)
         self.hold_pose: tuple[np.ndarray, np.ndarray] | None = None
-        self._bound = np.asarray(cfg.residual_bound, dtype=np.float64)
 
     def set_residual_enabled(self, enabled: bool) -> bool:
         """Switch the residual on/off; returns the previous state."""
@@ -165,21 +159,14 @@ class Arbiter:
         base = np.asarray(base, dtype=np.float64).reshape(ACTION_DIM)
         status = self._residual_status(residual, poses_stale)
         applied = status == "ok"
-        r_in = np.asarray(residual, dtype=np.float64).reshape(ACTION_DIM) if applied else zeros
-        if _finite(base):
-            comp = compose_scaled_action(base, r_in, self._bound, self.cfg.action)
-            action, residual_used, comp_clipped = comp.action, comp.residual, comp.clipped
-        else:  # the envelope rejects it; composition would only spread the NaN
-            action, residual_used, comp_clipped = base.copy(), r_in, False
-        env = apply_envelope(action, tcp_pos, tcp_quat, self.last_gripper, self.cfg.envelope)
-        reasons = (("action_bounds",) if comp_clipped else ()) + env.reasons
-        if env.target_pos is not None:
-            self.last_gripper = float(env.action[6])
+        r_in = np.asarray(residual, dtype=np.float64).reshape(ACTION_DIM) if applied else None
+        out = self.cfg.pipeline.step(base, r_in, tcp_pos, tcp_quat, self.last_gripper)
+        if out.target_pos is not None:
+            self.last_gripper = out.gripper
         return Decision(
-            step=int(step), base=base, residual=residual_used if applied else zeros, final=env.action,
-            residual_applied=applied, residual_status=status, clipped=bool(comp_clipped or env.clipped),
-            clip_reasons=reasons, target_pos=env.target_pos, target_quat=env.target_quat,
-            gripper=float(env.action[6]), holding=False,
+            step=int(step), base=base, residual=out.residual if applied else zeros, final=out.action,
+            residual_applied=applied, residual_status=status, clipped=out.clipped, clip_reasons=out.reasons,
+            target_pos=out.target_pos, target_quat=out.target_quat, gripper=out.gripper, holding=False,
         )
 
     def _hold(self, step: int, tcp_pos: np.ndarray, tcp_quat: np.ndarray) -> Decision:

@@ -22,7 +22,10 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from residual_bringup.node_main import run_node
 from residual_bringup.params import declare_config
-from residual_core.action import CONTROL_DT, DEFAULT_RESIDUAL_SCALE, ActionSpec
+from residual_core.action import ACTION_DIM, CONTROL_DT, ActionSpec
+from residual_core.checkpoint import read_manifest
+from residual_core.observation import PoseFreshness
+from residual_core.pipeline import ActionPipeline, tighten_scale
 from residual_core.safety import EnvelopeConfig
 from residual_interfaces.msg import Correction, EefAction, ObjectPoseArray
 from std_msgs.msg import Float64
@@ -61,12 +64,19 @@ class ArbiterNodeConfig:
     """How long to wait for the residual of step t after the base action of t arrived (s)."""
     base_stale_periods: int = 3
     """Hold the pose after this many control periods without a base action (real-time mode)."""
-    pose_stale_s: float = 0.25
-    """Object poses older than this are stale (s)."""
-    stale_pose_policy: str = "mask"
-    """With stale poses: mask (skip the residual this step), disable (until re-enabled) or ignore."""
-    residual_bound: tuple[float, ...] = tuple(float(v) for v in DEFAULT_RESIDUAL_SCALE)
-    """Bound the received residual is clamped to, per component (m, rad, gripper)."""
+    pose_timeout: float = PoseFreshness().timeout_s
+    """Object poses older than this are stale (s); the same parameter as the residual and base nodes'."""
+    stale_pose_policy: str = "ignore"
+    """With stale poses: ignore (the residual node masks the stale objects in its observation, as in training),
+    mask (skip the residual this step) or disable (until re-enabled)."""
+    task: str = "cube_lift"
+    """Task (residual_core.tasks): names the default residual checkpoint, as for the residual node."""
+    checkpoint: str = ""
+    """Residual checkpoint whose manifest gives the residual bound (its action_scale: the residual_scale it was
+    trained with); the graph passes the residual node's. Empty: checkpoints/residual/<task>, as the residual node."""
+    residual_scale_fraction: tuple[float, ...] = (1.0,) * ACTION_DIM
+    """Fraction in [0, 1] of the checkpoint's residual bound allowed per component (m, rad, gripper):
+    configuration may only tighten what the residual was trained with."""
     max_translation: float = ActionSpec().max_translation
     """Largest |dx|, |dy|, |dz| of the composed action (m)."""
     max_rotation: float = ActionSpec().max_rotation
@@ -94,14 +104,32 @@ class ArbiterNodeConfig:
     diagnostics_period_s: float = 1.0
     """Period of /diagnostics (s)."""
 
-    def to_arbiter_config(self) -> ArbiterConfig:
+    def checkpoint_path(self) -> str:
+        if self.checkpoint:
+            return self.checkpoint
+        from trainer.paths import default_residual_checkpoint
+
+        return str(default_residual_checkpoint(self.task))
+
+    def trained_residual_scale(self) -> tuple[float, ...]:
+        """The residual_scale the checkpoint was trained with (its manifest's action_scale)."""
+        manifest = read_manifest(self.checkpoint_path())
+        if manifest.kind != "residual":
+            raise ValueError(f"{self.checkpoint_path()} is a {manifest.kind} checkpoint, not a residual")
+        return tuple(float(v) for v in manifest.action_scale)
+
+    def to_arbiter_config(self, trained_scale: tuple[float, ...] | None = None) -> ArbiterConfig:
+        """The arbiter's configuration; ``trained_scale`` default: :meth:`trained_residual_scale`."""
+        trained = self.trained_residual_scale() if trained_scale is None else trained_scale
         return ArbiterConfig(
-            control_dt=self.control_dt, base_stale_periods=self.base_stale_periods, pose_stale_s=self.pose_stale_s,
-            stale_pose_policy=self.stale_pose_policy, residual_bound=self.residual_bound,
-            action=ActionSpec(max_translation=self.max_translation, max_rotation=self.max_rotation),
-            envelope=EnvelopeConfig(workspace_min=self.workspace_min, workspace_max=self.workspace_max,
-                                    max_translation_step=self.max_translation_step,
-                                    max_rotation_step=self.max_rotation_step),
+            control_dt=self.control_dt, base_stale_periods=self.base_stale_periods,
+            freshness=PoseFreshness(timeout_s=self.pose_timeout), stale_pose_policy=self.stale_pose_policy,
+            pipeline=ActionPipeline(
+                residual_scale=tuple(tighten_scale(trained, self.residual_scale_fraction)),
+                spec=ActionSpec(max_translation=self.max_translation, max_rotation=self.max_rotation),
+                envelope=EnvelopeConfig(workspace_min=self.workspace_min, workspace_max=self.workspace_max,
+                                        max_translation_step=self.max_translation_step,
+                                        max_rotation_step=self.max_rotation_step)),
         )
 
 
@@ -110,6 +138,9 @@ class ArbiterNode(Node):
         super().__init__("arbiter", **node_kwargs)
         self.cfg = cfg = declare_config(self, ArbiterNodeConfig)
         self.arbiter = Arbiter(cfg.to_arbiter_config(), residual_enabled=cfg.residual_enabled)
+        self.get_logger().info(f"residual bound {list(self.arbiter.cfg.pipeline.residual_scale)} (from "
+                               f"{cfg.checkpoint_path()}, x "
+                               f"{list(cfg.residual_scale_fraction)})")
         self.stats, self.window = ArbiterStats(), ArbiterStats()
         self.steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.matcher = StepMatcher()  # base and residual per step; matcher.pending: the deadline timer runs for it
@@ -179,7 +210,7 @@ class ArbiterNode(Node):
                                        o.pose.orientation.y, o.pose.orientation.z, o.pose.orientation.w]),
                      float(o.confidence)) for o in msg.objects]
             self.object_marker_pub.publish(object_markers(objs, self.cfg.frame_id, msg.header.stamp,
-                                                          lifetime_s=self.cfg.pose_stale_s))
+                                                          lifetime_s=self.cfg.pose_timeout))
 
     def _on_enable(self, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:
         was = self.arbiter.set_residual_enabled(req.data)

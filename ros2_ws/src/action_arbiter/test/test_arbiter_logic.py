@@ -14,6 +14,8 @@ from action_arbiter.arbiter import (
 from action_arbiter.visuals import action_arrows, correction_msg, diagnostics, object_markers
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus
+from residual_core.observation import PoseFreshness
+from residual_core.pipeline import ActionPipeline
 from residual_core.safety import EnvelopeConfig
 from scipy.spatial.transform import Rotation
 
@@ -103,13 +105,13 @@ def test_stale_base_holds_the_latched_pose_and_last_gripper():
 
 
 def test_workspace_clip_from_envelope_is_reported():
-    cfg = ArbiterConfig(envelope=EnvelopeConfig(workspace_max=(0.8, 0.4, 0.295)))
+    cfg = ArbiterConfig(pipeline=ActionPipeline(envelope=EnvelopeConfig(workspace_max=(0.8, 0.4, 0.295))))
     d = Arbiter(cfg).decide(0, np.array([0, 0, 0.02, 0, 0, 0, 0]), None, TCP, DOWN)
     assert d.clipped and "workspace_z_max" in d.clip_reasons and d.target_pos[2] == pytest.approx(0.295)
 
 
 def test_watchdog_helpers():
-    cfg = ArbiterConfig(control_dt=0.05, base_stale_periods=3, pose_stale_s=0.2)
+    cfg = ArbiterConfig(control_dt=0.05, base_stale_periods=3, freshness=PoseFreshness(timeout_s=0.2))
     assert base_is_stale(1.0, None, cfg) and not base_is_stale(1.0, 0.86, cfg) and base_is_stale(1.0, 0.84, cfg)
     assert poses_are_stale(1.0, None, cfg) and not poses_are_stale(1.0, 0.81, cfg) and poses_are_stale(1.0, 0.79, cfg)
 
@@ -117,11 +119,16 @@ def test_watchdog_helpers():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [({"control_dt": 0}, "control_dt"), ({"stale_pose_policy": "drop"}, "stale_pose_policy"),
-     ({"residual_bound": (0.01,) * 6}, "residual_bound"), ({"base_stale_periods": 0}, "base_stale_periods")],
+     ({"base_stale_periods": 0}, "base_stale_periods")],
 )
 def test_config_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         ArbiterConfig(**kwargs)
+
+
+def test_pipeline_config_errors():
+    with pytest.raises(ValueError, match="residual_scale"):
+        ArbiterConfig(pipeline=ActionPipeline(residual_scale=(0.01,) * 6))
 
 
 def test_arrows_from_tcp_scaled_and_namespaced():
@@ -214,3 +221,21 @@ def test_step_matcher_pairs_supersedes_and_restarts():
     assert m.pending == 7  # a newer waiting step keeps its deadline
     assert m.add_base(0, BASE) == "new_episode"
     assert m.last_decided is None and m.pending is None and m.has_base(0) and m.base_stamp(3) is None
+
+
+def test_default_stale_pose_policy_is_as_trained():
+    """Stale poses do not drop the residual by default: the residual node encodes them as dropouts, as in training."""
+    d = Arbiter().decide(1, BASE, RES, TCP, DOWN, poses_stale=True)
+    assert ArbiterConfig().stale_pose_policy == "ignore" and d.residual_status == "ok" and d.residual_applied
+
+
+def test_arbiter_runs_the_shared_pipeline():
+    """The arbiter's command is ActionPipeline.step's (the function training and residual-eval call), bound included."""
+    pipe = ActionPipeline(residual_scale=(0.002,) * 3 + (0.01,) * 3 + (0.2,))
+    arb = Arbiter(ArbiterConfig(pipeline=pipe), initial_gripper=0.3)
+    res = np.array([0.03, -0.03, 0.0, 0.1, 0.0, 0.0, 0.9])
+    d = arb.decide(0, BASE, res, TCP, DOWN)
+    want = pipe.step(BASE, res, TCP, DOWN, 0.3)
+    np.testing.assert_array_equal(d.final, want.action)
+    np.testing.assert_array_equal(d.residual, want.residual)
+    assert d.clip_reasons == want.reasons and d.residual[0] == pytest.approx(0.002) and d.residual[6] == 0.2

@@ -201,7 +201,8 @@ def describe_graph(
     ))
     out.append(NodeSpec(
         "action_arbiter", "action-arbiter", "arbiter", params_files=params_files,
-        parameters={**common, "lockstep": lockstep,
+        # The arbiter reads the residual's trained bound from the same checkpoint's manifest.
+        parameters={**common, "lockstep": lockstep, "task": task, "checkpoint": checkpoint,
                     "controller_pose_topic": "none" if sim else f"/{controller}/equilibrium_pose"},
         remappings=tcp_remap,
         description="base + residual -> safety envelope -> /arbiter/target_pose, /arbiter/gripper, records",

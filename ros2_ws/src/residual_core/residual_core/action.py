@@ -114,19 +114,19 @@ def _as_scale(name: str, scale) -> np.ndarray:
 def compose_scaled_actions_batch(
     base: np.ndarray,
     residual: np.ndarray,
-    residual_bound: np.ndarray = DEFAULT_RESIDUAL_SCALE,
+    residual_scale: np.ndarray = DEFAULT_RESIDUAL_SCALE,
     spec: ActionSpec = ActionSpec(),
 ) -> BatchComposeResult:
     """Compose base actions (N, 7) with residuals already in action units (N, 7) (as the residual node publishes).
 
-    The residual is first clamped to +-residual_bound per component, then (CONTRACTS.md): translation
+    The residual is first clamped to +-residual_scale per component, then (CONTRACTS.md): translation
     ``base + r``, rotation ``Rotation.from_rotvec(r) * Rotation.from_rotvec(base)`` as a rotation vector,
     gripper ``base + r``; the result is clipped to the spec's bounds (which clips the gripper to [0, 1]).
     NaN in a row gives NaN in the affected components of that row and is not counted as clipping.
     """
     b = _as_batch("base", base)
     r_in = _as_batch("residual", residual, b.shape[0])
-    bound = _as_scale("residual_bound", residual_bound)
+    bound = _as_scale("residual_scale", residual_scale)
     r = np.clip(r_in, -bound, bound)
     raw = np.empty_like(b)
     raw[:, 0:3] = b[:, 0:3] + r[:, 0:3]
@@ -170,12 +170,12 @@ def compose_action(
 def compose_scaled_action(
     base: np.ndarray,
     residual: np.ndarray,
-    residual_bound: np.ndarray = DEFAULT_RESIDUAL_SCALE,
+    residual_scale: np.ndarray = DEFAULT_RESIDUAL_SCALE,
     spec: ActionSpec = ActionSpec(),
 ) -> ComposeResult:
     """Compose one base action (7,) with one residual (7,) in action units: :func:`compose_scaled_actions_batch`."""
     b, r = _as_single("base", base), _as_single("residual", residual)
-    res = compose_scaled_actions_batch(b, r, residual_bound, spec)
+    res = compose_scaled_actions_batch(b, r, residual_scale, spec)
     return ComposeResult(action=res.actions[0], residual=res.residuals[0], clipped=bool(res.clipped[0]))
 
 

@@ -330,3 +330,58 @@ def build_observation(
         proprio.tcp_quat[None],
         _arr("base_action", base_action, (ACTION_DIM,))[None],
     )[0]
+
+
+# --- Run-time dropout: when is an object pose present? (docs/CONTRACTS.md, "Run-time dropout") -------------------
+
+ABSENT_REASONS: tuple[str, ...] = ("missing", "invalid", "stale", "low_confidence")
+"""Why an object is a dropout, in the order they are checked."""
+
+
+@dataclass(frozen=True)
+class PoseFreshness:
+    """When an object pose counts as present: the one definition used by training's perception model (through
+    :func:`present_mask`), the residual node, the base node's input cache and the arbiter."""
+
+    timeout_s: float = 0.25
+    """A pose older than this (s, from the earlier of its measurement and its arrival) is stale: a dropout."""
+    min_confidence: float = 0.5
+    """A pose with a lower detection confidence is a dropout."""
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.timeout_s) and self.timeout_s > 0):
+            raise ValueError(f"timeout_s must be finite and > 0, got {self.timeout_s}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
+
+
+def absent_reasons(obj_pos, obj_quat, arrived, confidence=None, age_s=None,
+                   freshness: PoseFreshness = PoseFreshness()) -> np.ndarray:
+    """Per object, "" when present, else the first of ABSENT_REASONS that applies (same shape as ``arrived``).
+
+    ``obj_pos`` (..., 3), ``obj_quat`` (..., 4) x, y, z, w, ``arrived`` (...) bool: a pose was received at all;
+    ``confidence`` (...) detection confidence (None: 1); ``age_s`` (...) seconds since the measurement (None: 0; a
+    negative age means the clock went back, e.g. a new simulated episode: stale). Invalid: not finite, or a
+    (near) zero quaternion.
+    """
+    arrived = np.asarray(arrived, dtype=bool)
+    pos = np.asarray(obj_pos, dtype=np.float64)
+    quat = np.asarray(obj_quat, dtype=np.float64)
+    conf = np.ones(arrived.shape) if confidence is None else np.asarray(confidence, dtype=np.float64)
+    age = np.zeros(arrived.shape) if age_s is None else np.asarray(age_s, dtype=np.float64)
+    finite_q = np.all(np.isfinite(quat), axis=-1)
+    qmax = np.max(np.abs(np.where(finite_q[..., None], quat, 0.0)), axis=-1)
+    valid = np.all(np.isfinite(pos), axis=-1) & finite_q & np.isfinite(conf) & (qmax > 1e-9)
+    fresh = (age >= 0.0) & (age <= freshness.timeout_s)
+    out = np.full(arrived.shape, "", dtype=object)
+    out[~(conf >= freshness.min_confidence)] = "low_confidence"
+    out[~fresh] = "stale"
+    out[~valid] = "invalid"
+    out[~arrived] = "missing"
+    return out
+
+
+def present_mask(obj_pos, obj_quat, arrived, confidence=None, age_s=None,
+                 freshness: PoseFreshness = PoseFreshness()) -> np.ndarray:
+    """(...) bool: the objects :func:`absent_reasons` finds present."""
+    return absent_reasons(obj_pos, obj_quat, arrived, confidence, age_s, freshness) == ""

@@ -243,7 +243,9 @@ def test_frozen_v1_checkpoint_still_loads_and_computes_the_same():
     np.testing.assert_allclose(obs, np.asarray(expected["observation"], dtype=np.float32), rtol=0, atol=1e-6)
     policy = ResidualPolicy.from_checkpoint(stem, expected_task="cube_lift", expected_layout=LAYOUT)
     np.testing.assert_allclose(policy.raw(obs), expected["raw_output"], atol=1e-5)
-    np.testing.assert_allclose(policy(obs), expected["scaled_residual"], atol=1e-7)
+    # float32 network: a few ulps differ between CPUs' BLAS kernels (1.8e-7 seen on a Haswell-core OpenBLAS),
+    # so the scaled output is compared at the raw output's relative precision.
+    np.testing.assert_allclose(policy(obs), expected["scaled_residual"], rtol=1e-5, atol=1e-7)
 
 
 def test_manifest_accepts_numpy_numbers_and_stores_plain_floats():

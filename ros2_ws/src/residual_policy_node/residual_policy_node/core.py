@@ -9,7 +9,8 @@ builder the trainer uses) and runs the policy:
 * an object is present unless its latest pose is older than ``pose_timeout`` (age from the earlier of its
   measurement time and its arrival, so a pose is never fresher than when it arrived), has confidence below
   ``min_confidence``, is not finite (or has a zero quaternion), or never arrived: then it is a dropout
-  (``present`` 0), exactly as the residual saw dropouts in training;
+  (``present`` 0), exactly as the residual saw dropouts in training. The rule is
+  ``residual_core.observation.absent_reasons``, the one definition the base node and training use too;
 * proprioception that never arrived -> status ``no_proprio``; older than ``proprio_timeout`` -> ``stale_proprio``:
   no residual for that step (the node publishes nothing; the arbiter then sends the base action alone);
 * a non-finite (or degenerate) base action or proprioception, or a non-finite network output -> zeros and status
@@ -33,15 +34,19 @@ from typing import NamedTuple
 import numpy as np
 from residual_core.action import ACTION_DIM
 from residual_core.networks import ResidualPolicy
-from residual_core.observation import Proprio, build_observation, layout_for_task
+from residual_core.observation import (
+    PoseFreshness,
+    Proprio,
+    absent_reasons,
+    build_observation,
+    layout_for_task,
+)
 from residual_core.tasks import TASK_OBJECTS, check_task
 
 FR3_ARM_JOINTS: tuple[str, ...] = tuple(f"fr3_joint{i}" for i in range(1, 8))
 FR3_FINGER_JOINTS: tuple[str, ...] = ("fr3_finger_joint1", "fr3_finger_joint2")
 STATUSES: tuple[str, ...] = ("ok", "no_proprio", "stale_proprio", "rejected_nan")
 """What :meth:`ResidualComputer.compute` can report; only "ok" and "rejected_nan" come with a residual to send."""
-ABSENT_REASONS: tuple[str, ...] = ("missing", "stale", "low_confidence", "invalid")
-"""Why an object is a dropout in the observation."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,7 @@ class ResidualComputer:
         self.config = config
         self.layout = expected
         self.object_names: tuple[str, ...] = TASK_OBJECTS[config.task]
+        self.freshness = PoseFreshness(timeout_s=config.pose_timeout, min_confidence=config.min_confidence)
         self.reset()
 
     @classmethod
@@ -216,13 +222,9 @@ class ResidualComputer:
             pos, quat, conf = entry.value
             age = now_s - entry.reference_s()
             ages[name] = age
-            if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(quat)) and np.linalg.norm(quat) > 1e-9
-                    and math.isfinite(conf)):
-                reasons[name] = "invalid"
-            elif not 0.0 <= age <= self.config.pose_timeout:
-                reasons[name] = "stale"
-            elif conf < self.config.min_confidence:
-                reasons[name] = "low_confidence"
+            reason = str(absent_reasons(pos, quat, True, conf, age, self.freshness))
+            if reason:
+                reasons[name] = reason
             else:
                 poses[name] = (pos, quat)
             present[name] = name in poses

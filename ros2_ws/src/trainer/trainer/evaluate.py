@@ -24,6 +24,7 @@ from residual_core.base_policy import BasePolicy
 from residual_core.checkpoint import CheckpointError, CheckpointNotFoundError
 from residual_core.networks import ResidualPolicy
 from residual_core.observation import layout_for_task
+from residual_core.pipeline import ActionPipeline
 from residual_core.runtime import limit_blas_threads
 from residual_core.tasks import TASK_NAMES, check_task
 from tqdm import tqdm
@@ -92,9 +93,9 @@ def evaluate_task(task: str, args: Args, base: BasePolicy) -> dict:
         aug = None
         if args.pose_noise > 0 or args.dropout > 0:
             aug = PoseAugmenter(max_sigma=args.pose_noise, dropout_p=args.dropout, seed=777, fixed_sigma=True)
-        scale = np.asarray(policy.manifest.action_scale)
+        pipeline = ActionPipeline(residual_scale=tuple(policy.manifest.action_scale))
         with tqdm(total=args.episodes, desc=f"{task}: base+residual", unit="ep", leave=False) as bar:
-            res = evaluate_episodes(backend, base, seeds, residual_fn=policy, augmenter=aug, residual_bound=scale,
+            res = evaluate_episodes(backend, base, seeds, residual_fn=policy, augmenter=aug, pipeline=pipeline,
                                     progress=bar.update)
         row["residual"] = res.to_dict()
         row["residual_checkpoint"] = str(path)

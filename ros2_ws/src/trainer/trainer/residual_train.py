@@ -25,20 +25,22 @@ from typing import Literal
 import numpy as np
 import torch
 import tyro
-from residual_core.action import DEFAULT_RESIDUAL_SCALE, compose_scaled_actions_batch
+from residual_core.action import DEFAULT_RESIDUAL_SCALE
 from residual_core.augment import PoseAugmenter
 from residual_core.base_policy import BasePolicy
 from residual_core.networks import NumpyPolicy, save_residual_checkpoint
 from residual_core.observation import make_layout
+from residual_core.pipeline import ActionPipeline
 from residual_core.runtime import limit_blas_threads
 from residual_core.tasks import TASK_NAMES, check_task
 from tqdm import tqdm
 
+from trainer.closed_loop import ClosedLoop
 from trainer.franka_backend import FrankaSimBackend
 from trainer.paths import default_base_checkpoint
 from trainer.plots import plot_learning_curve
 from trainer.replay import NStepAccumulator, ReplayBuffer
-from trainer.rollout import BaseChunkRunner, evaluate_episodes, residual_observation
+from trainer.rollout import evaluate_episodes
 from trainer.sac import SAC, SACConfig
 from trainer.sim_backend import SimBackend
 from trainer.td3 import TD3, ActorCriticConfig, TD3Config
@@ -140,10 +142,11 @@ class Trainer:
         self.rng = np.random.default_rng(a.seed)
         self.backend: SimBackend = FrankaSimBackend(a.task, num_envs=a.num_envs, seed=a.seed)
         self.base = BasePolicy.from_checkpoint(a.base_checkpoint or default_base_checkpoint())
-        self.runner = BaseChunkRunner(self.base, self.backend.instruction, a.num_envs)
         self.layout = make_layout(self.backend.object_names)
         self.scale = np.asarray(a.residual_scale, dtype=np.float64)
+        self.pipeline = ActionPipeline(residual_scale=tuple(self.scale))
         self.augmenter = PoseAugmenter(max_sigma=a.pose_noise, dropout_p=a.dropout, seed=a.seed + 1)
+        self.loop = ClosedLoop(self.backend, self.base, self.pipeline, self.augmenter)
         self.agent_cfg: ActorCriticConfig = a.td3 if a.algo == "td3" else a.sac
         self.agent = (TD3 if a.algo == "td3" else SAC)(self.layout.size, 7, self.agent_cfg, seed=a.seed)
         self.offline = ReplayBuffer((a.offline_episodes + a.num_envs) * self.backend.horizon, self.layout.size, 7)
@@ -165,13 +168,11 @@ class Trainer:
     def _reset_all(self) -> tuple[np.ndarray, np.ndarray]:
         """Start fresh episodes in every env; returns (observations, base actions)."""
         n = self.args.num_envs
-        self.backend.reset(self._seeds(n))
-        self.runner.reset()
-        self.augmenter.reset(n)
+        self.loop.reset(self._seeds(n))
         self.ep_t = np.zeros(n, dtype=np.int64)
         self.ep_success = np.zeros(n, dtype=bool)
-        base, obs = self._reset_obs(np.arange(n))
-        return obs, base
+        seen = self.loop.observe()
+        return seen.residual_obs, seen.base
 
     def _run(self, steps: int, policy, acc: NStepAccumulator, buffer: ReplayBuffer, noise: float,
              on_step=None, episodes: int | None = None) -> dict:
@@ -186,8 +187,7 @@ class Trainer:
             u = np.zeros((n, 7), np.float32) if policy is None else policy(obs)
             if policy is not None:
                 u = self.agent.explore(u, self.rng, noise)
-            action = compose_scaled_actions_batch(base_act, u * self.scale, self.scale).actions
-            out = self.backend.step(action)
+            out = self.loop.step(base_act, u * self.scale).result
             self.ep_t += 1
             self.ep_success |= out.success
             terminal = out.success if a.terminate_on_success else np.zeros(n, dtype=bool)
@@ -196,9 +196,8 @@ class Trainer:
             if a.success_reward == "max":
                 reward = np.where(out.success, self.backend.max_reward, reward)
             reward = a.reward_scale * reward
-            s = self.backend.state()
-            next_base = self.runner.act(s)
-            next_obs, _ = residual_observation(self.backend, s, next_base, self.augmenter)
+            seen = self.loop.observe()
+            next_base, next_obs = seen.base, seen.residual_obs
             tr = acc.push(obs, u, reward, next_obs, terminal, truncated)
             if tr is not None:
                 buffer.add_batch(*tr)
@@ -208,24 +207,15 @@ class Trainer:
                 stats["successes"] += int(self.ep_success[done].sum())
                 self.ep_success[done] = False
                 self.episodes += len(done)
-                self.backend.reset(self._seeds(len(done)), env_ids=done.tolist())
-                self.runner.reset(done)
-                self.augmenter.reset_env(done)
+                self.loop.reset(self._seeds(len(done)), env_ids=done.tolist())
                 self.ep_t[done] = 0
-                next_base[done], next_obs[done] = self._reset_obs(done)
+                fresh = self.loop.observe(done)
+                next_base[done], next_obs[done] = fresh.base, fresh.residual_obs
             obs, base_act = next_obs, next_base
             if on_step is not None:
                 on_step(n)
         self._obs_cache = (obs, base_act)
         return stats
-
-    def _reset_obs(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Base actions and observations of freshly reset envs ``ids``."""
-        s = self.backend.state()
-        base = np.zeros((self.args.num_envs, 7))
-        base[ids] = self.runner.act(s, env_ids=ids)
-        obs, _ = residual_observation(self.backend, s, base, self.augmenter)
-        return base[ids], obs[ids]
 
     # --- evaluation & checkpoints ---------------------------------------------------------------------
     def evaluate(self) -> dict:
@@ -233,7 +223,7 @@ class Trainer:
         aug = PoseAugmenter(max_sigma=a.eval_pose_noise, dropout_p=a.eval_dropout, seed=12345, fixed_sigma=True)
         pol = NumpyPolicy.from_actor(self.agent.actor)
         res = evaluate_episodes(self.backend, self.base, [VALIDATION_SEED_OFFSET + i for i in range(a.eval_episodes)],
-                                residual_fn=lambda o: pol(o) * self.scale, augmenter=aug, residual_bound=self.scale)
+                                residual_fn=lambda o: pol(o) * self.scale, augmenter=aug, pipeline=self.pipeline)
         self._obs_cache = self._reset_all()
         self.acc.reset()
         return res.to_dict()
@@ -241,6 +231,7 @@ class Trainer:
     def save(self, name: str, evaluation: dict) -> Path:
         a = self.args
         training = {"args": json.loads(json.dumps(asdict(a), default=str)), "algorithm": self.agent.name,
+                    "pipeline": json.loads(json.dumps(asdict(self.pipeline), default=list)),
                     "wall_clock_s": self.wall_clock(), "env_steps": self.env_steps,
                     "base_checkpoint": str(a.base_checkpoint or default_base_checkpoint())}
         return save_residual_checkpoint(self.out / name, self.agent.actor, self.layout, a.task, self.scale.tolist(),

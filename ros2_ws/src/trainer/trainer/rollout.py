@@ -1,9 +1,8 @@
-"""Running the frozen base policy (with or without a residual) on a SimBackend.
+"""Seeded evaluation episodes of the frozen base policy (with or without a residual) on a SimBackend.
 
-:class:`BaseChunkRunner` executes the base policy as a VLA is executed: it predicts a chunk of actions
-from the current state and plays ``execute_steps`` of them open-loop before re-planning (per env).
-:func:`evaluate_episodes` runs seeded episodes and reports success and steps-to-success; it is what
-``residual-eval`` and the trainer's periodic evaluation call.
+:func:`evaluate_episodes` runs the one closed loop (:mod:`trainer.closed_loop`: base chunks, perception model,
+residual, action pipeline with the safety envelope) over seeded episodes and reports success and
+steps-to-success; it is what ``residual-eval``, ``base-train`` and the trainer's periodic evaluation call.
 """
 
 from __future__ import annotations
@@ -12,70 +11,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from residual_core.action import DEFAULT_RESIDUAL_SCALE, compose_scaled_actions_batch
 from residual_core.augment import PoseAugmenter
-from residual_core.base_policy import BasePolicy, base_features_batch, embed_instruction
-from residual_core.observation import build_observation_batch
+from residual_core.base_policy import BasePolicy
+from residual_core.pipeline import ActionPipeline
 
-from trainer.sim_backend import BatchState, SimBackend
-
-
-class BaseChunkRunner:
-    """Per-env open-loop chunk execution of a :class:`BasePolicy` over a batch of envs."""
-
-    def __init__(self, policy: BasePolicy, instruction: str, num_envs: int):
-        self.policy = policy
-        self.embedding = embed_instruction(instruction)
-        self.num_envs = num_envs
-        self.chunks: np.ndarray | None = None
-        self.index = np.full(num_envs, policy.execute_steps, dtype=np.int64)
-
-    def reset(self, env_ids: Sequence[int] | None = None) -> None:
-        """Forget the current chunk of these envs (default all): their next step re-plans."""
-        self.index[slice(None) if env_ids is None else np.asarray(env_ids)] = self.policy.execute_steps
-
-    def features(self, s: BatchState) -> np.ndarray:
-        present = np.ones(s.obj_pos.shape[:2], dtype=bool)
-        return base_features_batch(s.obj_pos, s.obj_quat, present, s.joint_pos, s.gripper_width, s.tcp_pos,
-                                   s.tcp_quat, self.embedding)
-
-    def act(self, s: BatchState, env_ids: Sequence[int] | None = None) -> np.ndarray:
-        """Base actions for the current step: (N, 7) for all envs, or (len(env_ids), 7) for a subset.
-
-        Only the envs asked for advance in their chunk.
-        """
-        ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids, dtype=np.int64)
-        replan = ids[self.index[ids] >= self.policy.execute_steps]
-        if len(replan):
-            feats = self.features(s)[replan]
-            new = self.policy.predict_chunk(feats)
-            if self.chunks is None:
-                self.chunks = np.zeros((self.num_envs,) + new.shape[1:])
-            self.chunks[replan] = new
-            self.index[replan] = 0
-        actions = self.chunks[ids, self.index[ids]]
-        self.index[ids] += 1
-        return actions
-
-
-ResidualFn = Callable[[np.ndarray], np.ndarray]
-"""Maps residual observations (N, D) to scaled residual actions (N, 7)."""
-
-
-def residual_observation(backend: SimBackend, s: BatchState, base_actions: np.ndarray,
-                         augmenter: PoseAugmenter | None) -> tuple[np.ndarray, np.ndarray]:
-    """The residual's observation (N, D) for the current state, with pose noise/dropout if an augmenter is given.
-
-    Returns (observations, present mask (N, K)).
-    """
-    pos, quat = s.obj_pos, s.obj_quat
-    present = np.ones(pos.shape[:2], dtype=bool)
-    if augmenter is not None:
-        pos, quat, present = augmenter.apply(pos, quat, present)
-    obs = build_observation_batch(backend.object_names, pos, quat, present, s.joint_pos, s.joint_vel,
-                                  s.gripper_width, s.tcp_pos, s.tcp_quat, base_actions)
-    return obs, present
-
+from trainer.closed_loop import ClosedLoop, ResidualFn
+from trainer.sim_backend import SimBackend
 
 FAILURE_MODES = ("never moved the object", "moved it without lifting (pushed; drawer part-closed)",
                  "lifted it, did not finish (dropped, misplaced or out of time)")
@@ -127,54 +68,50 @@ class EvalResult:
 
 def evaluate_episodes(backend: SimBackend, base: BasePolicy, seeds: Sequence[int],
                       residual_fn: ResidualFn | None = None, augmenter: PoseAugmenter | None = None,
-                      residual_bound: np.ndarray = DEFAULT_RESIDUAL_SCALE,
+                      pipeline: ActionPipeline | None = None,
                       progress: Callable[[int], None] | None = None) -> EvalResult:
     """Run one episode per seed (in batches of ``backend.num_envs``); an episode ends at its first success.
 
-    ``residual_fn`` None evaluates the base alone. ``augmenter`` perturbs the residual's view of the object
-    poses (never the base's: the base stands in for a VLA that sees the scene itself).
+    ``residual_fn`` None evaluates the base alone (through the same action bounds and safety envelope).
+    ``augmenter`` is the perception model: it perturbs the residual's view of the object poses (never the base's:
+    the base stands in for a VLA that sees the scene itself). ``pipeline`` composes and guards every command
+    (default :class:`~residual_core.pipeline.ActionPipeline` with the default bounds and envelope; pass one with
+    the residual checkpoint's ``residual_scale``).
     """
     seeds = [int(x) for x in seeds]
     n_env = backend.num_envs
     success = np.zeros(len(seeds), dtype=bool)
     steps = np.full(len(seeds), -1, dtype=np.int64)
-    runner = BaseChunkRunner(base, backend.instruction, n_env)
-    res_sum, res_count = 0.0, 0
+    loop = ClosedLoop(backend, base, pipeline, augmenter if residual_fn is not None else None)
+    res_sum, res_count, enveloped_steps, all_steps = 0.0, 0, 0, 0
     failures: list[str] = []
     for start in range(0, len(seeds), n_env):
         batch = seeds[start:start + n_env]
         m = len(batch)
         # Pad a short last batch with repeats of its first seed; padded envs are ignored.
-        backend.reset(batch + [batch[0]] * (n_env - m))
-        runner.reset()
-        if augmenter is not None:
-            augmenter.reset(n_env)
+        loop.reset(batch + [batch[0]] * (n_env - m))
         done = np.zeros(n_env, dtype=bool)
         done[m:] = True
-        s = backend.state()
-        first_pos = s.obj_pos[:, 0].copy()  # the task's first object (the one manipulated)
+        first_pos = loop.state.obj_pos[:, 0].copy()  # the task's first object (the one manipulated)
         last_pos = first_pos.copy()
         max_rise = np.zeros(n_env)
         for t in range(backend.horizon):
-            base_act = runner.act(s)
-            action = base_act
-            if residual_fn is not None:
-                obs, _ = residual_observation(backend, s, base_act, augmenter)
-                res = residual_fn(obs)
-                action = compose_scaled_actions_batch(base_act, res, residual_bound).actions
-                live = ~done
-                res_sum += float(np.abs(res[live]).sum())
-                res_count += int(live.sum()) * res.shape[1]
-            out = backend.step(action)
-            s = backend.state()  # the trace's and the next step's state
-            pos = s.obj_pos[:, 0]
+            seen = loop.observe()
+            res = None if residual_fn is None else np.asarray(residual_fn(seen.residual_obs), dtype=np.float64)
+            out = loop.step(seen.base, res)
             live = ~done
+            if res is not None:
+                res_sum += float(np.abs(out.pipeline.residuals[live]).sum())
+                res_count += int(live.sum()) * res.shape[1]
+            enveloped_steps += sum(1 for i in np.flatnonzero(live) if set(out.pipeline.reasons[i]) - {"action_bounds"})
+            all_steps += int(live.sum())
+            pos = loop.state.obj_pos[:, 0]
             max_rise[live] = np.maximum(max_rise[live], pos[live, 2] - first_pos[live, 2])
             last_pos[live] = pos[live]
-            newly = out.success & ~done
+            newly = out.result.success & ~done
             steps[start + np.flatnonzero(newly[:m])] = t + 1
             success[start + np.flatnonzero(newly[:m])] = True
-            done |= out.success
+            done |= out.result.success
             if done.all():
                 break
         for j in range(m):
@@ -184,4 +121,5 @@ def evaluate_episodes(backend: SimBackend, base: BasePolicy, seeds: Sequence[int
             progress(m)
     return EvalResult(task=backend.task, seeds=seeds, success=success, steps_to_success=steps,
                       residual_abs_mean=res_sum / res_count if res_count else 0.0,
-                      extra={"failure_modes": {k: failures.count(k) for k in FAILURE_MODES if k in failures}})
+                      extra={"failure_modes": {k: failures.count(k) for k in FAILURE_MODES if k in failures},
+                             "envelope_step_fraction": enveloped_steps / all_steps if all_steps else 0.0})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from residual_core.observation import PoseFreshness
 from vla_base_node.chunk_broker import ChunkBroker
 from vla_base_node.inputs import InputCache, image_to_rgb
 
@@ -11,7 +12,8 @@ ARM = [f"fr3_joint{i}" for i in range(1, 8)]
 
 
 def test_snapshot_waits_for_required_inputs_then_reports_all_fields():
-    cache = InputCache(instruction="close the drawer", object_names=("drawer_handle", "cup"), max_object_age_s=0.5)
+    cache = InputCache(instruction="close the drawer", object_names=("drawer_handle", "cup"),
+                       freshness=PoseFreshness(timeout_s=0.5, min_confidence=0.5))
     assert cache.snapshot(0, 0.0) is None and cache.missing() == ["tcp_pose", "joint_states"]
     # Joint order in the message differs from the arm order; fingers give the width.
     names = ["fr3_finger_joint2", *reversed(ARM), "fr3_finger_joint1"]
@@ -25,7 +27,7 @@ def test_snapshot_waits_for_required_inputs_then_reports_all_fields():
     np.testing.assert_array_equal(st["joint_pos"], np.arange(7))
     np.testing.assert_array_equal(st["joint_vel"], -np.arange(7))
     assert st["gripper_width"][0] == pytest.approx(0.04)
-    assert st["object_present"] == {"drawer_handle": True, "cup": False}  # confidence 0 = not seen
+    assert st["object_present"] == {"drawer_handle": True, "cup": False}  # confidence 0 < min_confidence
     np.testing.assert_array_equal(st["objects"]["cup"], np.zeros(7))
     assert cache.snapshot(13, now_s=1.6)["state"]["object_present"]["drawer_handle"] is False  # too old
 

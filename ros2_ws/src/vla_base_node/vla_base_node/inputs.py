@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from residual_core.observation import PoseFreshness, absent_reasons
 
 FR3_ARM_JOINTS = tuple(f"fr3_joint{i}" for i in range(1, 8))
 FR3_FINGER_JOINTS = ("fr3_finger_joint1", "fr3_finger_joint2")
@@ -29,8 +30,9 @@ class InputCache:
     """Finger joints whose positions sum to the gripper opening width (m)."""
     object_names: tuple[str, ...] = ()
     """Objects every observation lists (absent ones as not present); empty: whatever arrived."""
-    max_object_age_s: float = 0.5
-    """An object pose older than this (or with confidence 0) counts as not present."""
+    freshness: PoseFreshness = field(default_factory=PoseFreshness)
+    """When an object pose counts as present (residual_core.observation's one definition: age, confidence,
+    validity), the same rule as the residual node's."""
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -93,7 +95,8 @@ class InputCache:
             objects, present = {}, {}
             for name in names:
                 entry = self._objects.get(name)
-                fresh = entry is not None and entry[1] > 0.0 and now_s - entry[2] <= self.max_object_age_s
+                fresh = entry is not None and absent_reasons(entry[0][:3], entry[0][3:7], True, entry[1],
+                                                             now_s - entry[2], self.freshness) == ""
                 objects[name] = entry[0].copy() if fresh else np.zeros(7)
                 present[name] = bool(fresh)
             return {

@@ -23,6 +23,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from residual_bringup.node_main import run_node
 from residual_bringup.params import declare_config
 from residual_core.action import CONTROL_DT
+from residual_core.observation import PoseFreshness
 from residual_core.tasks import TASK_INSTRUCTIONS, TASK_OBJECTS, check_task
 from residual_interfaces.msg import EefAction, EefActionChunk, ObjectPoseArray
 from sensor_msgs.msg import Image, JointState
@@ -59,8 +60,10 @@ class VlaBaseNodeConfig:
     """Re-plan when fewer steps than this remain covered; -1: automatic from the measured latency."""
     use_image: bool = False
     """Subscribe to the camera image (needed by openpi/openvla models that look at pixels)."""
-    max_object_age_s: float = 0.5
-    """Object poses older than this are reported as not present."""
+    pose_timeout: float = PoseFreshness().timeout_s
+    """Object poses older than this (s) are reported as not present (the same parameter as the residual node's)."""
+    min_confidence: float = PoseFreshness().min_confidence
+    """Object poses with a lower confidence are reported as not present (as for the residual node)."""
     frame_id: str = "fr3_link0"
     """Frame written into the action headers (robot base frame)."""
     server_host: str = "127.0.0.1"
@@ -125,7 +128,7 @@ class VlaBaseNode(Node):
             replan_threshold=self._replan_threshold(cfg),
         )
         self.inputs = InputCache(instruction=cfg.resolved_instruction, object_names=TASK_OBJECTS[cfg.task],
-                                 max_object_age_s=cfg.max_object_age_s)
+                                 freshness=PoseFreshness(cfg.pose_timeout, cfg.min_confidence))
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="base_infer")
         self._tick_lock = threading.Lock()
         self._step = 0

@@ -1,0 +1,161 @@
+"""The one closed loop: base chunk schedule + perception model + residual + action pipeline + sim backend.
+
+``residual-train`` (its rollouts and periodic evaluation), ``residual-eval`` and the tests that compare the ROS
+graph with offline evaluation all run this loop, so an episode offline is the episode the graph runs:
+
+1. :class:`BaseChunkRunner` plays the frozen base as a VLA is played: it predicts a chunk of actions from the
+   current state and executes ``execute_steps`` of them open-loop before re-planning (per env);
+2. the perception model (:class:`residual_core.augment.PoseAugmenter`: pose noise and whole-object dropout)
+   decides what the residual sees of the object poses; which objects are present is decided by
+   ``residual_core.observation.present_mask``, the definition the residual node uses at run time;
+3. the residual (a function of the observations, in action units) is composed with the base by
+   :class:`residual_core.pipeline.ActionPipeline` (the checkpoint's bound, the action spec, the safety envelope:
+   what the arbiter runs);
+4. the backend steps with the action the envelope let through (a delta from the measured TCP pose to the target:
+   the same physics as the sim node commanding that target).
+
+Per control step call :meth:`ClosedLoop.observe` once (it advances the base's chunk), then :meth:`ClosedLoop.step`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from residual_core.augment import PoseAugmenter
+from residual_core.base_policy import BasePolicy, base_features_batch, embed_instruction
+from residual_core.observation import build_observation_batch, present_mask
+from residual_core.pipeline import ActionPipeline, BatchPipelineResult, GripperMemory
+
+from trainer.sim_backend import BatchState, SimBackend, StepResult
+
+
+class BaseChunkRunner:
+    """Per-env open-loop chunk execution of a :class:`BasePolicy` over a batch of envs."""
+
+    def __init__(self, policy: BasePolicy, instruction: str, num_envs: int):
+        self.policy = policy
+        self.embedding = embed_instruction(instruction)
+        self.num_envs = num_envs
+        self.chunks: np.ndarray | None = None
+        self.index = np.full(num_envs, policy.execute_steps, dtype=np.int64)
+
+    def reset(self, env_ids: Sequence[int] | None = None) -> None:
+        """Forget the current chunk of these envs (default all): their next step re-plans."""
+        self.index[slice(None) if env_ids is None else np.asarray(env_ids)] = self.policy.execute_steps
+
+    def features(self, s: BatchState) -> np.ndarray:
+        present = np.ones(s.obj_pos.shape[:2], dtype=bool)
+        return base_features_batch(s.obj_pos, s.obj_quat, present, s.joint_pos, s.gripper_width, s.tcp_pos,
+                                   s.tcp_quat, self.embedding)
+
+    def act(self, s: BatchState, env_ids: Sequence[int] | None = None) -> np.ndarray:
+        """Base actions for the current step: (N, 7) for all envs, or (len(env_ids), 7) for a subset.
+
+        Only the envs asked for advance in their chunk.
+        """
+        ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids, dtype=np.int64)
+        replan = ids[self.index[ids] >= self.policy.execute_steps]
+        if len(replan):
+            feats = self.features(s)[replan]
+            new = self.policy.predict_chunk(feats)
+            if self.chunks is None:
+                self.chunks = np.zeros((self.num_envs,) + new.shape[1:])
+            self.chunks[replan] = new
+            self.index[replan] = 0
+        actions = self.chunks[ids, self.index[ids]]
+        self.index[ids] += 1
+        return actions
+
+
+ResidualFn = Callable[[np.ndarray], np.ndarray]
+"""Maps residual observations (N, D) to residual actions in action units (N, 7)."""
+
+
+def residual_observation(object_names: Sequence[str], s: BatchState, base_actions: np.ndarray,
+                         perception: PoseAugmenter | None) -> tuple[np.ndarray, np.ndarray]:
+    """The residual's observation (N, D) for the current state, through the perception model if one is given.
+
+    Returns (observations, present mask (N, K)). The perception model's dropouts become absent objects through
+    :func:`residual_core.observation.present_mask` (a dropout is a pose that never arrived).
+    """
+    pos, quat = s.obj_pos, s.obj_quat
+    arrived = np.ones(pos.shape[:2], dtype=bool)
+    if perception is not None:
+        pos, quat, arrived = perception.apply(pos, quat, arrived)
+    present = present_mask(pos, quat, arrived)
+    obs = build_observation_batch(tuple(object_names), pos, quat, present, s.joint_pos, s.joint_vel,
+                                  s.gripper_width, s.tcp_pos, s.tcp_quat, base_actions)
+    return obs, present
+
+
+@dataclass
+class LoopObservation:
+    """What the policies see at one control step (rows: the envs asked for)."""
+
+    base: np.ndarray
+    """(n, 7) base actions of this step."""
+    residual_obs: np.ndarray
+    """(n, D) residual observations (built on ``base``)."""
+    present: np.ndarray
+    """(n, K) which objects the residual saw."""
+
+
+@dataclass
+class LoopStep:
+    """One control step of every env."""
+
+    result: StepResult
+    """Reward and success from the backend."""
+    pipeline: BatchPipelineResult
+    """What the pipeline commanded and why."""
+
+
+class ClosedLoop:
+    """Runs :mod:`this module's <trainer.closed_loop>` loop over the ``num_envs`` envs of a backend."""
+
+    def __init__(self, backend: SimBackend, base: BasePolicy, pipeline: ActionPipeline | None = None,
+                 perception: PoseAugmenter | None = None):
+        self.backend = backend
+        self.pipeline = pipeline or ActionPipeline()
+        self.perception = perception
+        self.runner = BaseChunkRunner(base, backend.instruction, backend.num_envs)
+        self.gripper = GripperMemory(backend.num_envs)
+        self.state: BatchState | None = None
+
+    @property
+    def num_envs(self) -> int:
+        return self.backend.num_envs
+
+    def reset(self, seeds: Sequence[int], env_ids: Sequence[int] | None = None) -> None:
+        """New episodes from ``seeds`` in ``env_ids`` (default all): sim, base chunk, perception, gripper memory."""
+        self.backend.reset(seeds, env_ids=None if env_ids is None else list(env_ids))
+        self.runner.reset(env_ids)
+        if self.perception is not None:
+            if env_ids is None or self.perception.num_envs != self.num_envs:
+                self.perception.reset(self.num_envs)
+            else:
+                self.perception.reset_env(np.asarray(env_ids, dtype=np.int64))
+        self.gripper.reset(env_ids)
+        self.state = self.backend.state()
+
+    def observe(self, env_ids: Sequence[int] | None = None) -> LoopObservation:
+        """The base actions (advancing the chunks of ``env_ids``, default all) and the residual's observations."""
+        if self.state is None:
+            raise RuntimeError("ClosedLoop.observe before reset")
+        ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids, dtype=np.int64)
+        base = np.zeros((self.num_envs, 7))
+        base[ids] = self.runner.act(self.state, ids)
+        obs, present = residual_observation(self.backend.object_names, self.state, base, self.perception)
+        return LoopObservation(base=base[ids], residual_obs=obs[ids], present=present[ids])
+
+    def step(self, base: np.ndarray, residual: np.ndarray | None = None) -> LoopStep:
+        """Compose (N, 7) base actions with (N, 7) residuals in action units (None: the base alone, through the same
+        bounds and envelope), command the result and step every env."""
+        s = self.state
+        out = self.pipeline.step_batch(base, residual, s.tcp_pos, s.tcp_quat, self.gripper.value)
+        self.gripper.update(out)
+        result = self.backend.step(out.actions)
+        self.state = self.backend.state()
+        return LoopStep(result=result, pipeline=out)

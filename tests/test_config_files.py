@@ -1,0 +1,70 @@
+"""The params files hold only deviations from the nodes' defaults: each parameter and its default is declared once, in
+the node's config dataclass, so a default changed in code is the value the graph runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from action_arbiter.gripper_bridge import GripperBridgeConfig
+from action_arbiter.node import ArbiterNodeConfig
+from franka_sim.sim_bridge import SimNodeConfig
+from pose_estimator_node.node import PoseEstimatorNodeConfig
+from residual_bringup.params import config_defaults, config_from_values
+from residual_policy_node.node import ResidualNodeConfig
+from vla_base_node.node import VlaBaseNodeConfig
+
+CONFIG = Path(__file__).resolve().parents[1] / "config"
+NODE_CONFIGS = {"sim": SimNodeConfig, "pose_estimator": PoseEstimatorNodeConfig, "base": VlaBaseNodeConfig,
+                "residual": ResidualNodeConfig, "arbiter": ArbiterNodeConfig, "gripper_bridge": GripperBridgeConfig}
+EXTERNAL = {"camera"}
+"""Sections of nodes that are not ours (realsense2_camera): their defaults live in their own package."""
+
+
+def _same(value, default) -> bool:
+    if isinstance(default, list) and isinstance(value, list):
+        return len(value) == len(default) and all(_same(v, d) for v, d in zip(value, default, strict=True))
+    if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, (int, float)):
+        return float(value) == float(default)
+    return value == default
+
+
+def redundant_and_unknown(params_file: Path) -> tuple[list[str], list[str]]:
+    """(values equal to their default, parameters no node declares) in a params file."""
+    redundant, unknown = [], []
+    for node, section in yaml.safe_load(params_file.read_text()).items():
+        if node in EXTERNAL:
+            continue
+        classes = list(NODE_CONFIGS.values()) if node == "/**" else [NODE_CONFIGS.get(node)]
+        if None in classes:
+            unknown.append(f"{node}: no such node")
+            continue
+        for key, value in section["ros__parameters"].items():
+            declared = [config_defaults(c) for c in classes if key in config_defaults(c)]
+            if not declared:
+                unknown.append(f"{node}.{key}")
+            elif any(_same(value, d[key]) for d in declared):
+                redundant.append(f"{node}.{key} = {value!r}")
+    return redundant, unknown
+
+
+@pytest.mark.parametrize("name", ["sim.yaml", "real.yaml"])
+def test_params_files_list_only_deviations_from_defaults(name):
+    redundant, unknown = redundant_and_unknown(CONFIG / name)
+    assert not unknown, f"{name}: parameters no node declares: {unknown}"
+    assert not redundant, f"{name}: values equal to the node's default (delete them): {redundant}"
+    # and every section still builds a valid config
+    for node, section in yaml.safe_load((CONFIG / name).read_text()).items():
+        if node in NODE_CONFIGS:
+            values = {k: v for k, v in section["ros__parameters"].items() if k != "checkpoint"}
+            config_from_values(NODE_CONFIGS[node], values)
+
+
+def test_the_check_finds_a_default_and_an_unknown_key(tmp_path):
+    f = tmp_path / "x.yaml"
+    f.write_text("arbiter:\n  ros__parameters:\n    max_translation_step: 0.05\n    residual_deadline_s: 0.1\n"
+                 "    no_such_param: 1\n/**:\n  ros__parameters:\n    control_dt: 0.05\n")
+    redundant, unknown = redundant_and_unknown(f)
+    assert redundant == ["arbiter.max_translation_step = 0.05", "/**.control_dt = 0.05"]
+    assert unknown == ["arbiter.no_such_param"]
