@@ -138,7 +138,7 @@ class FrankaTaskEnv(gym.Env):
             raise ValueError(f"non-finite target: pos={pos}, quat={quat}, gripper={gripper}")
         if not 0.5 < np.linalg.norm(quat) < 1.5:
             raise ValueError(f"target quaternion {quat} is not (close to) unit length")
-        err = self.sim.step_to_pose(pos[None], quat[None] / np.linalg.norm(quat), np.array([float(gripper)]))
+        err = self.sim.step_to_pose(pos[None], quat[None], np.array([float(gripper)]))  # normalised there
         state = self.sim.task_state(with_action=False)
         self._success = bool(self._task.success(state)[0])
         return {"pose_error": err[0], "ik_joint_limited": bool(self.sim.last_ik.limited[0]), "success": self._success}

@@ -168,13 +168,21 @@ class BatchSim:
         self.last_action[:] = applied
         return applied
 
-    def step_to_pose(self, target_pos: np.ndarray, target_quat: np.ndarray, gripper: np.ndarray) -> np.ndarray:
-        """One control step towards absolute TCP targets (N, 3), (N, 4) xyzw; returns the (N, 6) pose error used."""
-        target_mat = Rotation.from_quat(np.asarray(target_quat, dtype=np.float64).reshape(-1, 4)).as_matrix()
+    def step_to_pose(self, target_pos: np.ndarray, target_quat: np.ndarray, gripper: np.ndarray,
+                     commanded: np.ndarray | None = None) -> np.ndarray:
+        """One control step towards absolute TCP targets (N, 3), (N, 4) xyzw; returns the (N, 6) pose error used.
+
+        The target quaternions are normalised here, and only here: the sim node (via FrankaTaskEnv.set_target_pose)
+        and the trainer's backend pass the arbiter's / the action pipeline's target unchanged, so both run the
+        same floating-point path. ``commanded`` (N, 7): the action the target was formed from, recorded as the
+        step's action (the reward's action term); None records zeros.
+        """
+        q = np.asarray(target_quat, dtype=np.float64).reshape(-1, 4)
+        target_mat = Rotation.from_quat(q / np.linalg.norm(q, axis=-1, keepdims=True)).as_matrix()
         err = controller.pose_error(self.tcp_pos(), self.tcp_mat(), np.asarray(target_pos).reshape(-1, 3), target_mat)
         self._apply_task_error(err, np.broadcast_to(np.asarray(gripper, dtype=np.float64), (self.num_envs,)))
         self.batch.step(nstep=self.substeps, stage=_STAGE_VEL)
-        self.last_action[:] = 0.0
+        self.last_action[:] = 0.0 if commanded is None else np.asarray(commanded, dtype=np.float64)
         return err
 
     # ---------------------------------------------------------------- state

@@ -300,7 +300,7 @@ class TargetCommand:
     pos: np.ndarray
     """(3,) target position (m)."""
     quat: np.ndarray
-    """(4,) target orientation x y z w (unit)."""
+    """(4,) target orientation x y z w (within 10 % of unit length; normalised by the simulator)."""
     gripper: float
     """Gripper command in [0, 1] (0 open)."""
     source: str
@@ -323,7 +323,9 @@ def command_from_target(pos, quat_xyzw, gripper: float) -> tuple[TargetCommand |
         return None, "no_target"
     if not 0.9 < n < 1.1:
         return None, "bad_quaternion"
-    return TargetCommand(p, q / n, min(max(g, 0.0), 1.0), "arbiter"), "ok"
+    # Not normalised here: BatchSim.step_to_pose normalises every target, offline (the trainer's backend) and here
+    # alike, so the graph and the closed loop run the same floating-point path.
+    return TargetCommand(p, q, min(max(g, 0.0), 1.0), "arbiter"), "ok"
 
 
 NO_COMMAND_REASON = "tcp_pose_invalid"

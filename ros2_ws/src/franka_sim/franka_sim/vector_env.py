@@ -86,7 +86,20 @@ class VectorFrankaEnv:
 
     def step(self, actions: np.ndarray):
         """Step every env with (N, 7) actions. Returns (obs, reward, terminated, truncated, info)."""
-        applied = self.sim.step(actions)
+        return self._finish_step(self.sim.step(actions))
+
+    def step_targets(self, target_pos: np.ndarray, target_quat: np.ndarray, gripper: np.ndarray,
+                     commanded: np.ndarray):
+        """Step every env towards absolute TCP targets (N, 3), (N, 4) x, y, z, w with gripper commands (N,), as the
+        sim node applies the arbiter's command; ``commanded`` (N, 7) is the action the targets were formed from
+        (the action the reward sees). Returns what :meth:`step` returns."""
+        commanded = np.asarray(commanded, dtype=np.float64)
+        if commanded.shape != (self.num_envs, 7) or not np.all(np.isfinite(commanded)):
+            raise ValueError(f"commanded must be finite with shape ({self.num_envs}, 7), got {commanded.shape}")
+        self.sim.step_to_pose(target_pos, target_quat, gripper, commanded=commanded)
+        return self._finish_step(commanded)
+
+    def _finish_step(self, applied: np.ndarray):
         self.elapsed += 1
         state = self.sim.task_state()
         reward, raw, weighted = self._task.rewards(state)

@@ -11,8 +11,8 @@ graph with offline evaluation all run this loop, so an episode offline is the ep
 3. the residual (a function of the observations, in action units) is composed with the base by
    :class:`residual_core.pipeline.ActionPipeline` (the checkpoint's bound, the action spec, the safety envelope:
    what the arbiter runs);
-4. the backend steps with the action the envelope let through (a delta from the measured TCP pose to the target:
-   the same physics as the sim node commanding that target).
+4. the backend steps towards the pipeline's target pose and gripper command (``SimBackend.step_targets``), the
+   command the arbiter sends and the sim node applies, through the same floating-point path.
 
 Per control step call :meth:`ClosedLoop.observe` once (it advances the base's chunk), then :meth:`ClosedLoop.step`.
 """
@@ -156,6 +156,9 @@ class ClosedLoop:
         s = self.state
         out = self.pipeline.step_batch(base, residual, s.tcp_pos, s.tcp_quat, self.gripper.value)
         self.gripper.update(out)
-        result = self.backend.step(out.actions)
+        # A row without a target (invalid measured TCP: never in simulation) holds the measured pose.
+        pos = np.where(out.has_target[:, None], out.target_pos, s.tcp_pos)
+        quat = np.where(out.has_target[:, None], out.target_quat, s.tcp_quat)
+        result = self.backend.step_targets(pos, quat, out.actions[:, 6], out.actions)
         self.state = self.backend.state()
         return LoopStep(result=result, pipeline=out)

@@ -34,6 +34,12 @@ class FrankaSimBackend:
         return StepResult(reward=np.asarray(reward, dtype=np.float64), success=np.asarray(info["success"], bool),
                           terms=info["reward_terms_weighted"])
 
+    def step_targets(self, target_pos: np.ndarray, target_quat: np.ndarray, gripper: np.ndarray,
+                     commanded: np.ndarray) -> StepResult:
+        _, reward, _, _, info = self.env.step_targets(target_pos, target_quat, gripper, commanded)
+        return StepResult(reward=np.asarray(reward, dtype=np.float64), success=np.asarray(info["success"], bool),
+                          terms=info["reward_terms_weighted"])
+
     def state(self) -> BatchState:
         o = self.env.observations()
         return BatchState(obj_pos=o["object_pos"], obj_quat=o["object_quat"], joint_pos=o["joint_pos"],

@@ -14,7 +14,6 @@ evaluation summary in the manifest), ``last.*``, ``metrics.csv``, ``eval.csv``, 
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 import time
@@ -41,6 +40,7 @@ from trainer.paths import default_base_checkpoint
 from trainer.plots import plot_learning_curve
 from trainer.replay import NStepAccumulator, ReplayBuffer
 from trainer.rollout import evaluate_episodes
+from trainer.run_log import RunLog
 from trainer.sac import SAC, SACConfig
 from trainer.sim_backend import SimBackend
 from trainer.td3 import TD3, ActorCriticConfig, TD3Config
@@ -285,11 +285,6 @@ class Trainer:
     def train(self) -> dict:
         a = self.args
         self.acc = NStepAccumulator(a.n_step, self.agent_cfg.gamma, a.num_envs)
-        metrics_f = open(self.out / "metrics.csv", "a", newline="")
-        metrics = csv.writer(metrics_f)
-        from torch.utils.tensorboard import SummaryWriter
-
-        tb = SummaryWriter(str(self.out / "tb"))
         if a.resume:
             self.load_state()
             print(f"[residual-train] resumed at {self.env_steps} env steps")
@@ -304,11 +299,9 @@ class Trainer:
             self._obs_cache = self._reset_all()
         obs_all = np.concatenate([self.offline.obs[: len(self.offline)]], axis=0)
         self.agent.set_normalization(obs_all.mean(0), obs_all.std(0))
+        self.log = RunLog(self.out, new_run=self.env_steps == 0)
         if self.env_steps == 0:
-            metrics.writerow(["env_steps", "wall_s", "episodes", "train_success_rate", "critic_loss", "actor_loss",
-                              "q_mean", "residual_abs"])
-            ev = self.evaluate()
-            self._record_eval(ev, tb)
+            self._record_eval(self.evaluate())
 
         actor_np = [NumpyPolicy.from_actor(self.agent.actor)]
         chunk = a.num_envs * 8
@@ -331,52 +324,36 @@ class Trainer:
                     info = self.agent.update(b_on)
                     upd_debt -= 1
                 actor_np[0] = NumpyPolicy.from_actor(self.agent.actor)
-            rate = st["successes"] / st["episodes"] if st["episodes"] else float("nan")
-            metrics.writerow([self.env_steps, round(self.wall_clock(), 1), self.episodes, rate,
-                              info.get("critic_loss", ""), info.get("actor_loss", ""), info.get("q_mean", ""),
-                              info.get("residual_abs", "")])
-            for k, v in info.items():
-                tb.add_scalar(f"train/{k}", v, self.env_steps)
-            if st["episodes"]:
-                tb.add_scalar("train/success_rate", rate, self.env_steps)
+            self.log.train_chunk(self.env_steps, self.wall_clock(), self.episodes, st, info)
             if self.env_steps >= next_eval or self.env_steps >= a.total_steps:
                 next_eval += a.eval_every
                 ev = self.evaluate()
-                self._record_eval(ev, tb)
+                self._record_eval(ev)
                 bar.set_postfix(eval=f"{ev['successes']}/{ev['episodes']}", best=self.best)
-                metrics_f.flush()
+                self.log.flush()
                 self.save_state()
         bar.close()
         self.save("last", self.eval_rows[-1]["evaluation"])
-        metrics_f.close()
-        tb.close()
+        self.log.close()
         plot_learning_curve(self.out / "eval.csv", self.out / "learning_curve.png", title=f"residual-train {a.task}")
         summary = {"task": a.task, "best": self.best, "env_steps": self.env_steps, "wall_clock_s": self.wall_clock(),
                    "out_dir": str(self.out)}
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
-    def _record_eval(self, ev: dict, tb) -> None:
+    def _record_eval(self, ev: dict) -> None:
+        """Log an evaluation and keep the best checkpoint (most successes, then fewest mean steps)."""
         row = {"env_steps": self.env_steps, "wall_s": round(self.wall_clock(), 1), "successes": ev["successes"],
                "episodes": ev["episodes"], "mean_steps": ev["mean_steps_to_success"],
                "residual_abs": ev["residual_abs_mean"], "evaluation": ev}
         self.eval_rows.append(row)
-        tb.add_scalar("eval/success_rate", ev["success_rate"], self.env_steps)
-        new_eval = not (self.out / "eval.csv").exists()
-        with open(self.out / "eval.csv", "a", newline="") as f:
-            w = csv.writer(f)
-            if new_eval:
-                w.writerow(["env_steps", "wall_s", "successes", "episodes", "mean_steps", "residual_abs"])
-            w.writerow([row[k] for k in ("env_steps", "wall_s", "successes", "episodes", "mean_steps",
-                                         "residual_abs")])
         steps = ev["mean_steps_to_success"]
         key = (ev["successes"], -(steps if steps is not None else 1e9))
         if self.best is None or key > tuple(self.best):
             self.best = key
             self.save("best", {**ev, "env_steps": self.env_steps, "wall_clock_s": round(self.wall_clock(), 1),
                                "pose_noise": self.args.eval_pose_noise, "dropout": self.args.eval_dropout})
-        print(f"[residual-train] {self.env_steps} steps, {self.wall_clock():.0f} s: eval {ev['successes']}/"
-              f"{ev['episodes']} (mean steps to success {steps if steps is None else round(steps, 1)})")
+        self.log.evaluation(row, ev["success_rate"])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -65,6 +65,12 @@ class SimBackend(Protocol):
     def step(self, actions: np.ndarray) -> StepResult:
         """Apply (N, 7) actions for one control step in every env."""
 
+    def step_targets(self, target_pos: np.ndarray, target_quat: np.ndarray, gripper: np.ndarray,
+                     commanded: np.ndarray) -> StepResult:
+        """One control step towards absolute TCP targets (N, 3), (N, 4) x, y, z, w (normalised by the backend) with
+        gripper commands (N,), exactly as the ROS sim node applies the arbiter's command; ``commanded`` (N, 7) is
+        the action the targets were formed from (what the reward's action term sees). The closed loop uses this."""
+
     def state(self) -> BatchState:
         """Current privileged state of all envs."""
 
