@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from franka_sim.tasks import make_task, reward_spec
 from residual_core.tasks import TASK_NAMES
-
 from trainer.franka_backend import FrankaSimBackend
 
 
