@@ -22,8 +22,7 @@ class FrankaSimBackend:
         self.horizon = self.env.horizon
         self.object_names = tuple(self.env.objects)
         self.instruction = self.env.instruction
-        # Every positive term of franka_sim's task rewards is in [0, 1] before weighting.
-        self.max_reward = float(sum(max(t.weight, 0.0) for t in make_task(task).reward_terms))
+        self.max_reward = make_task(task).max_reward()  # from the terms' declared bounds (tested in franka_sim)
 
     def reset(self, seeds: Sequence[int], env_ids: Sequence[int] | None = None) -> None:
         ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids, dtype=np.int64)

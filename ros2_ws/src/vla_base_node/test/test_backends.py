@@ -251,3 +251,14 @@ def test_registry():
         make_backend("sim_bcc", {})
     with pytest.raises(ValueError, match="unknown action_convention"):
         make_backend("openvla", {"action_convention": "droid"})
+
+
+def test_registry_is_one_plain_dict_and_importing_it_pulls_in_no_model_stack():
+    """Every backend is in BACKEND_FACTORIES from its definition; torch (sim_bc), cv2 and websockets load lazily."""
+    import subprocess
+    import sys
+
+    code = ("import sys, vla_base_node.backends as b; "
+            "print(sorted(b.BACKEND_FACTORIES), [m for m in ('torch', 'cv2', 'websockets') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "['openpi', 'openvla', 'replay', 'sim_bc'] []"

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from vla_base_node import msgpack_wire
-from vla_base_node.backends import json_numpy_encode, json_numpy_hook
+from vla_base_node.backends.openvla import json_numpy_encode, json_numpy_hook
 
 Policy = Callable[[dict], np.ndarray]
 LOOPBACK = "127.0.0.1"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from franka_sim.tasks.base import ResetSample, RewardTerm, Task, TaskState
+from franka_sim.tasks.base import ResetSample, RewardTerm, Task, TaskState, reward_spec
 from franka_sim.tasks.close_drawer import CloseDrawer
 from franka_sim.tasks.cube_lift import CubeLift
 from franka_sim.tasks.pick_place import PickPlace
@@ -25,4 +25,4 @@ def make_task(name: str) -> Task:
     return TASKS[name]()
 
 
-__all__ = ["TASKS", "ResetSample", "RewardTerm", "Task", "TaskState", "make_task"]
+__all__ = ["TASKS", "ResetSample", "RewardTerm", "Task", "TaskState", "make_task", "reward_spec"]

@@ -2,16 +2,19 @@
 
 A task says which bodies it adds to the scene (:meth:`Task.build`), how an episode starts (reset-time
 randomisation, :meth:`Task.sample_reset`), when it is solved (:meth:`Task.success`) and how it is rewarded: a
-tuple of :class:`RewardTerm` (name, function, parameters, weight). Rewards and success are computed on a
-*batched* :class:`TaskState` (leading dimension N = number of environments), so the single and the vector
-environment run the same code. Raw and weighted terms are reported separately.
+tuple of :class:`RewardTerm` (name, function, weight, declared bounds of the raw value, parameters) built from the
+task's reward config dataclass. Rewards and success are computed on a *batched* :class:`TaskState` (leading
+dimension N = number of environments), so the single and the vector environment run the same code. Raw and
+weighted terms are reported separately. :meth:`Task.max_reward` and :func:`reward_spec` follow from the declared
+bounds and weights.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -47,7 +50,7 @@ class TaskState:
 
 @dataclass(frozen=True)
 class RewardTerm:
-    """One named, weighted reward term: ``weight * func(state, **params)``."""
+    """One named, weighted reward term: ``weight * func(state, **params)``, the raw value within ``bounds``."""
 
     name: str
     """Key of the term in ``info['reward_terms']`` / ``info['reward_terms_weighted']``."""
@@ -55,11 +58,26 @@ class RewardTerm:
     """Function of (TaskState, **params) returning (N,) floats."""
     weight: float
     """Multiplier of the raw term in the total reward."""
+    bounds: tuple[float, float]
+    """Declared (lo, hi) range of the raw value (before weighting); a randomised test checks it holds."""
     params: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
     """Keyword parameters of ``func``."""
 
+    def __post_init__(self) -> None:
+        lo, hi = self.bounds
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+            raise ValueError(f"reward term {self.name!r}: bounds must be finite with lo <= hi, got {self.bounds}")
+        if not np.isfinite(self.weight):
+            raise ValueError(f"reward term {self.name!r}: weight must be finite, got {self.weight}")
+
     def __call__(self, state: TaskState) -> np.ndarray:
         return np.asarray(self.func(state, **self.params), dtype=np.float64)
+
+    @property
+    def max_weighted(self) -> float:
+        """Largest weighted value the bounds allow: ``weight * hi`` for a positive weight, else ``weight * lo``."""
+        lo, hi = self.bounds
+        return self.weight * (hi if self.weight > 0 else lo)
 
 
 @dataclass
@@ -96,7 +114,7 @@ def sample_separated_xy(
 
 
 class Task:
-    """Base class: subclasses set ``name``, ``horizon``, ``reward_terms`` and implement the three methods."""
+    """Base class: subclasses set ``name``, ``horizon``, ``cfg``, ``reward_terms`` and implement the three methods."""
 
     name: str = ""
     horizon: int = 0
@@ -105,6 +123,8 @@ class Task:
     """Joints (besides the robot's) whose positions appear in ``TaskState.joints``."""
     episode_keys: tuple[str, ...] = ()
     """Keys of ``ResetSample.episode`` (fixed per task, so the vector env can preallocate)."""
+    cfg: Any
+    """The task's config dataclass (set by the subclass); its ``reward`` field is the task's reward config."""
 
     def __init__(self) -> None:
         check_task(self.name)
@@ -122,7 +142,16 @@ class Task:
 
     @property
     def reward_terms(self) -> tuple[RewardTerm, ...]:
+        """The terms, built from the task's reward config (``self.cfg.reward``)."""
         raise NotImplementedError
+
+    def max_reward(self) -> float:
+        """Upper bound of the total reward: the sum over terms of ``weight`` times the bound that maximises it."""
+        return float(sum(t.max_weighted for t in self.reward_terms))
+
+    def success_value(self, state: TaskState) -> np.ndarray:
+        """(N,) float: :meth:`success` as a 0/1 reward term (bounds (0, 1))."""
+        return self.success(state).astype(np.float64)
 
     def build(self, spec: mujoco.MjSpec) -> None:
         """Add the task's bodies (with a site per task object and its marker) to ``spec``."""
@@ -142,3 +171,42 @@ class Task:
         weighted = {t.name: t.weight * raw[t.name] for t in self.reward_terms}
         total = np.sum(np.stack(list(weighted.values()), axis=0), axis=0)
         return total, raw, weighted
+
+
+def _jsonable(value: object) -> object:
+    """Tuples, mappings and numpy scalars as lists, dicts and Python numbers (JSON round-trips them unchanged)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list, np.ndarray)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def reward_spec(task: Task) -> dict:
+    """The task's full reward as JSON-able data, for checkpoint manifests.
+
+    ``{"task", "config_type", "config", "terms": [{"name", "func", "weight", "bounds": [lo, hi], "params"}],
+    "max_reward"}``: ``config`` is the reward config dataclass (``task.cfg.reward``) as a dict, ``terms`` the
+    resolved terms (parameters derived from the task's geometry included), ``func`` the term function's
+    ``module.qualname``.
+    """
+    cfg = task.cfg.reward
+    terms = [
+        {
+            "name": t.name,
+            "func": f"{t.func.__module__}.{t.func.__qualname__}",
+            "weight": float(t.weight),
+            "bounds": [float(t.bounds[0]), float(t.bounds[1])],
+            "params": _jsonable(dict(t.params)),
+        }
+        for t in task.reward_terms
+    ]
+    return {
+        "task": task.name,
+        "config_type": type(cfg).__name__,
+        "config": _jsonable(asdict(cfg)),
+        "terms": terms,
+        "max_reward": task.max_reward(),
+    }

@@ -8,7 +8,7 @@ Success: drawer open less than 1.5 cm. Horizon 100 steps (5 s).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import mujoco
@@ -16,6 +16,26 @@ import numpy as np
 
 from franka_sim.tasks import objects, rewards
 from franka_sim.tasks.base import ResetSample, RewardTerm, Task, TaskState, yaw_quat
+
+
+@dataclass(frozen=True)
+class CloseDrawerReward:
+    """Weights and free parameters of close_drawer's reward terms (joint and object names are the task's)."""
+
+    reach_weight: float = 1.0
+    """Weight of reach = 1 - tanh(reach_scale * distance from the TCP to ``reach_offset`` of the handle)."""
+    reach_scale: float = 10.0
+    """Distance scale of the reach term (1/m)."""
+    reach_offset: tuple[float, float, float] = (0.03, 0.0, 0.0)
+    """Point reached for, in the handle frame (m): in front of the drawer's pull."""
+    close_weight: float = 3.0
+    """Weight of close (fraction of the initial opening removed, clipped to [0, 1])."""
+    success_weight: float = 5.0
+    """Weight of the success indicator."""
+    action_l2_weight: float = -0.1
+    """Weight of the squared action norm (translation m, rotation rad)."""
+    action_l2_bounds: tuple[float, float] = rewards.ACTION_L2_BOUNDS
+    """Declared range of the raw action_l2 term (the default ActionSpec's)."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +52,8 @@ class CloseDrawerConfig:
     """Initial drawer opening (m)."""
     closed_tolerance: float = 0.015
     """Opening below which the drawer counts as closed (m)."""
+    reward: CloseDrawerReward = field(default_factory=CloseDrawerReward)
+    """Reward term weights and parameters."""
 
 
 class CloseDrawer(Task):
@@ -46,13 +68,14 @@ class CloseDrawer(Task):
 
     @property
     def reward_terms(self) -> tuple[RewardTerm, ...]:
+        r, unit = self.cfg.reward, rewards.UNIT_BOUNDS
         return (
-            RewardTerm("reach", rewards.reach, 1.0, MappingProxyType(
-                {"obj": "drawer_handle", "scale": 10.0, "offset": (0.03, 0.0, 0.0)})),
-            RewardTerm("close", rewards.joint_progress, 3.0, MappingProxyType(
+            RewardTerm("reach", rewards.reach, r.reach_weight, unit, MappingProxyType(
+                {"obj": "drawer_handle", "scale": r.reach_scale, "offset": r.reach_offset})),
+            RewardTerm("close", rewards.joint_progress, r.close_weight, unit, MappingProxyType(
                 {"joint": "drawer_slide", "initial_key": "drawer_initial_opening"})),
-            RewardTerm("success", lambda s: self.success(s).astype(np.float64), 5.0),
-            RewardTerm("action_l2", rewards.action_l2, -0.1),
+            RewardTerm("success", self.success_value, r.success_weight, unit),
+            RewardTerm("action_l2", rewards.action_l2, r.action_l2_weight, r.action_l2_bounds),
         )
 
     def build(self, spec: mujoco.MjSpec) -> None:

@@ -7,7 +7,7 @@ Success: cube centre >= 0.10 m above its resting height. Horizon 100 steps (5 s)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import mujoco
@@ -17,6 +17,30 @@ from franka_sim.tasks import objects, rewards
 from franka_sim.tasks.base import ResetSample, RewardTerm, Task, TaskState, yaw_quat
 
 CUBE_HALF = 0.02
+
+
+@dataclass(frozen=True)
+class CubeLiftReward:
+    """Weights and free parameters of cube_lift's reward terms.
+
+    The lift term saturates at the success height (:attr:`CubeLiftConfig.lift_height`); object names, the cube
+    width and its resting height are the task's geometry, not tuning knobs.
+    """
+
+    reach_weight: float = 1.0
+    """Weight of reach = 1 - tanh(reach_scale * TCP-to-cube distance)."""
+    reach_scale: float = 10.0
+    """Distance scale of the reach term (1/m)."""
+    grasp_weight: float = 1.0
+    """Weight of grasp (1 while the cube is between the closed pads)."""
+    lift_weight: float = 4.0
+    """Weight of lift (the cube's height above rest as a fraction of the success height, clipped to [0, 1])."""
+    success_weight: float = 5.0
+    """Weight of the success indicator."""
+    action_l2_weight: float = -0.1
+    """Weight of the squared action norm (translation m, rotation rad)."""
+    action_l2_bounds: tuple[float, float] = rewards.ACTION_L2_BOUNDS
+    """Declared range of the raw action_l2 term (the default ActionSpec's)."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +57,8 @@ class CubeLiftConfig:
     """Height above the resting height that counts as lifted (m)."""
     cube_mass: float = 0.06
     """Cube mass (kg)."""
+    reward: CubeLiftReward = field(default_factory=CubeLiftReward)
+    """Reward term weights and parameters."""
 
 
 class CubeLift(Task):
@@ -45,14 +71,16 @@ class CubeLift(Task):
 
     @property
     def reward_terms(self) -> tuple[RewardTerm, ...]:
+        r, unit = self.cfg.reward, rewards.UNIT_BOUNDS
         w = CUBE_HALF * 2
         return (
-            RewardTerm("reach", rewards.reach, 1.0, MappingProxyType({"obj": "cube", "scale": 10.0})),
-            RewardTerm("grasp", rewards.grasp, 1.0, MappingProxyType({"obj": "cube", "width": w})),
-            RewardTerm("lift", rewards.lift, 4.0,
+            RewardTerm("reach", rewards.reach, r.reach_weight, unit,
+                       MappingProxyType({"obj": "cube", "scale": r.reach_scale})),
+            RewardTerm("grasp", rewards.grasp, r.grasp_weight, unit, MappingProxyType({"obj": "cube", "width": w})),
+            RewardTerm("lift", rewards.lift, r.lift_weight, unit,
                        MappingProxyType({"obj": "cube", "rest_z": CUBE_HALF, "height": self.cfg.lift_height})),
-            RewardTerm("success", lambda s: self.success(s).astype(np.float64), 5.0),
-            RewardTerm("action_l2", rewards.action_l2, -0.1),
+            RewardTerm("success", self.success_value, r.success_weight, unit),
+            RewardTerm("action_l2", rewards.action_l2, r.action_l2_weight, r.action_l2_bounds),
         )
 
     def build(self, spec: mujoco.MjSpec) -> None:

@@ -9,7 +9,7 @@ on the table (centre < 1 cm above its resting height) and released. Horizon 200 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import mujoco
@@ -20,6 +20,34 @@ from franka_sim.tasks.base import ResetSample, RewardTerm, Task, TaskState, samp
 
 CUBE_HALF = 0.02
 TARGET_HALF = 0.06
+
+
+@dataclass(frozen=True)
+class PickPlaceReward:
+    """Weights and free parameters of pick_place's reward terms (object names and cube geometry are the task's)."""
+
+    reach_weight: float = 1.0
+    """Weight of reach = 1 - tanh(reach_scale * TCP-to-cube distance)."""
+    reach_scale: float = 10.0
+    """Distance scale of the reach term (1/m)."""
+    grasp_weight: float = 1.0
+    """Weight of grasp (1 while the cube is between the closed pads)."""
+    lift_weight: float = 1.0
+    """Weight of lift (the cube's height above rest as a fraction of ``lift_height``, clipped to [0, 1])."""
+    lift_height: float = 0.05
+    """Height above rest at which the lift term saturates (m)."""
+    transport_weight: float = 3.0
+    """Weight of transport = 1 - tanh(transport_scale * horizontal cube-to-target distance), once lifted."""
+    transport_scale: float = 10.0
+    """Distance scale of the transport term (1/m)."""
+    transport_min_lift: float = 0.02
+    """Height above rest (m) the cube must have for transport to count (unless already within 2 cm)."""
+    success_weight: float = 5.0
+    """Weight of the success indicator."""
+    action_l2_weight: float = -0.1
+    """Weight of the squared action norm (translation m, rotation rad)."""
+    action_l2_bounds: tuple[float, float] = rewards.ACTION_L2_BOUNDS
+    """Declared range of the raw action_l2 term (the default ActionSpec's)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +70,8 @@ class PickPlaceConfig:
     """The cube centre must be this far inside the square's edge (m)."""
     cube_mass: float = 0.06
     """Cube mass (kg)."""
+    reward: PickPlaceReward = field(default_factory=PickPlaceReward)
+    """Reward term weights and parameters."""
 
 
 class PickPlace(Task):
@@ -54,16 +84,19 @@ class PickPlace(Task):
 
     @property
     def reward_terms(self) -> tuple[RewardTerm, ...]:
+        r, unit = self.cfg.reward, rewards.UNIT_BOUNDS
         w = 2 * CUBE_HALF
         return (
-            RewardTerm("reach", rewards.reach, 1.0, MappingProxyType({"obj": "cube", "scale": 10.0})),
-            RewardTerm("grasp", rewards.grasp, 1.0, MappingProxyType({"obj": "cube", "width": w})),
-            RewardTerm("lift", rewards.lift, 1.0,
-                       MappingProxyType({"obj": "cube", "rest_z": CUBE_HALF, "height": 0.05})),
-            RewardTerm("transport", rewards.xy_approach, 3.0, MappingProxyType(
-                {"obj": "cube", "goal": "target", "scale": 10.0, "rest_z": CUBE_HALF, "min_lift": 0.02})),
-            RewardTerm("success", lambda s: self.success(s).astype(np.float64), 5.0),
-            RewardTerm("action_l2", rewards.action_l2, -0.1),
+            RewardTerm("reach", rewards.reach, r.reach_weight, unit,
+                       MappingProxyType({"obj": "cube", "scale": r.reach_scale})),
+            RewardTerm("grasp", rewards.grasp, r.grasp_weight, unit, MappingProxyType({"obj": "cube", "width": w})),
+            RewardTerm("lift", rewards.lift, r.lift_weight, unit,
+                       MappingProxyType({"obj": "cube", "rest_z": CUBE_HALF, "height": r.lift_height})),
+            RewardTerm("transport", rewards.xy_approach, r.transport_weight, unit, MappingProxyType(
+                {"obj": "cube", "goal": "target", "scale": r.transport_scale, "rest_z": CUBE_HALF,
+                 "min_lift": r.transport_min_lift})),
+            RewardTerm("success", self.success_value, r.success_weight, unit),
+            RewardTerm("action_l2", rewards.action_l2, r.action_l2_weight, r.action_l2_bounds),
         )
 
     def build(self, spec: mujoco.MjSpec) -> None:

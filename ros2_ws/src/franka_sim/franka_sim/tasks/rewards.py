@@ -7,8 +7,27 @@ floats (or bools for predicates); they are referenced by :class:`~franka_sim.tas
 from __future__ import annotations
 
 import numpy as np
+from residual_core.action import ActionSpec
 
 from franka_sim.tasks.base import TaskState
+
+UNIT_BOUNDS = (0.0, 1.0)
+"""Bounds of every term below that returns a value in [0, 1] (reach, grasp, lift, xy_approach, joint_progress,
+axis_alignment) and of a task's success indicator."""
+
+
+def action_l2_bounds(spec: ActionSpec | None = None) -> tuple[float, float]:
+    """Bounds of :func:`action_l2` for actions clipped to ``spec`` (default: residual_core's ActionSpec).
+
+    The upper bound is computed as :func:`action_l2` computes the value, so an action at the clip limits meets it
+    exactly. A simulator run with a wider ActionSpec needs a task reward config with wider bounds.
+    """
+    high = (spec or ActionSpec()).high
+    return 0.0, float(np.sum(np.square(high[None, :6]), axis=-1)[0])
+
+
+ACTION_L2_BOUNDS = action_l2_bounds()
+"""Bounds of :func:`action_l2` under the default ActionSpec (the sim's default)."""
 
 
 def in_tcp_frame(state: TaskState, point: np.ndarray) -> np.ndarray:

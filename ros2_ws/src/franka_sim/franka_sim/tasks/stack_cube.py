@@ -8,7 +8,7 @@ and released. Horizon 200 steps (10 s).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import mujoco
@@ -19,6 +19,35 @@ from franka_sim.tasks.base import ResetSample, RewardTerm, Task, TaskState, samp
 
 CUBE_HALF = 0.02
 BASE_HALF = 0.025
+
+
+@dataclass(frozen=True)
+class StackCubeReward:
+    """Weights and free parameters of stack_cube's reward terms (object names and cube sizes are the task's).
+
+    The align term counts once the red cube is lifted by the base cube's height.
+    """
+
+    reach_weight: float = 1.0
+    """Weight of reach = 1 - tanh(reach_scale * TCP-to-cube distance)."""
+    reach_scale: float = 10.0
+    """Distance scale of the reach term (1/m)."""
+    grasp_weight: float = 1.0
+    """Weight of grasp (1 while the red cube is between the closed pads)."""
+    lift_weight: float = 1.0
+    """Weight of lift (height above rest as a fraction of the base cube's height + ``lift_clearance``)."""
+    lift_clearance: float = 0.02
+    """How far above the base cube's height the lift term saturates (m)."""
+    align_weight: float = 3.0
+    """Weight of align = 1 - tanh(align_scale * horizontal distance to the base cube), once lifted."""
+    align_scale: float = 10.0
+    """Distance scale of the align term (1/m)."""
+    success_weight: float = 5.0
+    """Weight of the success indicator."""
+    action_l2_weight: float = -0.1
+    """Weight of the squared action norm (translation m, rotation rad)."""
+    action_l2_bounds: tuple[float, float] = rewards.ACTION_L2_BOUNDS
+    """Declared range of the raw action_l2 term (the default ActionSpec's)."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +68,8 @@ class StackCubeConfig:
     """Red cube mass (kg)."""
     base_mass: float = 0.15
     """Blue cube mass (kg)."""
+    reward: StackCubeReward = field(default_factory=StackCubeReward)
+    """Reward term weights and parameters."""
 
 
 class StackCube(Task):
@@ -51,16 +82,19 @@ class StackCube(Task):
 
     @property
     def reward_terms(self) -> tuple[RewardTerm, ...]:
+        r, unit = self.cfg.reward, rewards.UNIT_BOUNDS
         w = 2 * CUBE_HALF
         return (
-            RewardTerm("reach", rewards.reach, 1.0, MappingProxyType({"obj": "cube", "scale": 10.0})),
-            RewardTerm("grasp", rewards.grasp, 1.0, MappingProxyType({"obj": "cube", "width": w})),
-            RewardTerm("lift", rewards.lift, 1.0, MappingProxyType(
-                {"obj": "cube", "rest_z": CUBE_HALF, "height": 2 * BASE_HALF + 0.02})),
-            RewardTerm("align", rewards.xy_approach, 3.0, MappingProxyType(
-                {"obj": "cube", "goal": "base_cube", "scale": 10.0, "rest_z": CUBE_HALF, "min_lift": 2 * BASE_HALF})),
-            RewardTerm("success", lambda s: self.success(s).astype(np.float64), 5.0),
-            RewardTerm("action_l2", rewards.action_l2, -0.1),
+            RewardTerm("reach", rewards.reach, r.reach_weight, unit,
+                       MappingProxyType({"obj": "cube", "scale": r.reach_scale})),
+            RewardTerm("grasp", rewards.grasp, r.grasp_weight, unit, MappingProxyType({"obj": "cube", "width": w})),
+            RewardTerm("lift", rewards.lift, r.lift_weight, unit, MappingProxyType(
+                {"obj": "cube", "rest_z": CUBE_HALF, "height": 2 * BASE_HALF + r.lift_clearance})),
+            RewardTerm("align", rewards.xy_approach, r.align_weight, unit, MappingProxyType(
+                {"obj": "cube", "goal": "base_cube", "scale": r.align_scale, "rest_z": CUBE_HALF,
+                 "min_lift": 2 * BASE_HALF})),
+            RewardTerm("success", self.success_value, r.success_weight, unit),
+            RewardTerm("action_l2", rewards.action_l2, r.action_l2_weight, r.action_l2_bounds),
         )
 
     def build(self, spec: mujoco.MjSpec) -> None:

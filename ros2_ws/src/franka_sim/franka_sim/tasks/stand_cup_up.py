@@ -10,7 +10,7 @@ and released. Horizon 200 steps (10 s).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import mujoco
@@ -34,6 +34,34 @@ def lying_cup_quat(yaw: float) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class StandCupUpReward:
+    """Weights and free parameters of stand_cup_up's reward terms.
+
+    reach and grasp use the cup's grasp point (:data:`GRASP_OFFSET`, shared with the scripted expert); the cup's
+    width and resting height are its geometry.
+    """
+
+    reach_weight: float = 1.0
+    """Weight of reach = 1 - tanh(reach_scale * TCP-to-grasp-point distance)."""
+    reach_scale: float = 10.0
+    """Distance scale of the reach term (1/m)."""
+    grasp_weight: float = 1.0
+    """Weight of grasp (1 while the grasp point is between the closed pads)."""
+    lift_weight: float = 1.0
+    """Weight of lift (height above rest as a fraction of ``lift_height``, clipped to [0, 1])."""
+    lift_height: float = 0.08
+    """Height above rest at which the lift term saturates (m)."""
+    upright_weight: float = 3.0
+    """Weight of upright = (1 + cos(tilt of the cup's axis from vertical)) / 2."""
+    success_weight: float = 5.0
+    """Weight of the success indicator."""
+    action_l2_weight: float = -0.1
+    """Weight of the squared action norm (translation m, rotation rad)."""
+    action_l2_bounds: tuple[float, float] = rewards.ACTION_L2_BOUNDS
+    """Declared range of the raw action_l2 term (the default ActionSpec's)."""
+
+
+@dataclass(frozen=True)
 class StandCupUpConfig:
     """Randomisation and success parameters of stand_cup_up."""
 
@@ -47,6 +75,8 @@ class StandCupUpConfig:
     """Largest tilt of the cup's axis from vertical that counts as upright (rad)."""
     cup_mass: float = 0.1
     """Cup mass (kg)."""
+    reward: StandCupUpReward = field(default_factory=StandCupUpReward)
+    """Reward term weights and parameters."""
 
 
 class StandCupUp(Task):
@@ -59,16 +89,18 @@ class StandCupUp(Task):
 
     @property
     def reward_terms(self) -> tuple[RewardTerm, ...]:
+        r, unit = self.cfg.reward, rewards.UNIT_BOUNDS
         return (
-            RewardTerm("reach", rewards.reach, 1.0, MappingProxyType(
-                {"obj": "cup", "scale": 10.0, "offset": GRASP_OFFSET})),
-            RewardTerm("grasp", rewards.grasp, 1.0, MappingProxyType(
+            RewardTerm("reach", rewards.reach, r.reach_weight, unit, MappingProxyType(
+                {"obj": "cup", "scale": r.reach_scale, "offset": GRASP_OFFSET})),
+            RewardTerm("grasp", rewards.grasp, r.grasp_weight, unit, MappingProxyType(
                 {"obj": "cup", "width": CUP_WIDTH, "offset": GRASP_OFFSET})),
-            RewardTerm("lift", rewards.lift, 1.0, MappingProxyType(
-                {"obj": "cup", "rest_z": objects.CUP_APOTHEM, "height": 0.08})),
-            RewardTerm("upright", rewards.axis_alignment, 3.0, MappingProxyType({"obj": "cup", "axis": 2})),
-            RewardTerm("success", lambda s: self.success(s).astype(np.float64), 5.0),
-            RewardTerm("action_l2", rewards.action_l2, -0.1),
+            RewardTerm("lift", rewards.lift, r.lift_weight, unit, MappingProxyType(
+                {"obj": "cup", "rest_z": objects.CUP_APOTHEM, "height": r.lift_height})),
+            RewardTerm("upright", rewards.axis_alignment, r.upright_weight, unit,
+                       MappingProxyType({"obj": "cup", "axis": 2})),
+            RewardTerm("success", self.success_value, r.success_weight, unit),
+            RewardTerm("action_l2", rewards.action_l2, r.action_l2_weight, r.action_l2_bounds),
         )
 
     def build(self, spec: mujoco.MjSpec) -> None:
