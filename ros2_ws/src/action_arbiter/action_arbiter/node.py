@@ -20,11 +20,11 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from residual_bringup.node_main import run_node
-from residual_bringup.params import declare_config
 from residual_core.action import CONTROL_DT, DEFAULT_RESIDUAL_SCALE, ActionSpec
 from residual_core.safety import EnvelopeConfig
 from residual_interfaces.msg import Correction, EefAction, ObjectPoseArray
+from residual_ros.node_main import run_node
+from residual_ros.params import declare_config
 from std_msgs.msg import Float64
 from std_srvs.srv import SetBool
 from visualization_msgs.msg import MarkerArray

@@ -27,11 +27,12 @@ import torch
 import tyro
 from residual_core.action import DEFAULT_RESIDUAL_SCALE, compose_scaled_actions_batch
 from residual_core.augment import PoseAugmenter
-from residual_core.base_policy import BasePolicy
-from residual_core.networks import NumpyPolicy, save_residual_checkpoint
 from residual_core.observation import make_layout
+from residual_core.residual_policy import NumpyPolicy
 from residual_core.runtime import limit_blas_threads
 from residual_core.tasks import TASK_NAMES, check_task
+from residual_learning.base_policy import BasePolicy
+from residual_learning.networks import save_residual_checkpoint
 from tqdm import tqdm
 
 from trainer.franka_backend import FrankaSimBackend

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from residual_core.action import DEFAULT_RESIDUAL_SCALE, compose_scaled_actions_batch
 from residual_core.augment import PoseAugmenter
-from residual_core.base_policy import BasePolicy, base_features_batch, embed_instruction
 from residual_core.observation import build_observation_batch
+from residual_learning.base_policy import BasePolicy, base_features_batch, embed_instruction
 
 from trainer.sim_backend import BatchState, SimBackend
 
