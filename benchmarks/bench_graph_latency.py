@@ -36,10 +36,10 @@ def stand_in_checkpoints(directory: Path, task: str) -> tuple[Path, Path]:
     output layer) checkpoints."""
     import torch
     from residual_core.action import DEFAULT_RESIDUAL_SCALE
-    from residual_core.base_policy import BasePolicyNet
     from residual_core.checkpoint import Manifest, save_checkpoint
-    from residual_core.networks import ResidualActor, save_residual_checkpoint
     from residual_core.observation import layout_for_task
+    from residual_learning.base_policy import BasePolicyNet
+    from residual_learning.networks import ResidualActor, save_residual_checkpoint
 
     torch.manual_seed(0)
     net = BasePolicyNet()
@@ -60,7 +60,7 @@ def resolve(args, tmp: Path) -> tuple[Path, Path, str]:
 
     def shipped(kind: str) -> Path | None:
         try:
-            from trainer.paths import default_base_checkpoint, default_residual_checkpoint
+            from residual_core.checkpoint import default_base_checkpoint, default_residual_checkpoint
 
             p = default_residual_checkpoint(args.task) if kind == "residual" else default_base_checkpoint()
         except FileNotFoundError:

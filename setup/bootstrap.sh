@@ -14,7 +14,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 VENV="$ROOT/.venv"
 STAMP="$VENV/.setup-stamp"
-PKGS=(residual_core franka_sim vla_base_node residual_policy_node pose_estimator_node action_arbiter trainer residual_bringup)
+PKGS=(residual_core residual_ros residual_learning franka_sim vla_base_node residual_policy_node pose_estimator_node action_arbiter trainer residual_bringup)
 APT_PKGS=(cmake g++ ninja-build python3-dev python3-venv libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6)
 
 say() { printf '[setup] %s\n' "$*"; }
@@ -29,7 +29,7 @@ inputs_hash() {
 }
 
 import_check() {
-  "$VENV/bin/python" -c "import rclpy, residual_interfaces.msg, residual_core, franka_sim, torch, mujoco" 2>/dev/null
+  "$VENV/bin/python" -c "import rclpy, residual_interfaces.msg, residual_core, residual_ros, residual_learning, franka_sim, torch, mujoco" 2>/dev/null
 }
 
 want=$(inputs_hash)

@@ -11,8 +11,8 @@ from action_arbiter.gripper_bridge import GripperBridgeConfig
 from action_arbiter.node import ArbiterNodeConfig
 from franka_sim.sim_bridge import SimNodeConfig
 from pose_estimator_node.node import PoseEstimatorNodeConfig
-from residual_bringup.params import config_defaults, config_from_values
 from residual_policy_node.node import ResidualNodeConfig
+from residual_ros.params import config_defaults, config_from_values
 from vla_base_node.node import VlaBaseNodeConfig
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"

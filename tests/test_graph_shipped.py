@@ -48,8 +48,8 @@ def test_residual_beats_base_through_the_graph_and_agrees_with_residual_eval(tas
     if isinstance(found, str):
         pytest.skip(found)
     residual_path, base_path = found
-    from residual_core.base_policy import BasePolicy
-    from residual_core.networks import ResidualPolicy
+    from residual_core.residual_policy import ResidualPolicy
+    from residual_learning.base_policy import BasePolicy
     from trainer.franka_backend import FrankaSimBackend
     from trainer.rollout import evaluate_episodes
 

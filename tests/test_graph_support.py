@@ -17,15 +17,16 @@ from action_arbiter.arbiter import ArbiterConfig
 from action_arbiter.node import ArbiterNodeConfig
 from residual_bringup.demo.results import StepRecord
 from residual_bringup.graph import describe_graph, node_specs
-from residual_bringup.params import config_defaults, config_from_values
 from residual_bringup.supervisor import build_command, node_parameters, resolve_executable, write_params_file
 from residual_core.action import DEFAULT_RESIDUAL_SCALE, apply_delta
-from residual_core.base_policy import BasePolicy, base_features_batch, embed_instruction
 from residual_core.checkpoint import Manifest, checkpoint_paths, save_checkpoint
-from residual_core.networks import ResidualActor, ResidualPolicy, save_residual_checkpoint
 from residual_core.observation import layout_for_task
+from residual_core.residual_policy import ResidualPolicy
 from residual_core.safety import EnvelopeConfig
 from residual_core.tasks import TASK_INSTRUCTIONS
+from residual_learning.base_policy import BasePolicy, base_features_batch, embed_instruction
+from residual_learning.networks import ResidualActor, save_residual_checkpoint
+from residual_ros.params import config_defaults, config_from_values
 from scipy.spatial.transform import Rotation
 
 REPO = Path(__file__).resolve().parents[1]

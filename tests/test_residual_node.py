@@ -10,9 +10,10 @@ import pytest
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from fake_robot import DOWN_QUAT, FakeRobot
-from residual_core.networks import ResidualActor, ResidualPolicy, save_residual_checkpoint
 from residual_core.observation import Proprio, build_observation, layout_for_task
+from residual_core.residual_policy import ResidualPolicy
 from residual_interfaces.msg import EefAction, ObjectPose, ObjectPoseArray
+from residual_learning.networks import ResidualActor, save_residual_checkpoint
 from rostest_utils import console_script, wait_for
 
 pytestmark = pytest.mark.ros

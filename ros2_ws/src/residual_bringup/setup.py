@@ -11,7 +11,14 @@ REPO = os.path.join(HERE, "..", "..", "..")
 
 
 def repo_files(*patterns: str) -> list[str]:
-    return sorted(os.path.relpath(p, HERE) for pattern in patterns for p in glob(os.path.join(REPO, pattern)))
+    """The files matching ``patterns`` under the repository root, relative to this directory. Refuses to return
+    nothing: a copy of this package without the repository's launch/ and config/ three levels up (another checkout
+    depth, a Docker COPY of ros2_ws/src alone) would otherwise install no launch file, silently."""
+    found = sorted(os.path.relpath(p, HERE) for pattern in patterns for p in glob(os.path.join(REPO, pattern)))
+    if not found:
+        raise FileNotFoundError(f"residual_bringup/setup.py: nothing matches {patterns} under {os.path.abspath(REPO)} "
+                                "(launch/ and config/ must sit at the repository root, three levels above this file)")
+    return found
 
 
 setup(

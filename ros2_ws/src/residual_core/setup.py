@@ -16,7 +16,8 @@ setup(
     maintainer_email="dev@residual-vla.invalid",
     description=(
         "Pure-Python contracts shared by training and deployment: action and observation specs, rotations, "
-        "pose noise/dropout, safety envelope, checkpoint format, policy networks. No rclpy."
+        "pose noise/dropout, safety envelope, checkpoint format, the numpy residual policy, the marker table. "
+        "No rclpy, torch, MuJoCo or OpenCV."
     ),
     license="Apache-2.0",
     entry_points={"console_scripts": []},

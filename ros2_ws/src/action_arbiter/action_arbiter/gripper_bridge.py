@@ -94,7 +94,7 @@ def main(args: list[str] | None = None) -> None:
     from rclpy.action import ActionClient
     from rclpy.executors import ExternalShutdownException
     from rclpy.node import Node
-    from residual_bringup.params import declare_config
+    from residual_ros.params import declare_config
     from std_msgs.msg import Float64
 
     try:

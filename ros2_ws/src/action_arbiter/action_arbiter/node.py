@@ -20,14 +20,14 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from residual_bringup.node_main import run_node
-from residual_bringup.params import declare_config
 from residual_core.action import ACTION_DIM, CONTROL_DT, ActionSpec
-from residual_core.checkpoint import read_manifest
+from residual_core.checkpoint import default_residual_checkpoint, read_manifest
 from residual_core.observation import PoseFreshness
 from residual_core.pipeline import ActionPipeline, tighten_scale
 from residual_core.safety import EnvelopeConfig
 from residual_interfaces.msg import Correction, EefAction, ObjectPoseArray
+from residual_ros.node_main import run_node
+from residual_ros.params import declare_config
 from std_msgs.msg import Float64
 from std_srvs.srv import SetBool
 from visualization_msgs.msg import MarkerArray
@@ -107,8 +107,6 @@ class ArbiterNodeConfig:
     def checkpoint_path(self) -> str:
         if self.checkpoint:
             return self.checkpoint
-        from trainer.paths import default_residual_checkpoint
-
         return str(default_residual_checkpoint(self.task))
 
     def trained_residual_scale(self) -> tuple[float, ...]:

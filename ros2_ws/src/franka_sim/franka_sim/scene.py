@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import mujoco
 import numpy as np
 from residual_core.action import CONTROL_DT
+from residual_core.sim_camera import SIM_CAMERA_FOVY, SIM_CAMERA_LOOKAT, SIM_CAMERA_POS, look_at_xyaxes
 
 from franka_sim import robot
 
@@ -60,11 +61,11 @@ class CameraConfig:
 
     name: str = "scene_camera"
     """Camera name in the model."""
-    pos: tuple[float, float, float] = (0.3, -0.6, 0.85)
-    """Optical centre in the base frame (m)."""
-    lookat: tuple[float, float, float] = (0.5, 0.0, 0.08)
+    pos: tuple[float, float, float] = SIM_CAMERA_POS
+    """Optical centre in the base frame (m); default residual_core.sim_camera's (the pose estimator reads it too)."""
+    lookat: tuple[float, float, float] = SIM_CAMERA_LOOKAT
     """Point the optical axis passes through (m)."""
-    fovy: float = 45.0
+    fovy: float = SIM_CAMERA_FOVY
     """Vertical field of view (degrees)."""
 
     def __post_init__(self) -> None:
@@ -75,14 +76,7 @@ class CameraConfig:
 
     def xyaxes(self) -> list[float]:
         """MuJoCo camera x (image right) and y (image up) axes; the camera looks along its -z."""
-        forward = np.asarray(self.lookat, float) - np.asarray(self.pos, float)
-        forward /= np.linalg.norm(forward)
-        right = np.cross(forward, [0.0, 0.0, 1.0])
-        if np.linalg.norm(right) < 1e-6:
-            raise ValueError(f"camera looks straight up or down ({self.pos} -> {self.lookat}); pick another lookat")
-        right /= np.linalg.norm(right)
-        up = np.cross(right, forward)
-        return [*right.tolist(), *up.tolist()]
+        return look_at_xyaxes(self.pos, self.lookat)
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from residual_bringup.node_main import run_node
-from residual_bringup.params import declare_config
 from residual_core.tasks import check_task
 from residual_interfaces.msg import Correction, ObjectPose, ObjectPoseArray
 from residual_interfaces.srv import ResetEpisode
+from residual_ros.node_main import run_node
+from residual_ros.params import declare_config
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64, Header, String, UInt64

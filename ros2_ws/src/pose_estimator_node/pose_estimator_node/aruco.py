@@ -1,9 +1,9 @@
 """Object poses in the robot base frame from one camera image with ArUco markers (pure: no rclpy).
 
-Pipeline per image: detect markers (cv2.aruco, ``franka_sim.markers``' dictionary) -> refine each marker's corners
+Pipeline per image: detect markers (cv2.aruco, ``residual_core.markers``' dictionary) -> refine each marker's corners
 (:mod:`pose_estimator_node.corners`) -> the two IPPE solutions of the square marker's pose in the camera's optical
 frame (``cv2.solvePnPGeneric`` with ``SOLVEPNP_IPPE_SQUARE``) -> pick one (below) -> camera -> base frame with the
-camera extrinsic -> marker -> object with the marker's pose in the object frame (``franka_sim.markers.MARKERS``).
+camera extrinsic -> marker -> object with the marker's pose in the object frame (``residual_core.markers.MARKERS``).
 
 A small square seen at an angle has two poses that explain its corners almost equally well (the normal mirrored
 about the line of sight; the other pose is tilted by ~2x the viewing angle). The choice, in order: the reprojection
@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from franka_sim.markers import ARUCO_DICTIONARY, MARKER_CELLS, MARKERS, MarkerSpec
+from residual_core.markers import ARUCO_DICTIONARY, MARKER_CELLS, MARKERS, MarkerSpec
+from residual_core.sim_camera import SIM_CAMERA_LOOKAT, SIM_CAMERA_POS, look_at_xyaxes
 from scipy.spatial.transform import Rotation
 
 from pose_estimator_node.corners import RefineConfig, refine_corners
@@ -197,17 +198,20 @@ class EstimateResult:
 
 
 def sim_camera_extrinsic(camera=None) -> Extrinsic:
-    """The optical frame of franka_sim's fixed scene camera in the base frame, from its ``CameraConfig`` (position
-    and MuJoCo x / y axes; MuJoCo cameras look along -z with y up, the optical frame along +z with y down).
-    Equal to ``franka_sim.camera.extrinsics`` of a compiled scene, without compiling one."""
-    from franka_sim.scene import CameraConfig
-
-    cfg = CameraConfig() if camera is None else camera
-    axes = np.asarray(cfg.xyaxes(), dtype=np.float64)
+    """The optical frame of the sim's fixed scene camera in the base frame, from its position and MuJoCo x / y axes
+    (MuJoCo cameras look along -z with y up, the optical frame along +z with y down). ``camera``: anything with
+    ``pos`` and ``xyaxes()`` (franka_sim's ``CameraConfig``); None: :mod:`residual_core.sim_camera`'s numbers, which
+    franka_sim's default ``CameraConfig`` also reads. Equal to ``franka_sim.camera.extrinsics`` of a compiled scene,
+    without compiling one (or importing the simulator)."""
+    if camera is None:
+        pos, xyaxes = SIM_CAMERA_POS, look_at_xyaxes(SIM_CAMERA_POS, SIM_CAMERA_LOOKAT)
+    else:
+        pos, xyaxes = camera.pos, camera.xyaxes()
+    axes = np.asarray(xyaxes, dtype=np.float64)
     x, y = axes[:3], axes[3:]
     mj = np.stack([x, y, np.cross(x, y)], axis=1)
     optical = mj @ np.diag([1.0, -1.0, -1.0])
-    return Extrinsic(np.asarray(cfg.pos, dtype=np.float64), Rotation.from_matrix(optical).as_quat(canonical=True))
+    return Extrinsic(np.asarray(pos, dtype=np.float64), Rotation.from_matrix(optical).as_quat(canonical=True))
 
 
 def image_to_gray(data: bytes | np.ndarray, height: int, width: int, encoding: str, row_step: int) -> np.ndarray:

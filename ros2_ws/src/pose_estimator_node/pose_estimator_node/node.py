@@ -20,10 +20,10 @@ from geometry_msgs.msg import Pose, PoseArray
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from residual_bringup.node_main import run_node
-from residual_bringup.params import declare_config
 from residual_core.tasks import TASK_OBJECTS, check_task
 from residual_interfaces.msg import ObjectPose, ObjectPoseArray
+from residual_ros.node_main import run_node
+from residual_ros.params import declare_config
 from sensor_msgs.msg import CameraInfo, Image
 
 from pose_estimator_node.aruco import (

@@ -7,7 +7,6 @@ import cv2
 import numpy as np
 import pytest
 from franka_sim.env import FrankaTaskEnv
-from franka_sim.markers import MARKERS
 from pose_estimator_node.aruco import (
     ArucoConfig,
     ArucoPoseEstimator,
@@ -19,6 +18,7 @@ from pose_estimator_node.aruco import (
     sim_camera_extrinsic,
 )
 from pose_synthetic import render_markers
+from residual_core.markers import MARKERS
 from scipy.spatial.transform import Rotation
 
 K = np.array([[580.0, 0.0, 319.5], [0.0, 580.0, 239.5], [0.0, 0.0, 1.0]])
@@ -119,6 +119,16 @@ def test_sim_camera_extrinsic_matches_the_rendered_camera():
     pos, quat = env.camera_extrinsics()
     np.testing.assert_allclose(EXTRINSIC.pos, pos, atol=1e-9)
     assert angle_deg(EXTRINSIC.quat_xyzw, Rotation.from_quat(quat)) < 1e-6
+
+
+def test_marker_table_is_residual_cores_and_its_dictionary_is_opencvs():
+    """The estimator, franka_sim's plates and OpenCV agree on one marker table and dictionary (residual_core needs
+    no cv2, so it stores DICT_4X4_50's enum value)."""
+    from franka_sim import markers as sim_markers
+    from residual_core import markers as core_markers
+
+    assert core_markers.ARUCO_DICTIONARY == cv2.aruco.DICT_4X4_50
+    assert sim_markers.MARKERS is core_markers.MARKERS and sim_markers.ARUCO_DICTIONARY == cv2.aruco.DICT_4X4_50
 
 
 def test_camera_extrinsic_and_image_inputs_are_validated():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from franka_sim.markers import ARUCO_DICTIONARY
 from pose_estimator_node.corners import RefineConfig, refine_corners
 from pose_synthetic import render_markers
+from residual_core.markers import ARUCO_DICTIONARY
 
 BORDER = 1.0 / 6.0
 QUIET = 0.5 * (0.04 - 0.03) / 0.03  # the cube marker: 3 cm on a 4 cm plate

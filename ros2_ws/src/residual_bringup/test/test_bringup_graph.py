@@ -12,8 +12,8 @@ import pytest
 import yaml
 from action_arbiter.node import ArbiterNodeConfig
 from residual_bringup.graph import IncludeSpec, NodeSpec, describe_graph, node_specs
-from residual_bringup.params import coerce_value, config_defaults, config_from_values, field_docs, to_parameter_dict
 from residual_bringup.supervisor import build_command, build_parser, node_parameters, parse_set, resolve_executable
+from residual_ros.params import coerce_value, config_defaults, config_from_values, field_docs, to_parameter_dict
 from vla_base_node.node import VlaBaseNodeConfig
 
 REPO = Path(__file__).resolve().parents[4]

@@ -42,6 +42,38 @@ WEIGHTS_SUFFIX = ".safetensors"
 MANIFEST_SUFFIX = ".json"
 
 
+CHECKPOINTS_ENV = "RESIDUAL_VLA_CHECKPOINTS"
+"""Environment variable naming the folder that holds ``base/`` and ``residual/`` (the shipped checkpoints)."""
+_REPO_CHECKPOINTS = Path(__file__).resolve().parents[4] / "checkpoints"
+"""``checkpoints/`` of the source checkout this module sits in (ros2_ws/src/residual_core/residual_core/)."""
+
+
+def checkpoint_root() -> Path:
+    """The folder of the shipped checkpoints: ``$RESIDUAL_VLA_CHECKPOINTS``, else the repository's ``checkpoints/``
+    when this package runs from its source checkout (a fixed path relative to this file, not a search, and never
+    the current directory). An installed package (colcon install, the Docker image) has no such folder and needs
+    the environment variable; FileNotFoundError says so."""
+    env = os.environ.get(CHECKPOINTS_ENV)
+    if env:
+        return Path(env)
+    if (_REPO_CHECKPOINTS / "base").is_dir():
+        return _REPO_CHECKPOINTS
+    raise FileNotFoundError(
+        f"no shipped checkpoints at {_REPO_CHECKPOINTS} (residual_core is not running from the source checkout); "
+        f"set {CHECKPOINTS_ENV} to the folder holding base/ and residual/"
+    )
+
+
+def default_base_checkpoint() -> Path:
+    """Stem of the shipped sim base policy: ``<checkpoint_root()>/base/base_policy``."""
+    return checkpoint_root() / "base" / "base_policy"
+
+
+def default_residual_checkpoint(task: str) -> Path:
+    """Stem of the shipped residual for ``task``: ``<checkpoint_root()>/residual/<task>``."""
+    return checkpoint_root() / "residual" / task
+
+
 class CheckpointError(ValueError):
     """Base of every checkpoint loading error."""
 
@@ -235,23 +267,24 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, tensors: Mapping[str, Any], manifest: Manifest) -> Path:
-    """Write ``tensors`` (name -> torch.Tensor or np.ndarray) and ``manifest``; returns the .safetensors path.
+    """Write ``tensors`` (name -> np.ndarray or torch.Tensor) and ``manifest``; returns the .safetensors path.
 
     ``path`` may be the stem or either file's name. The written manifest is a copy of ``manifest`` with
-    weights_sha256 set (the argument is not modified).
+    weights_sha256 set (the argument is not modified). Written with ``safetensors.numpy`` (torch tensors are
+    converted with ``.detach().cpu().numpy()``, duck-typed, so this module never imports torch): the same header
+    entries and data bytes as ``safetensors.torch`` wrote before (a test checks it on the shipped checkpoints).
     """
-    import torch
-    from safetensors.torch import save as st_save
+    from safetensors.numpy import save as st_save
 
     weights_path, manifest_path = checkpoint_paths(path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
-    out: dict[str, torch.Tensor] = {}
+    out: dict[str, np.ndarray] = {}
     for name, value in tensors.items():
-        if isinstance(value, np.ndarray):
-            value = torch.from_numpy(np.ascontiguousarray(value))
-        if not isinstance(value, torch.Tensor):
+        if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch.Tensor
+            value = value.detach().cpu().numpy()
+        if not isinstance(value, np.ndarray):
             raise ValueError(f"tensor {name!r} must be a torch.Tensor or np.ndarray, got {type(value).__name__}")
-        out[str(name)] = value.detach().cpu().contiguous()
+        out[str(name)] = np.ascontiguousarray(value)
     blob = st_save(out, metadata={"format": "residual_core", "format_version": str(FORMAT_VERSION)})
     final = dataclasses.replace(manifest, weights_sha256=hashlib.sha256(blob).hexdigest())
     text = _pretty_json(final.to_dict()) + "\n"
@@ -291,7 +324,7 @@ def load_checkpoint(
     expected_task: str | None = None,
     expected_layout: ObservationLayout | None = None,
 ) -> tuple[dict[str, Any], Manifest]:
-    """Load (tensors as torch.Tensor by name, manifest), refusing a checkpoint that does not match expectations.
+    """Load (tensors as np.ndarray by name, manifest), refusing a checkpoint that does not match expectations.
 
     Checks, in order: both files exist, the manifest parses and has format version 1, kind, task (a base
     checkpoint with task "all" matches any task), observation layout, then the weights' sha256 and format.
@@ -322,7 +355,7 @@ def load_checkpoint(
             f"weights {weights_path} have sha256 {digest[:16]}..., the manifest says "
             f"{manifest.weights_sha256[:16]}...: the file was changed, truncated or belongs to another manifest"
         )
-    from safetensors.torch import load as st_load
+    from safetensors.numpy import load as st_load
 
     try:
         tensors = st_load(blob)

@@ -22,8 +22,8 @@ from residual_core.checkpoint import (
     read_manifest,
     save_checkpoint,
 )
-from residual_core.networks import ResidualPolicy
 from residual_core.observation import build_observation_batch, layout_for_task, make_layout
+from residual_core.residual_policy import ResidualPolicy
 
 DATA = Path(__file__).resolve().parent / "data"
 LAYOUT = layout_for_task("cube_lift")
@@ -65,8 +65,9 @@ def test_round_trip(saved, tmp_path):
     loaded, manifest = load_checkpoint(
         tmp_path / "ckpt", expected_kind="residual", expected_task="cube_lift", expected_layout=LAYOUT
     )
-    torch.testing.assert_close(loaded["w"], tensors()["w"])
-    assert loaded["b"].dtype == torch.float64 and loaded["b"].tolist() == [1.5, -2.0]
+    np.testing.assert_array_equal(loaded["w"], tensors()["w"].numpy())
+    assert isinstance(loaded["w"], np.ndarray) and loaded["w"].dtype == np.float32
+    assert loaded["b"].dtype == np.float64 and loaded["b"].tolist() == [1.5, -2.0]
     assert loaded["i"].tolist() == [1, 2, 3]
     assert manifest.observation_layout == LAYOUT
     assert manifest.training == {"lr": 3e-4, "batch": 256, "hidden": [8, 8], "log_dir": "/tmp/x"}

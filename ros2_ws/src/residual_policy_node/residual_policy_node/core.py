@@ -1,6 +1,6 @@
 """The residual policy node's decision, without ROS: latest inputs + base action of step t -> residual of step t.
 
-:class:`ResidualComputer` holds a loaded :class:`residual_core.networks.ResidualPolicy` (refused unless it was
+:class:`ResidualComputer` holds a loaded :class:`residual_core.residual_policy.ResidualPolicy` (refused unless it was
 trained for the configured task with that task's observation layout), the latest proprioception (arm joints and
 finger joints from JointState, TCP pose) and the latest pose of each task object, with their times. Its
 :meth:`~ResidualComputer.compute` builds the observation with ``residual_core.observation.build_observation`` (the
@@ -33,7 +33,6 @@ from typing import NamedTuple
 
 import numpy as np
 from residual_core.action import ACTION_DIM
-from residual_core.networks import ResidualPolicy
 from residual_core.observation import (
     PoseFreshness,
     Proprio,
@@ -41,6 +40,7 @@ from residual_core.observation import (
     build_observation,
     layout_for_task,
 )
+from residual_core.residual_policy import ResidualPolicy
 from residual_core.tasks import TASK_OBJECTS, check_task
 
 FR3_ARM_JOINTS: tuple[str, ...] = tuple(f"fr3_joint{i}" for i in range(1, 8))

@@ -19,10 +19,10 @@ from geometry_msgs.msg import PoseStamped
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from residual_bringup.node_main import run_node
-from residual_bringup.params import declare_config
 from residual_core.checkpoint import CheckpointError
 from residual_interfaces.msg import EefAction, ObjectPoseArray
+from residual_ros.node_main import run_node
+from residual_ros.params import declare_config
 from sensor_msgs.msg import JointState
 
 from residual_policy_node.core import ComputeStats, ObjectInput, ResidualComputer, ResidualComputerConfig
@@ -54,7 +54,7 @@ class ResidualNodeConfig:
     def checkpoint_path(self) -> str:
         if self.checkpoint:
             return self.checkpoint
-        from trainer.paths import default_residual_checkpoint
+        from residual_core.checkpoint import default_residual_checkpoint
 
         return str(default_residual_checkpoint(self.task))
 

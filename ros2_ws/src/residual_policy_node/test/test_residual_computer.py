@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 from residual_core.checkpoint import LayoutMismatchError, TaskMismatchError
-from residual_core.networks import ResidualActor, ResidualPolicy, save_residual_checkpoint
 from residual_core.observation import Proprio, build_observation, layout_for_task, make_layout
+from residual_core.residual_policy import ResidualPolicy
+from residual_learning.networks import ResidualActor, save_residual_checkpoint
 from residual_policy_node.core import (
     FR3_ARM_JOINTS,
     FR3_FINGER_JOINTS,

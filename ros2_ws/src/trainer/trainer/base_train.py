@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import tyro
-from residual_core.base_policy import BasePolicy, BasePolicyNet, base_features_batch, embed_instruction
 from residual_core.checkpoint import Manifest, save_checkpoint
 from residual_core.runtime import limit_blas_threads
 from residual_core.tasks import TASK_INSTRUCTIONS, TASK_NAMES, check_task
+from residual_learning.base_policy import BasePolicy, BasePolicyNet, base_features_batch, embed_instruction
 from tqdm import tqdm
 
 DEMO_SEED_OFFSET = 5_000_000

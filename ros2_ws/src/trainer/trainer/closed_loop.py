@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from residual_core.augment import PoseAugmenter
-from residual_core.base_policy import BasePolicy, base_features_batch, embed_instruction
 from residual_core.observation import build_observation_batch, present_mask
 from residual_core.pipeline import ActionPipeline, BatchPipelineResult, GripperMemory
+from residual_learning.base_policy import BasePolicy, base_features_batch, embed_instruction
 
 from trainer.sim_backend import BatchState, SimBackend, StepResult
 

@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import tyro
 from residual_core.augment import PoseAugmenter
-from residual_core.base_policy import BasePolicy
 from residual_core.checkpoint import CheckpointError, CheckpointNotFoundError
-from residual_core.networks import ResidualPolicy
 from residual_core.observation import layout_for_task
 from residual_core.pipeline import ActionPipeline
+from residual_core.residual_policy import ResidualPolicy
 from residual_core.runtime import limit_blas_threads
 from residual_core.tasks import TASK_NAMES, check_task
+from residual_learning.base_policy import BasePolicy
 from tqdm import tqdm
 
 from trainer.paths import default_base_checkpoint, default_residual_checkpoint

@@ -24,14 +24,16 @@ from typing import Literal
 import numpy as np
 import torch
 import tyro
+from franka_sim.tasks import reward_spec
 from residual_core.action import DEFAULT_RESIDUAL_SCALE
 from residual_core.augment import PoseAugmenter
-from residual_core.base_policy import BasePolicy
-from residual_core.networks import NumpyPolicy, save_residual_checkpoint
 from residual_core.observation import make_layout
 from residual_core.pipeline import ActionPipeline
+from residual_core.residual_policy import NumpyPolicy
 from residual_core.runtime import limit_blas_threads
 from residual_core.tasks import TASK_NAMES, check_task
+from residual_learning.base_policy import BasePolicy
+from residual_learning.networks import save_residual_checkpoint
 from tqdm import tqdm
 
 from trainer.closed_loop import ClosedLoop
@@ -232,6 +234,8 @@ class Trainer:
         a = self.args
         training = {"args": json.loads(json.dumps(asdict(a), default=str)), "algorithm": self.agent.name,
                     "pipeline": json.loads(json.dumps(asdict(self.pipeline), default=list)),
+                    "reward": {**reward_spec(a.task), "success_reward": a.success_reward,
+                               "reward_scale": a.reward_scale},
                     "wall_clock_s": self.wall_clock(), "env_steps": self.env_steps,
                     "base_checkpoint": str(a.base_checkpoint or default_base_checkpoint())}
         return save_residual_checkpoint(self.out / name, self.agent.actor, self.layout, a.task, self.scale.tolist(),

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from residual_core.augment import PoseAugmenter
-from residual_core.base_policy import BasePolicy
 from residual_core.pipeline import ActionPipeline
+from residual_learning.base_policy import BasePolicy
 
 from trainer.closed_loop import ClosedLoop, ResidualFn
 from trainer.sim_backend import SimBackend

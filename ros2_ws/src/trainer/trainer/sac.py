@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from residual_core.networks import CriticEnsemble, ResidualActor
+from residual_learning.networks import CriticEnsemble, ResidualActor
 
 from trainer.td3 import BATCH_KEYS, ActorCriticAgent, ActorCriticConfig
 

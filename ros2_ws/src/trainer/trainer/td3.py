@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from residual_core.networks import CriticEnsemble, ResidualActor
+from residual_learning.networks import CriticEnsemble, ResidualActor
 
 
 @dataclass

@@ -20,12 +20,12 @@ import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from residual_bringup.node_main import run_node
-from residual_bringup.params import declare_config
 from residual_core.action import CONTROL_DT
 from residual_core.observation import PoseFreshness
 from residual_core.tasks import TASK_INSTRUCTIONS, TASK_OBJECTS, check_task
 from residual_interfaces.msg import EefAction, EefActionChunk, ObjectPoseArray
+from residual_ros.node_main import run_node
+from residual_ros.params import declare_config
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import UInt64
 
@@ -103,7 +103,7 @@ class VlaBaseNodeConfig:
     replay_path: str = ""
     """replay: .npy or .csv file of (T, 7) actions."""
     base_checkpoint: str = ""
-    """sim_bc: checkpoint of the behaviour-cloned base policy (residual_core.base_policy)."""
+    """sim_bc: checkpoint of the behaviour-cloned base policy (residual_learning.base_policy)."""
 
     def __post_init__(self) -> None:
         check_task(self.task)

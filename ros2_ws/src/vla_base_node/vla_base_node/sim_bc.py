@@ -1,4 +1,4 @@
-"""The default backend: the shipped sim base policy (residual_core.base_policy), the VLA stand-in.
+"""The default backend: the shipped sim base policy (residual_learning.base_policy), the VLA stand-in.
 
 It reads the privileged state the node collects (object poses in the task's order, proprioception) and the
 instruction, exactly as the trainer's BaseChunkRunner does, and returns the first ``execute_steps`` actions
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from residual_core.base_policy import BasePolicy, base_features_batch, embed_instruction
 from residual_core.tasks import TASK_OBJECTS, check_task
+from residual_learning.base_policy import BasePolicy, base_features_batch, embed_instruction
 
 
 @dataclass
@@ -31,7 +31,7 @@ class SimBCBackend:
         self.objects = TASK_OBJECTS[check_task(cfg.task)]
         path = cfg.checkpoint
         if not path:
-            from trainer.paths import default_base_checkpoint
+            from residual_core.checkpoint import default_base_checkpoint
 
             path = default_base_checkpoint()
         self.policy = BasePolicy.from_checkpoint(Path(path))

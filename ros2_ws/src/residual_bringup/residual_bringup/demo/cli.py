@@ -108,11 +108,15 @@ class ConfigProblem(ValueError):
 def resolve_checkpoints(task: str, checkpoint: str, base_checkpoint: str) -> tuple[Path, Path]:
     """(residual, base) checkpoint stems, loaded once to check them; ConfigProblem says what is missing and what
     to do about it."""
-    from residual_core.base_policy import BasePolicy
-    from residual_core.checkpoint import CheckpointError, checkpoint_paths
-    from residual_core.networks import ResidualPolicy
+    from residual_core.checkpoint import (
+        CheckpointError,
+        checkpoint_paths,
+        default_base_checkpoint,
+        default_residual_checkpoint,
+    )
     from residual_core.observation import layout_for_task
-    from trainer.paths import default_base_checkpoint, default_residual_checkpoint
+    from residual_core.residual_policy import ResidualPolicy
+    from residual_learning.base_policy import BasePolicy
 
     def default(fn, *args) -> Path | None:
         try:

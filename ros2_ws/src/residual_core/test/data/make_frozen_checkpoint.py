@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from residual_core.networks import ResidualActor, save_residual_checkpoint
 from residual_core.observation import build_observation_batch, layout_for_task
 from residual_core.tasks import TASK_OBJECTS
+from residual_learning.networks import ResidualActor, save_residual_checkpoint
 from scipy.spatial.transform import Rotation
 
 HERE = Path(__file__).resolve().parent

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from residual_bringup.node_main import EXECUTOR_ENV, make_executor
+from residual_ros.node_main import EXECUTOR_ENV, make_executor
 
 
 def test_executor_choice_and_override(monkeypatch):

@@ -1,4 +1,4 @@
-"""Micro-benchmarks of the per-step code paths: ``python -m residual_core.bench [--repeats N] [--torch-threads T]``.
+"""Micro-benchmarks of the per-step code paths: ``python -m residual_learning.bench [--repeats N] [--torch-threads T]``.
 
 Prints p50/p90 wall time per call for observation building, composition, the safety envelope, pose
 augmentation, the residual actor (numpy and torch) and the critic ensemble (stacked vs a loop of MLPs).
@@ -12,13 +12,14 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from scipy.spatial.transform import Rotation
-
 from residual_core.action import compose_action, compose_actions_batch
 from residual_core.augment import PoseAugmenter
-from residual_core.networks import MLP, CriticEnsemble, NumpyPolicy, ResidualActor
 from residual_core.observation import Proprio, build_observation, build_observation_batch, layout_for_task
+from residual_core.residual_policy import NumpyPolicy
 from residual_core.safety import apply_envelope
+from scipy.spatial.transform import Rotation
+
+from residual_learning.networks import MLP, CriticEnsemble, ResidualActor
 
 
 def timeit(fn: Callable[[], object], repeats: int, warmup: int = 20) -> tuple[float, float]:

@@ -2,8 +2,8 @@
 
 It reads privileged state (object poses + proprioception) instead of pixels: it stands in for a VLA's
 *behaviour* (chunked open-loop actions, imperfect imitation of human demonstrations), not its perception.
-Shared by the trainer (behaviour cloning, evaluation) and the ROS base node (deployment), so both run the
-same features and the same network.
+Shared by the trainer (behaviour cloning, evaluation) and the ROS base node's sim_bc backend (deployment), so both
+run the same features and the same network. It needs torch, so it lives here and not in residual_core.
 
 Features (``BASE_FEATURE_LAYOUT``): for up to ``BASE_MAX_OBJECTS`` object slots (the task's objects in
 ``TASK_OBJECTS`` order, missing slots zero): position (3), rot6d (6), present (1); proprioception: joint
@@ -20,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
-
 from residual_core.action import ACTION_DIM
 from residual_core.rotations import quat_to_rot6d
+from torch import nn
 
 BASE_MAX_OBJECTS = 2
 INSTRUCTION_DIM = 32
@@ -146,6 +145,6 @@ class BasePolicy:
             raise ValueError(f"{path}: base checkpoint expects {cfg.get('feature_dim')} features, this code builds "
                              f"{BASE_FEATURE_DIM}")
         net = BasePolicyNet(feature_dim=cfg["feature_dim"], horizon=cfg["horizon"], hidden=tuple(cfg["hidden"]))
-        net.load_state_dict(tensors)
+        net.load_state_dict({k: torch.from_numpy(v) for k, v in tensors.items()})
         net.eval()
         return cls(net=net, execute_steps=int(manifest.training.get("execute_steps", cfg["horizon"])))

@@ -4,15 +4,9 @@ import numpy as np
 import pytest
 import torch
 from residual_core.checkpoint import CheckpointCorruptError, KindMismatchError, Manifest, save_checkpoint
-from residual_core.networks import (
-    MLP,
-    CriticEnsemble,
-    NumpyPolicy,
-    ResidualActor,
-    ResidualPolicy,
-    save_residual_checkpoint,
-)
 from residual_core.observation import layout_for_task
+from residual_core.residual_policy import NumpyPolicy, ResidualPolicy
+from residual_learning.networks import MLP, CriticEnsemble, ResidualActor, save_residual_checkpoint
 
 LAYOUT = layout_for_task("stack_cube")
 SCALE = [0.01, 0.01, 0.01, 0.05, 0.05, 0.05, 1.0]
