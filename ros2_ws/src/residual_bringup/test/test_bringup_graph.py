@@ -13,7 +13,7 @@ import yaml
 from action_arbiter.node import ArbiterNodeConfig
 from residual_bringup.graph import IncludeSpec, NodeSpec, describe_graph, node_specs
 from residual_bringup.params import coerce_value, config_defaults, config_from_values, field_docs, to_parameter_dict
-from residual_bringup.supervisor import build_command, build_parser, node_parameters, parse_set, resolve_executable
+from residual_bringup.supervisor import build_command, node_parameters, parse_set, resolve_executable
 from vla_base_node.node import VlaBaseNodeConfig
 
 REPO = Path(__file__).resolve().parents[4]
@@ -147,12 +147,6 @@ def test_build_command_and_resolution(tmp_path):
                    str(tmp_path / "arbiter.yaml"), "-r", "/tcp_pose:=/x"]
     assert resolve_executable(spec) == str(Path(sys.executable).parent / "action-arbiter")
     assert resolve_executable(NodeSpec("nope", "no-such-executable-xyz", "n")) is None
-
-
-def test_every_cli_option_has_help():
-    parser = build_parser()
-    for action in parser._actions:
-        assert action.help, f"option {action.option_strings} has no help"
 
 
 # --- launch file -----------------------------------------------------------------------------------------------------
