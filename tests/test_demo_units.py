@@ -3,8 +3,12 @@ messages."""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import inspect
 import math
 import struct
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +27,7 @@ from residual_bringup.demo.results import (
     summarize,
     write_corrections_csv,
 )
+from residual_bringup.supervisor import parse_set
 
 
 def test_schema_text_is_rosbag2_style():
@@ -129,13 +134,70 @@ def test_plots_are_pngs(tmp_path):
         plot_trajectory(EpisodeRecord("base", 3, 1, False, 0, "horizon", 0.0), tmp_path / "x.png")
 
 
-def test_cli_help_documents_every_option(capsys):
-    parser = cli.build_parser()
-    for action in parser._actions:
-        assert action.help, f"option {action.option_strings} has no help"
-    with pytest.raises(SystemExit):
-        parser.parse_args(["--help"])
-    assert "--checkpoint" in capsys.readouterr().out
+DEMO_OPTIONS = ("--task", "--episodes", "--seed-offset", "--checkpoint", "--base-checkpoint", "--phases",
+                "--pose-noise", "--rot-noise", "--dropout", "--noise-seed", "--out-dir", "--no-record",
+                "--record-topics", "--startup-timeout", "--episode-timeout", "--set")
+"""Every option the argparse parser had (before tyro), with its spelling."""
+
+
+def field_docstrings(cls) -> dict[str, str]:
+    """Field name -> the docstring written under it in the class body."""
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    return {a.target.id: b.value.value for a, b in zip(body, body[1:], strict=False)
+            if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant)}
+
+
+def test_cli_help_documents_every_option_once(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as exit_:
+        cli.parse_args(["--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    docs = field_docstrings(cli.DemoConfig)
+    assert set(docs) == {f.name for f in dataclasses.fields(cli.DemoConfig)}, "a field has no docstring"
+    for name, doc in docs.items():
+        assert " ".join(doc.split()) in text, f"--help lacks the docstring of {name}"
+    for option in DEMO_OPTIONS:
+        assert f"{option} " in text or f"{option}," in text, f"--help lacks {option}"
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    ([], {}),
+    (["--task", "cube_lift", "--episodes", "10"], {}),  # setup/demo.sh (make demo)
+    (["--episodes", "2", "--seed-offset", "3", "--checkpoint", "R", "--base-checkpoint", "B", "--out-dir", "O",
+      "--set", "sim.max_steps=30"],  # tests/test_demo.py
+     {"episodes": 2, "seed_offset": 3, "checkpoint": "R", "base_checkpoint": "B", "out_dir": "O",
+      "set_params": ("sim.max_steps=30",)}),
+    (["--task", "stack_cube", "--episodes", "10", "--checkpoint", "R", "--base-checkpoint", "B", "--out-dir", "O",
+      "--no-record", "--pose-noise", "0", "--rot-noise", "0", "--dropout", "0"],  # tests/test_graph_shipped.py
+     {"task": "stack_cube", "checkpoint": "R", "base_checkpoint": "B", "out_dir": "O", "record": False,
+      "pose_noise": 0.0, "rot_noise": 0.0, "dropout": 0.0}),
+    (["--phases", "residual", "base", "--record-topics", "/clock", "/tcp_pose", "--startup-timeout", "5",
+      "--episode-timeout", "7", "--noise-seed", "4", "--set", "a.b=1", "--set", "c.d=x"],
+     {"phases": ("residual", "base"), "record_topics": ("/clock", "/tcp_pose"), "startup_timeout_s": 5.0,
+      "episode_timeout_s": 7.0, "noise_seed": 4, "set_params": ("a.b=1", "c.d=x")}),
+])
+def test_cli_parses_as_the_former_parser(argv, expected):
+    """The values the argparse parser produced for these command lines (recorded before the switch to tyro)."""
+    former_defaults = {"task": "cube_lift", "episodes": 10, "seed_offset": 0, "checkpoint": "", "base_checkpoint": "",
+                       "phases": ("base", "residual"), "pose_noise": 0.005, "rot_noise": 0.05, "dropout": 0.1,
+                       "noise_seed": 0, "out_dir": "runs", "record": True, "record_topics": None,
+                       "startup_timeout_s": 180.0, "episode_timeout_s": 120.0, "set_params": ()}
+    assert dataclasses.asdict(cli.parse_args(argv)) == {**former_defaults, **expected}
+
+
+@pytest.mark.parametrize(("argv", "option"), [
+    (["--task", "juggle"], "--task"), (["--episodes", "many"], "--episodes"), (["--episodes", "0"], "--episodes"),
+    (["--phases", "both"], "--phases"), (["--dropout", "1.5"], "--dropout"), (["--pose-noise", "-1"], "--pose-noise"),
+    (["--startup-timeout", "-1"], "--startup-timeout"), (["--set", "oops"], "--set"),
+    (["--record-topics", "/nope"], "/nope"), (["--record-topics"], "--record-topics"),
+])
+def test_cli_bad_values_exit_2_naming_the_option(argv, option, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and "Traceback" not in err
 
 
 def test_config_checks_and_overrides():
@@ -150,14 +212,18 @@ def test_config_checks_and_overrides():
     assert over["sim"] == {"autostart": False, "render_camera": False}
     assert over["pose_estimator"] == {"source": "gt", "noise_pos_m": 0.005, "noise_rot_rad": 0.05, "dropout_p": 0.1,
                                       "seed": 0}
-    assert over["arbiter"] == {"residual_deadline_s": "1.0"}
+    assert over["arbiter"] == {"residual_deadline_s": 1.0}  # YAML-typed, as residual-launch reads --set
     assert "pose_estimator" not in cli.graph_overrides(cli.DemoConfig(), with_estimator=False)
-    with pytest.raises(cli.ConfigProblem, match="NODE.PARAM=VALUE"):
-        cli.graph_overrides(cli.DemoConfig(set_params=("oops",)), True)
+    assert cli.graph_overrides(cli.DemoConfig(set_params=("sim.autostart=true", "base.image_keys=[none]")), False)[
+        "sim"] == {"autostart": True, "render_camera": False}
+    with pytest.raises(ValueError, match="NODE.PARAM=VALUE"):
+        cli.DemoConfig(set_params=("oops",))
     cmd = launch_command("cube_lift", "/c/res", "/c/base", "estimator", over)
     assert cmd[1:10] == ["--mode", "sim", "--task", "cube_lift", "--lockstep", "--use-sim-time", "--pose-source",
                             "estimator", "--checkpoint"]
     assert "sim.autostart=false" in cmd and "pose_estimator.noise_pos_m=0.005" in cmd
+    assert "arbiter.residual_deadline_s=1.0" in cmd
+    assert parse_set([cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]) == over, "residual-launch reads it back"
 
 
 def test_missing_checkpoints_are_explained(tmp_path, monkeypatch, capsys):

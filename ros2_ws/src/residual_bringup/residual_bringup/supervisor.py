@@ -9,7 +9,6 @@ shutdown, 1 when a node died, 2 for a configuration problem (bad argument, missi
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import os
 import shutil
@@ -23,8 +22,9 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Annotated, Any, Literal, TextIO
 
+import tyro
 import yaml
 from residual_core.tasks import TASK_NAMES
 
@@ -37,15 +37,28 @@ PREFIX = "[residual-launch]"
 
 
 def parse_set(items: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``["base.server_port=8123", ...]`` -> ``{"base": {"server_port": 8123}}`` (values parsed as YAML)."""
+    """``["base.server_port=8123", ...]`` -> ``{"base": {"server_port": 8123}}`` (values parsed as YAML).
+
+    The one reader of ``--set NODE.PARAM=VALUE`` (residual-launch and residual-demo); :func:`format_set` writes it."""
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         node, dot, param = key.partition(".")
         if not sep or not dot or not node or not param:
             raise ValueError(f"--set {item!r} must look like NODE.PARAM=VALUE (e.g. base.server_port=8123)")
-        out.setdefault(node, {})[param] = yaml.safe_load(raw) if raw else ""
+        try:
+            out.setdefault(node, {})[param] = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--set {item!r}: VALUE is not valid YAML ({exc})") from None
     return out
+
+
+def format_set(node: str, param: str, value: Any) -> str:
+    """The ``--set`` item that :func:`parse_set` reads back as ``{node: {param: value}}`` (YAML, one line)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30).strip()
+    if text.endswith("\n..."):  # a plain scalar's document end marker
+        text = text[: -len("\n...")].rstrip()
+    return f"{node}.{param}={text}"
 
 
 def resolve_executable(spec: NodeSpec) -> str | None:
@@ -236,45 +249,73 @@ def run_graph(specs: Sequence[NodeSpec], overrides: dict[str, dict[str, Any]], a
 # --- CLI -------------------------------------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="residual-launch",
-        description="Start the residual-VLA ROS graph (sim mode) as supervised subprocesses; the same graph as "
-                    "launch/residual_bringup.launch.py. Ctrl-C stops every node.",
-    )
-    p.add_argument("--mode", choices=("sim", "real"), default="sim",
-                   help="sim (MuJoCo) or real (needs ros2 launch and franka_ros2; refused here)")
-    p.add_argument("--task", choices=TASK_NAMES, default="cube_lift", help="task to run")
-    p.add_argument("--checkpoint", default="", help="residual checkpoint (.safetensors with its .json manifest)")
-    p.add_argument("--base-backend", default=None,
-                   help="vla_base_node backend (default: sim_bc in sim; openpi, openvla, replay, ...)")
-    p.add_argument("--base-checkpoint", default="", help="checkpoint of the sim BC base policy")
-    p.add_argument("--use-sim-time", action=argparse.BooleanOptionalAction, default=None,
-                   help="nodes follow /clock (default: on in sim)")
-    p.add_argument("--use-rviz", action="store_true", help="also start rviz2 with config/residual.rviz")
-    p.add_argument("--lockstep", action=argparse.BooleanOptionalAction, default=True,
-                   help="the sim advances only when the current step's command arrived (default: on)")
-    p.add_argument("--pose-source", choices=POSE_SOURCES, default="estimator",
-                   help="object poses from the camera pose estimator or the simulator's ground truth")
-    p.add_argument("--config-dir", default=None, help="directory with sim.yaml / residual.rviz (default: config/)")
-    p.add_argument("--only", nargs="+", metavar="NODE", default=None,
-                   help="start only these nodes (by node name, e.g. base arbiter)")
-    p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
-                   help="override a node parameter (repeatable; VALUE parsed as YAML), e.g. base.server_port=8123")
-    p.add_argument("--allow-missing", action="store_true",
-                   help="start the nodes whose executables exist and skip the others (default: refuse)")
-    p.add_argument("--stop-timeout", type=float, default=10.0,
-                   help="seconds to wait after SIGINT before SIGTERM/SIGKILL")
-    p.add_argument("--robot-ip", default="", help="real mode (--list only): the FR3's address")
-    p.add_argument("--hand-eye", type=float, nargs=7, default=None, metavar=("X", "Y", "Z", "QX", "QY", "QZ", "QW"),
-                   help="real mode (--list only): calibrated camera pose in the robot base frame")
-    p.add_argument("--list", action="store_true", help="print the graph (nodes, executables, status) and exit")
-    return p
+Task = Literal[TASK_NAMES]  # type: ignore[valid-type]
+PoseSource = Literal[POSE_SOURCES]  # type: ignore[valid-type]
+
+
+@dataclass(frozen=True)
+class LaunchArgs:
+    """Start the residual-VLA ROS graph (sim mode) as supervised subprocesses; the same graph as
+    launch/residual_bringup.launch.py. Ctrl-C stops every node."""
+
+    mode: Literal["sim", "real"] = "sim"
+    """sim (MuJoCo) or real (needs ros2 launch and franka_ros2; refused here except with --list)."""
+    task: Task = "cube_lift"
+    """Task to run."""
+    checkpoint: str = ""
+    """Residual checkpoint (.safetensors with its .json manifest)."""
+    base_backend: str | None = None
+    """vla_base_node backend (None: sim_bc in sim; others: openpi, openvla, replay, ...)."""
+    base_checkpoint: str = ""
+    """Checkpoint of the sim BC base policy."""
+    use_sim_time: Annotated[bool | None, tyro.conf.DisallowNone] = None
+    """Nodes follow /clock (None: on in sim)."""
+    use_rviz: bool = False
+    """Also start rviz2 with config/residual.rviz."""
+    lockstep: bool = True
+    """The sim advances only when the current step's command arrived."""
+    pose_source: PoseSource = "estimator"
+    """Object poses from the camera pose estimator or the simulator's ground truth."""
+    config_dir: str | None = None
+    """Directory with sim.yaml / residual.rviz (None: the package's config/)."""
+    only: Annotated[tuple[str, ...] | None, tyro.conf.arg(metavar="NODE")] = None
+    """Start only these nodes (by node name, e.g. base arbiter); None: all."""
+    set_params: Annotated[tuple[str, ...], tyro.conf.arg(name="set", metavar="NODE.PARAM=VALUE"),
+                          tyro.conf.UseAppendAction] = ()
+    """Override a node parameter (VALUE parsed as YAML), e.g. base.server_port=8123."""
+    allow_missing: bool = False
+    """Start the nodes whose executables exist and skip the others (off: refuse to start)."""
+    stop_timeout: float = 10.0
+    """Seconds to wait after SIGINT before SIGTERM/SIGKILL."""
+    robot_ip: str = ""
+    """Real mode (--list only): the FR3's address."""
+    hand_eye: Annotated[tuple[float, float, float, float, float, float, float] | None,
+                        tyro.conf.arg(metavar="X Y Z QX QY QZ QW")] = None
+    """Real mode (--list only): calibrated camera pose in the robot base frame."""
+    list_graph: Annotated[bool, tyro.conf.arg(name="list")] = False
+    """Print the graph (nodes, executables, status) and exit."""
+
+    def __post_init__(self) -> None:
+        if self.only is not None and not self.only:
+            raise ValueError("--only needs at least one node name")
+        if not self.stop_timeout >= 0:
+            raise ValueError(f"--stop-timeout must be >= 0, got {self.stop_timeout}")
+        parse_set(self.set_params)
+
+    @property
+    def overrides(self) -> dict[str, dict[str, Any]]:
+        """The ``--set`` values by node (YAML-typed)."""
+        return parse_set(self.set_params)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> LaunchArgs:
+    """The command line as LaunchArgs; a bad option prints why and exits with status 2."""
+    return tyro.cli(LaunchArgs, args=argv, prog="residual-launch", description=__doc__)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.mode == "real" and not args.list:
+    args = parse_args(argv)
+    if args.mode == "real" and not args.list_graph:
         print(f"{PREFIX} real mode needs a full ROS 2 Jazzy install with franka_ros2: use "
               "`ros2 launch residual_bringup residual_bringup.launch.py mode:=real robot_ip:=... hand_eye:=...` "
               "(see docker/); `residual-launch --mode real --list ...` shows the graph", file=sys.stderr)
@@ -284,15 +325,14 @@ def main(argv: list[str] | None = None) -> int:
             mode=args.mode, task=args.task, checkpoint=args.checkpoint, use_sim_time=args.use_sim_time,
             use_rviz=args.use_rviz, base_backend=args.base_backend, base_checkpoint=args.base_checkpoint,
             lockstep=args.lockstep, pose_source=args.pose_source, config_dir=args.config_dir,
-            robot_ip=args.robot_ip, hand_eye=tuple(args.hand_eye) if args.hand_eye else None,
+            robot_ip=args.robot_ip, hand_eye=args.hand_eye,
         )
-        overrides = parse_set(args.set)
     except ValueError as exc:
         print(f"{PREFIX} {exc}", file=sys.stderr)
         return 2
     includes = [e for e in graph if isinstance(e, IncludeSpec)]
     specs = node_specs(graph)
-    if args.list:
+    if args.list_graph:
         for e in graph:
             if isinstance(e, NodeSpec):
                 where = resolve_executable(e) or "MISSING"
@@ -311,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{PREFIX} --only names unknown node(s) {unknown}; nodes: {sorted(names)}", file=sys.stderr)
             return 2
         specs = [s for s in specs if s.name in args.only]
-    return run_graph(specs, overrides, allow_missing=args.allow_missing, stop_timeout=args.stop_timeout)
+    return run_graph(specs, args.overrides, allow_missing=args.allow_missing, stop_timeout=args.stop_timeout)
 
 
 if __name__ == "__main__":

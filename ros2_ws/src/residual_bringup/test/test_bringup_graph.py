@@ -12,7 +12,7 @@ import pytest
 import yaml
 from action_arbiter.node import ArbiterNodeConfig
 from residual_bringup.graph import IncludeSpec, NodeSpec, describe_graph, node_specs
-from residual_bringup.supervisor import build_command, build_parser, node_parameters, parse_set, resolve_executable
+from residual_bringup.supervisor import build_command, node_parameters, parse_set, resolve_executable
 from residual_ros.params import coerce_value, config_defaults, config_from_values, field_docs, to_parameter_dict
 from vla_base_node.node import VlaBaseNodeConfig
 
@@ -89,7 +89,7 @@ def test_field_docs_and_coercion():
     assert docs["residual_deadline_s"].startswith("How long to wait for the residual")
     assert set(docs) == set(config_defaults(ArbiterNodeConfig))  # every parameter is documented
     assert set(field_docs(VlaBaseNodeConfig)) == set(config_defaults(VlaBaseNodeConfig))
-    assert coerce_value(ArbiterNodeConfig, "pose_stale_s", 1) == 1.0
+    assert coerce_value(ArbiterNodeConfig, "pose_timeout", 1) == 1.0
     assert coerce_value(ArbiterNodeConfig, "workspace_min", [0, -1, 0]) == (0.0, -1.0, 0.0)
     with pytest.raises(ValueError, match="'base_stale_periods'"):
         coerce_value(ArbiterNodeConfig, "base_stale_periods", 2.5)
@@ -102,14 +102,13 @@ def test_field_docs_and_coercion():
 
 
 @pytest.mark.parametrize("mode", ["sim", "real"])
-def test_config_files_only_name_real_parameters(mode):
+def test_config_files_keep_table_level_grasps_reachable(mode):
+    """(Unknown keys and values equal to defaults are refused by tests/test_config_files.py.)"""
     doc = yaml.safe_load((CONFIG / f"{mode}.yaml").read_text())
-    for node, cls in (("base", VlaBaseNodeConfig), ("arbiter", ArbiterNodeConfig)):
-        values = doc[node]["ros__parameters"]
-        cfg = config_from_values(cls, {**values, **doc["/**"]["ros__parameters"]})  # typos raise here
-        assert dataclasses.is_dataclass(cfg)
-    arb = config_from_values(ArbiterNodeConfig, doc["arbiter"]["ros__parameters"]).to_arbiter_config()
-    assert arb.envelope.workspace_min[2] <= 0.0  # table-level grasps stay reachable
+    values = doc.get("arbiter", {}).get("ros__parameters", {})
+    arb = config_from_values(ArbiterNodeConfig, values).to_arbiter_config(trained_scale=(0.01,) * 7)
+    assert arb.pipeline.envelope.workspace_min[2] <= 0.0  # table-level grasps stay reachable
+    assert dataclasses.is_dataclass(arb)
 
 
 def test_rviz_config_shows_what_the_arbiter_publishes():
@@ -147,12 +146,6 @@ def test_build_command_and_resolution(tmp_path):
                    str(tmp_path / "arbiter.yaml"), "-r", "/tcp_pose:=/x"]
     assert resolve_executable(spec) == str(Path(sys.executable).parent / "action-arbiter")
     assert resolve_executable(NodeSpec("nope", "no-such-executable-xyz", "n")) is None
-
-
-def test_every_cli_option_has_help():
-    parser = build_parser()
-    for action in parser._actions:
-        assert action.help, f"option {action.option_strings} has no help"
 
 
 # --- launch file -----------------------------------------------------------------------------------------------------

@@ -1,8 +1,15 @@
-"""residual-compare on hand-written eval.csv files: the threshold, best, last-k and speed columns, the PNG."""
+"""residual-compare on hand-written eval.csv files: the threshold, best, last-k and speed columns, the PNG; its
+command line (tyro over Args)."""
 
+import ast
+import dataclasses
+import inspect
 import json
+import textwrap
+from pathlib import Path
 
-from trainer.compare import main, summarize
+import pytest
+from trainer.compare import Args, main, parse_args, summarize
 
 
 def write_run(path, rows):
@@ -37,3 +44,41 @@ def test_cli_table_png_json_and_errors(tmp_path, capsys):
     assert out.stat().st_size > 5000
     assert main([str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def field_docstrings(cls) -> dict[str, str]:
+    """Field name -> the docstring written under it in the class body."""
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    return {a.target.id: b.value.value for a, b in zip(body, body[1:], strict=False)
+            if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant)}
+
+
+def test_help_lists_every_option_with_its_docstring(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    docs = field_docstrings(Args)
+    assert set(docs) == {f.name for f in dataclasses.fields(Args)}, "a field has no docstring"
+    for name, doc in docs.items():
+        assert " ".join(doc.split()) in text, f"--help lacks the docstring of {name}"
+    for option in ("RUN", "--threshold", "--last", "--out", "--title", "--json-out"):  # the argparse parser's
+        assert f"{option} " in text, f"--help lacks {option}"
+
+
+def test_parsed_args_and_bad_values(capsys, monkeypatch):
+    def parse(argv):
+        return dataclasses.asdict(parse_args(argv))
+
+    assert parse(["a", "b", "--out", "c.png", "--json-out", "c.json", "--last", "1", "--threshold", "0.9",
+                  "--title", "T"]) == {"runs": (Path("a"), Path("b")), "threshold": 0.9, "last": 1,
+                                      "out": Path("c.png"), "title": "T", "json_out": Path("c.json")}
+    assert parse(["a"]) == {"runs": (Path("a"),), "threshold": 0.95, "last": 5, "out": None, "title": "",
+                            "json_out": None}
+    for argv, option in (([], "RUN"), (["a", "--last", "x"], "--last"), (["a", "--last", "0"], "--last"),
+                         (["a", "--threshold", "2"], "--threshold")):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+        assert option in capsys.readouterr().err

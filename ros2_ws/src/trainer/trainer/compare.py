@@ -10,12 +10,14 @@ the machine in the same way.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
+import tyro
 
 from trainer.plots import plot_learning_curves, read_eval_csv
 
@@ -39,16 +41,39 @@ def summarize(run_dir: Path, threshold: float, last: int) -> dict:
             "s_per_10k_steps": round((c["wall_min"][-1] - c["wall_min"][0]) * 60 / span * 10_000, 1) if span else None}
 
 
+@dataclass(frozen=True)
+class Args:
+    """residual-compare's command line (``tyro.cli(Args)``)."""
+
+    runs: Annotated[tuple[Path, ...], tyro.conf.Positional, tyro.conf.arg(metavar="RUN")]
+    """residual-train output folders (each with its eval.csv); at least one."""
+    threshold: float = 0.95
+    """Success rate the 'first at' columns look for."""
+    last: int = 5
+    """How many final evaluations the mean rate averages."""
+    out: Path | None = None
+    """PNG with all learning curves (None: no plot)."""
+    title: str = ""
+    """Title of the PNG."""
+    json_out: Path | None = None
+    """Also write the rows as JSON here."""
+
+    def __post_init__(self) -> None:
+        if not self.runs:
+            raise ValueError("RUN: name at least one residual-train output folder")
+        if not 0 <= self.threshold <= 1:
+            raise ValueError(f"--threshold must be in [0, 1], got {self.threshold}")
+        if self.last < 1:
+            raise ValueError(f"--last must be >= 1, got {self.last}")
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    """The command line as Args; a bad option prints why and exits with status 2."""
+    return tyro.cli(Args, args=argv, prog="residual-compare", description=__doc__)
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="residual-compare", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("runs", nargs="+", type=Path, help="residual-train output folders (each with its eval.csv)")
-    p.add_argument("--threshold", type=float, default=0.95, help="success rate the 'first at' columns look for")
-    p.add_argument("--last", type=int, default=5, help="how many final evaluations the mean rate averages")
-    p.add_argument("--out", type=Path, default=None, help="PNG with all learning curves (default: none)")
-    p.add_argument("--title", default="", help="title of the PNG")
-    p.add_argument("--json-out", type=Path, default=None, help="also write the rows as JSON here")
-    a = p.parse_args(argv)
+    a = parse_args(argv)
     try:
         rows = [summarize(r, a.threshold, a.last) for r in a.runs]
     except (FileNotFoundError, ValueError, KeyError) as exc:

@@ -16,7 +16,6 @@ checkpoint).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -24,7 +23,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Annotated, Literal
 
+import tyro
 from residual_core.tasks import TASK_NAMES, check_task
 
 from residual_bringup.demo.graph_process import GraphProcess, isolated_ros_env, launch_command, reserve_domain_id
@@ -38,27 +39,31 @@ from residual_bringup.demo.results import (
     write_corrections_csv,
 )
 from residual_bringup.graph import NodeSpec
-from residual_bringup.supervisor import resolve_executable
+from residual_bringup.supervisor import parse_set, resolve_executable
 
 PREFIX = "[residual-demo]"
+
+Task = Literal[TASK_NAMES]  # type: ignore[valid-type]
+Phase = Literal[PHASES]  # type: ignore[valid-type]
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Everything the demo run depends on (from the command line)."""
+    """Everything the demo run depends on (the command line: ``tyro.cli(DemoConfig)``)."""
 
-    task: str = "cube_lift"
+    task: Task = "cube_lift"
     """Task to run."""
     episodes: int = 10
     """Episodes per phase; episode i uses seed seed_offset + i in both phases."""
     seed_offset: int = 0
     """Seed of the first episode."""
     checkpoint: str = ""
-    """Residual checkpoint; empty: the shipped checkpoints/residual/<task>."""
+    """Residual checkpoint (.safetensors next to its .json manifest); empty: the shipped
+    checkpoints/residual/<task>."""
     base_checkpoint: str = ""
     """Base policy checkpoint; empty: the shipped checkpoints/base/base_policy."""
-    phases: tuple[str, ...] = PHASES
-    """Which phases to run, in order: base (residual off) and/or residual (residual on)."""
+    phases: tuple[Phase, ...] = PHASES
+    """Which phases to run, in order: base (residual switched off) and/or residual (switched on)."""
     pose_noise: float = 0.005
     """Position noise std of the poses the residual sees (m), as residual-eval's --pose-noise."""
     rot_noise: float = 0.05
@@ -68,17 +73,21 @@ class DemoConfig:
     noise_seed: int = 0
     """Seed of the pose noise and dropout stream."""
     out_dir: str = "runs"
-    """Folder in which the run's timestamped folder is created."""
+    """Folder in which the run's timestamped folder is created (OUT_DIR/<timestamp>/)."""
     record: bool = True
-    """Record topics to recording.mcap."""
-    record_topics: tuple[str, ...] | None = None
-    """Topics to record (None: residual_bringup.demo.recording.DEFAULT_TOPICS)."""
-    startup_timeout_s: float = 180.0
-    """How long the graph may take to come up."""
-    episode_timeout_s: float = 120.0
-    """How long one episode may take (wall clock)."""
-    set_params: tuple[str, ...] = field(default_factory=tuple)
-    """Extra node parameters NODE.PARAM=VALUE passed to residual-launch --set."""
+    """Record topics to recording.mcap (--no-record: don't)."""
+    record_topics: Annotated[tuple[str, ...] | None, tyro.conf.arg(metavar="TOPIC")] = None
+    """Topics to record; None: the graph's state, actions, corrections, markers and diagnostics
+    (residual_bringup.demo.recording.DEFAULT_TOPICS). Also possible: /clock /camera/image_raw
+    /camera/camera_info /objects/pose_array."""
+    startup_timeout_s: Annotated[float, tyro.conf.arg(name="startup-timeout")] = 180.0
+    """How long the graph may take to come up (s)."""
+    episode_timeout_s: Annotated[float, tyro.conf.arg(name="episode-timeout")] = 120.0
+    """How long one episode may take (s, wall clock)."""
+    set_params: Annotated[tuple[str, ...], tyro.conf.arg(name="set", metavar="NODE.PARAM=VALUE"),
+                          tyro.conf.UseAppendAction] = field(default_factory=tuple)
+    """Extra node parameter passed to residual-launch --set (VALUE parsed as YAML), e.g.
+    arbiter.residual_deadline_s=1.0."""
 
     def __post_init__(self) -> None:
         check_task(self.task)
@@ -86,15 +95,19 @@ class DemoConfig:
             raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
         if not self.phases or any(p not in PHASES for p in self.phases):
             raise ValueError(f"--phases must name some of {PHASES}, got {self.phases}")
-        for name in ("pose_noise", "rot_noise", "dropout", "startup_timeout_s", "episode_timeout_s"):
+        for name, option in (("pose_noise", "--pose-noise"), ("rot_noise", "--rot-noise"), ("dropout", "--dropout"),
+                             ("startup_timeout_s", "--startup-timeout"), ("episode_timeout_s", "--episode-timeout")):
             if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise ValueError(f"{option} must be >= 0, got {getattr(self, name)}")
         if self.dropout > 1:
             raise ValueError(f"--dropout must be in [0, 1], got {self.dropout}")
         if self.rot_noise > 0 and self.pose_noise == 0:
             raise ValueError("--rot-noise > 0 needs --pose-noise > 0 (the estimator ties rotation noise to it)")
         if self.record_topics is not None:
+            if not self.record_topics:
+                raise ValueError("--record-topics needs at least one topic")
             topic_types(list(self.record_topics))
+        parse_set(self.set_params)
 
     @property
     def seeds(self) -> list[int]:
@@ -155,17 +168,13 @@ def pose_estimator_available() -> bool:
 
 def graph_overrides(cfg: DemoConfig, with_estimator: bool) -> dict[str, dict[str, object]]:
     """Node parameters the demo sets on top of the graph's: episodes only on request, ground-truth poses (with
-    noise and dropout through the estimator when it is installed), no camera."""
+    noise and dropout through the estimator when it is installed), no camera; then ``--set`` (YAML-typed)."""
     out: dict[str, dict[str, object]] = {"sim": {"autostart": False, "render_camera": False}}
     if with_estimator:
         out["pose_estimator"] = {"source": "gt", "noise_pos_m": cfg.pose_noise, "noise_rot_rad": cfg.rot_noise,
                                  "dropout_p": cfg.dropout, "seed": cfg.noise_seed}
-    for item in cfg.set_params:
-        key, sep, value = item.partition("=")
-        node, dot, param = key.partition(".")
-        if not (sep and dot and node and param):
-            raise ConfigProblem(f"--set {item!r} must look like NODE.PARAM=VALUE")
-        out.setdefault(node, {})[param] = value
+    for node, params in parse_set(cfg.set_params).items():
+        out.setdefault(node, {}).update(params)
     return out
 
 
@@ -256,53 +265,15 @@ def write_outputs(cfg: DemoConfig, episodes: list[EpisodeRecord], results: dict,
     files["results"].write_text(json.dumps(jsonable(results), indent=2, allow_nan=False) + "\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    d = DemoConfig()
-    p = argparse.ArgumentParser(prog="residual-demo", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--task", choices=TASK_NAMES, default=d.task, help="task to run")
-    p.add_argument("--episodes", type=int, default=d.episodes,
-                   help="episodes per phase (seeds seed-offset .. seed-offset + episodes - 1, same in both phases)")
-    p.add_argument("--seed-offset", type=int, default=d.seed_offset, help="seed of the first episode")
-    p.add_argument("--checkpoint", default=d.checkpoint,
-                   help="residual checkpoint (.safetensors next to its .json); default: checkpoints/residual/<task>")
-    p.add_argument("--base-checkpoint", default=d.base_checkpoint,
-                   help="base policy checkpoint; default: checkpoints/base/base_policy")
-    p.add_argument("--phases", nargs="+", choices=PHASES, default=list(d.phases),
-                   help="phases to run in order: base (residual switched off) and residual (switched on)")
-    p.add_argument("--pose-noise", type=float, default=d.pose_noise,
-                   help="std of the position noise on the poses the residual sees (m), as residual-eval")
-    p.add_argument("--rot-noise", type=float, default=d.rot_noise,
-                   help="std of the orientation noise angle (rad); residual-eval uses pose-noise x 10 rad/m")
-    p.add_argument("--dropout", type=float, default=d.dropout,
-                   help="probability that an object's pose is dropped in a step, as residual-eval")
-    p.add_argument("--noise-seed", type=int, default=d.noise_seed, help="seed of the pose noise and dropout")
-    p.add_argument("--out-dir", default=d.out_dir, help="the run is written to OUT_DIR/<timestamp>/")
-    p.add_argument("--no-record", action="store_true", help="do not write recording.mcap")
-    p.add_argument("--record-topics", nargs="+", default=None, metavar="TOPIC",
-                   help="topics to record (default: the graph's state, actions, corrections, markers, diagnostics; "
-                        "also possible: /clock /camera/image_raw /camera/camera_info /objects/pose_array)")
-    p.add_argument("--startup-timeout", type=float, default=d.startup_timeout_s,
-                   help="seconds the graph may take to come up")
-    p.add_argument("--episode-timeout", type=float, default=d.episode_timeout_s,
-                   help="seconds (wall clock) one episode may take")
-    p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE", dest="set_params",
-                   help="extra node parameter for residual-launch (repeatable), e.g. arbiter.residual_deadline_s=1.0")
-    return p
+def parse_args(argv: list[str] | None = None) -> DemoConfig:
+    """The command line as a DemoConfig; a bad option prints why and exits with status 2."""
+    return tyro.cli(DemoConfig, args=argv, prog="residual-demo", description=__doc__)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    cfg = parse_args(argv)
     try:
-        cfg = DemoConfig(task=args.task, episodes=args.episodes, seed_offset=args.seed_offset,
-                         checkpoint=args.checkpoint, base_checkpoint=args.base_checkpoint, phases=tuple(args.phases),
-                         pose_noise=args.pose_noise, rot_noise=args.rot_noise, dropout=args.dropout,
-                         noise_seed=args.noise_seed, out_dir=args.out_dir, record=not args.no_record,
-                         record_topics=tuple(args.record_topics) if args.record_topics else None,
-                         startup_timeout_s=args.startup_timeout, episode_timeout_s=args.episode_timeout,
-                         set_params=tuple(args.set_params))
         residual, base = resolve_checkpoints(cfg.task, cfg.checkpoint, cfg.base_checkpoint)
-        graph_overrides(cfg, True)  # validates --set
     except ValueError as exc:  # ConfigProblem included
         print(f"{PREFIX} {exc}", file=sys.stderr, flush=True)
         return 2

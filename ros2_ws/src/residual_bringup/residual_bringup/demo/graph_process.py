@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from residual_bringup.supervisor import _die_with_parent
+from residual_bringup.supervisor import _die_with_parent, format_set
 
 MIN_DOMAIN_ID, MAX_DOMAIN_ID = 1, 232
 LOCK_DIR = Path(tempfile.gettempdir()) / "residual_vla_ros_domain_locks"
@@ -61,8 +61,7 @@ def launch_command(task: str, checkpoint: str, base_checkpoint: str, pose_source
         cmd += ["--base-checkpoint", base_checkpoint]
     for node, params in overrides.items():
         for key, value in params.items():
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            cmd += ["--set", f"{node}.{key}={text}"]
+            cmd += ["--set", format_set(node, key, value)]
     return cmd
 
 
