@@ -20,6 +20,9 @@ from test_graph_support import compare_with_eval, graph_arbiter_config, shipped_
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 EPISODES = 10
+RESIDUAL_DIFFERENCES: list[str] = []
+"""Seeds whose outcome with the residual differs between the graph and residual-eval, over every task run in this
+session: at most one in the 50 (5 tasks x 10 seeds) may differ."""
 
 
 def run_demo(out: Path, task: str, residual: Path, base: Path, *extra: str) -> tuple[dict, dict]:
@@ -39,11 +42,10 @@ def run_demo(out: Path, task: str, residual: Path, base: Path, *extra: str) -> t
 def test_residual_beats_base_through_the_graph_and_agrees_with_residual_eval(task, tmp_path):
     """One residual-demo run per task, without pose noise (residual-eval's noise stream is not the estimator's):
     base + residual succeeds more often than the base alone (or both always), and the same seeds give the same
-    episodes as residual-eval. Base alone: the same success and steps to success per seed, exactly. With the
-    residual, the residual node computes on poses and proprioception that crossed ROS messages, and contact-rich
-    episodes amplify the last-bit differences (seen: pick_place seed 9 at step 120 through the graph vs 119
-    offline; stack_cube seed 7 at 77 vs 102, both successes). So there only the outcome is compared per seed, and at
-    most one seed may differ."""
+    episodes as residual-eval, on every seed: both sides run the same action pipeline (safety envelope included) and
+    command the same target poses. Base alone: the same success and steps to success per seed, exactly. With the
+    residual only the outcome is compared per seed (the residual node computes on inputs that crossed ROS messages;
+    contacts amplify any last-bit difference), and at most one seed in the 50 of all five tasks may differ."""
     found = shipped_checkpoints(task)
     if isinstance(found, str):
         pytest.skip(found)
@@ -66,11 +68,16 @@ def test_residual_beats_base_through_the_graph_and_agrees_with_residual_eval(tas
                     if set(row["clip_reasons"].split(";")) - {"", "action_bounds"})
     for phase, ev in evals.items():
         episodes = [e for e in results["episodes"] if e["phase"] == phase]
-        tolerance, allowed = (0, 0) if phase == "base" else (10**6, 1)  # residual: outcomes only
+        tolerance = 0 if phase == "base" else 10**6  # residual: outcomes only
         bad = compare_with_eval(episodes, ev.success, ev.steps_to_success, seeds, steps_tolerance=tolerance)
         print(f"{task} {phase}: graph {sum(e['success'] for e in episodes)}/{EPISODES}, residual-eval "
               f"{ev.successes}/{EPISODES}, every seed compared ({enveloped} graph steps changed by the envelope)")
-        assert len(bad) <= allowed, f"{task} {phase}: " + "; ".join(bad)
+        if phase == "base":
+            assert not bad, f"{task} base: " + "; ".join(bad)
+        else:
+            RESIDUAL_DIFFERENCES.extend(f"{task} {b}" for b in bad)
+            assert len(RESIDUAL_DIFFERENCES) <= 1, "more than one seed in 50 differs: " + "; ".join(
+                RESIDUAL_DIFFERENCES)
     off, on = results["summary"]["base"], results["summary"]["residual"]
     if off["successes"] < EPISODES:
         assert on["successes"] > off["successes"], (off, on)

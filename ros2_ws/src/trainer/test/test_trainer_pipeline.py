@@ -71,6 +71,13 @@ def test_residual_train_writes_checkpoints_logs_and_curve(trained):
                                    expected_layout=layout_for_task("cube_lift"))
     assert man.evaluation["episodes"] == 2 and 0 <= man.evaluation["successes"] <= 2
     assert man.training["env_steps"] >= 0
+    # The manifest says what the residual was trained under: the action pipeline (its bound = action_scale, the
+    # envelope) and the task's whole reward with the trainer's success reward and scale.
+    assert man.training["pipeline"]["residual_scale"] == list(man.action_scale)
+    assert man.training["pipeline"]["envelope"]["max_translation_step"] == 0.05
+    reward = man.training["reward"]
+    assert reward["task"] == "cube_lift" and reward["max_reward"] > 0 and reward["reward_scale"] == 0.1
+    assert {t["name"] for t in reward["terms"]} and all(len(t["bounds"]) == 2 for t in reward["terms"])
     rows = (trained / "eval.csv").read_text().strip().splitlines()
     assert rows[0].startswith("env_steps,") and len(rows) == 1 + 3  # evaluations at 0, 96, 192 steps
     summary = json.loads((trained / "summary.json").read_text())

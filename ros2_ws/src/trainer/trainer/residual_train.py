@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import torch
 import tyro
-from franka_sim.tasks import reward_spec
+from franka_sim.tasks import make_task, reward_spec
 from residual_core.action import DEFAULT_RESIDUAL_SCALE
 from residual_core.augment import PoseAugmenter
 from residual_core.observation import make_layout
@@ -234,7 +234,7 @@ class Trainer:
         a = self.args
         training = {"args": json.loads(json.dumps(asdict(a), default=str)), "algorithm": self.agent.name,
                     "pipeline": json.loads(json.dumps(asdict(self.pipeline), default=list)),
-                    "reward": {**reward_spec(a.task), "success_reward": a.success_reward,
+                    "reward": {**reward_spec(make_task(a.task)), "success_reward": a.success_reward,
                                "reward_scale": a.reward_scale},
                     "wall_clock_s": self.wall_clock(), "env_steps": self.env_steps,
                     "base_checkpoint": str(a.base_checkpoint or default_base_checkpoint())}
