@@ -171,3 +171,11 @@ def test_command_every_step_with_its_episode_and_episodes_by_id(arbiter, ros_pro
     steps = [(c.episode, c.step) for c in ros_probe.commands if c.episode > 0]
     corrections = [(c.episode, c.step) for c in ros_probe.corrections if c.episode > 0]
     assert steps[:len(corrections)] == corrections[:len(steps)], "one command per decision, in order"
+
+
+def test_gripper_bridge_without_franka_ros2_exits_with_a_clear_message(launch_node):
+    # Started through the shared run_node: a missing franka_msgs is a configuration error (status 2), no traceback.
+    proc = launch_node([console_script("franka-gripper-bridge")], name="gripper_bridge")
+    assert proc.popen.wait(timeout=30) == 2, proc.output()
+    out = proc.output()
+    assert "franka-gripper-bridge: franka_msgs is not installed" in out and "Traceback" not in out
