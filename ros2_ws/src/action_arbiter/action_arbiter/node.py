@@ -254,7 +254,8 @@ class ArbiterNode(Node):
                 self.controller_pub.publish(target)
             self.gripper_pub.publish(Float64(data=d.gripper))
         elif self._have_tcp:
-            self.get_logger().error("TCP pose is not finite: no command sent", throttle_duration_sec=2.0)
+            self.get_logger().error("TCP pose is not finite: no target (command valid=false)",
+                                    throttle_duration_sec=2.0)
         self.correction_pub.publish(correction_msg(d, self.cfg.frame_id, stamp, base_stamp, residual_stamp, episode))
         self.marker_pub.publish(action_arrows(d, self._tcp[0], self.cfg.frame_id, stamp,
                                               self.cfg.marker_lifetime_periods * self.cfg.control_dt,
