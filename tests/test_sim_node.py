@@ -97,7 +97,7 @@ def test_lockstep_episode_reset_and_end(launch_node, ros_probe, arbiter):
     arbiter.command(3, delta=(0.01, 0, 0))
     arbiter.command(0, delta=(0.01, 0, 0), episode=2)
     arbiter.command(0, delta=(0.01, 0, 0), episode=0)
-    ros_probe.spin_until(lambda: "command of episode 1 step 3 (future_step" in proc.output(), 10.0,
+    ros_probe.spin_until(lambda: "command of episode 1 step 3 (future_step" in proc.output(), 30.0,
                          "the sim saying it dropped the command for step 3")
     ros_probe.spin_for(0.3)
     assert arbiter.steps == [0] and len(arbiter.tcp) == 1
@@ -189,13 +189,14 @@ def test_camera_and_real_time_mode(launch_node, ros_probe, arbiter):
 
     # Real time: the newest command of the episode is tracked at 20 Hz, no per-step command needed; a command of
     # another episode is dropped.
+    ros_probe.wait_for_subscribers(arbiter.pub, timeout=30.0)
     n0, t0 = len(arbiter.steps), ros_probe.node.get_clock().now().nanoseconds
     goal = arbiter.tcp[-1]
     start_z = goal.pose.position.z
     arbiter.command(1000, delta=(0.0, 0.0, 0.05), tcp=goal, episode=7)
-    ros_probe.spin_until(lambda: "command of episode 7 step 1000 (other_episode" in proc.output(), 10.0,
+    ros_probe.spin_until(lambda: "command of episode 7 step 1000 (other_episode" in proc.output(), 30.0,
                          "the sim dropping episode 7's command")
-    ros_probe.spin_until(lambda: len(arbiter.steps) >= n0 + 5, 10.0, "5 more steps")
+    ros_probe.spin_until(lambda: len(arbiter.steps) >= n0 + 5, 30.0, "5 more steps")
     assert abs(arbiter.tcp[-1].pose.position.z - start_z) < 0.003, "a command of another episode moved the TCP"
     arbiter.command(1000, delta=(0.0, 0.0, -0.05), gripper=1.0, tcp=goal)
     goal_z = start_z - 0.05
