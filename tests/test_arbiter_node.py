@@ -7,6 +7,7 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from fake_robot import FakeRobot
 from geometry_msgs.msg import PoseStamped
+from rclpy.parameter import Parameter
 from residual_interfaces.msg import ArbiterCommand, Correction, EefAction
 from rostest_utils import console_script
 from std_msgs.msg import Float64
@@ -179,3 +180,33 @@ def test_gripper_bridge_without_franka_ros2_exits_with_a_clear_message(launch_no
     assert proc.popen.wait(timeout=30) == 2, proc.output()
     out = proc.output()
     assert "franka-gripper-bridge: franka_msgs is not installed" in out and "Traceback" not in out
+
+
+def test_gripper_bridge_node_turns_the_command_stream_into_requests(ros_probe):
+    from action_arbiter.gripper_bridge import GripperBridgeNode
+
+    class Sender:  # stands in for franka_gripper's action clients; the first grasp finds no server
+        def __init__(self, node, cfg):
+            self.calls, self.ready = [], False
+
+        def send(self, request):
+            self.calls.append(request.kind)
+            ready, self.ready = self.ready, True
+            return ready
+
+    bridge = GripperBridgeNode(make_sender=Sender, context=ros_probe.context,
+                               parameter_overrides=[Parameter("min_interval_s", value=0.01)])
+    ros_probe.executor.add_node(bridge)
+    try:
+        pub = ros_probe.node.create_publisher(Float64, "/arbiter/gripper", 10)
+        ros_probe.wait_for_subscribers(pub, timeout=10.0)
+        for value, kinds in ((1.0, ["grasp"]), (1.0, ["grasp", "grasp"]), (0.5, ["grasp", "grasp"]),
+                             (0.0, ["grasp", "grasp", "move"])):
+            pub.publish(Float64(data=value))
+            ros_probe.spin_until(lambda k=kinds: bridge.sender.calls == k, 5.0, f"gripper requests {kinds}")
+            ros_probe.spin_for(0.05)  # past min_interval_s
+        assert [r.kind for r in bridge.requests] == ["grasp", "move"]  # the unanswered grasp was retried
+        assert bridge.bridge.state == "open"
+    finally:
+        ros_probe.executor.remove_node(bridge)
+        bridge.destroy_node()
