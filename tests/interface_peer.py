@@ -9,7 +9,7 @@ arrive. Topics: ``/exchange/<Type>`` (samples, transient-local so a late subscri
 from __future__ import annotations
 
 from geometry_msgs.msg import Point, Pose, Quaternion
-from residual_interfaces.msg import Correction, EefAction, EefActionChunk, ObjectPose, ObjectPoseArray
+from residual_interfaces.msg import ArbiterCommand, Correction, EefAction, EefActionChunk, ObjectPose, ObjectPoseArray
 from residual_interfaces.srv import ResetEpisode
 from std_msgs.msg import Header
 
@@ -32,8 +32,8 @@ def _object(name: str, pose: Pose, confidence: float, sec: int) -> ObjectPose:
     return obj
 
 
-def _action(step: int, values: list[float], source: str, sec: int = 7) -> EefAction:
-    return EefAction(header=_header(sec, 250_000_000), step=step, action=values, source=source)
+def _action(step: int, values: list[float], source: str, sec: int = 7, episode: int = 2**32 - 1) -> EefAction:
+    return EefAction(header=_header(sec, 250_000_000), episode=episode, step=step, action=values, source=source)
 
 
 def samples() -> dict[str, object]:
@@ -47,9 +47,11 @@ def samples() -> dict[str, object]:
         "ObjectPose": cube,
         "ObjectPoseArray": ObjectPoseArray(header=_header(42, 1), objects=[cube, base_cube]),
         "EefAction": _action(2**64 - 1, [0.05, -0.05, 1e-9, 0.25, -0.25, 3.0e-7, 1.0], "sim_bc \u00e9\u00e8"),
-        "EefActionChunk": EefActionChunk(header=_header(43, 2), start_step=2**40, actions=chunk_actions),
+        "EefActionChunk": EefActionChunk(header=_header(43, 2), episode=2**32 - 1, start_step=2**40,
+                                         actions=chunk_actions),
         "Correction": Correction(
             header=_header(44, 3),
+            episode=77,
             step=123456789,
             base=[0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.0],
             residual=[-0.001, 0.002, -0.003, 0.004, -0.005, 0.006, 1.0],
@@ -60,6 +62,8 @@ def samples() -> dict[str, object]:
             clip_reasons=["translation_step", "workspace_z_min", ""],
             target=_pose(0.3, -0.2, 0.15, 1.0, 0.0, 0.0, 0.0),
         ),
+        "ArbiterCommand": ArbiterCommand(header=_header(45, 4), episode=2**32 - 1, step=2**64 - 1,
+                                         target=_pose(0.45, 0.1, 0.2, 0.0, 1.0, 0.0, 0.0), gripper=0.25, valid=True),
     }
 
 

@@ -7,7 +7,8 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from fake_robot import FakeRobot
 from geometry_msgs.msg import PoseStamped
-from residual_interfaces.msg import Correction, EefAction
+from rclpy.parameter import Parameter
+from residual_interfaces.msg import ArbiterCommand, Correction, EefAction
 from rostest_utils import console_script
 from std_msgs.msg import Float64
 from std_srvs.srv import SetBool
@@ -29,6 +30,7 @@ def arbiter(launch_node, ros_probe):
     ros_probe.base_pub = ros_probe.node.create_publisher(EefAction, "/base/action", 10)
     ros_probe.res_pub = ros_probe.node.create_publisher(EefAction, "/residual/action", 10)
     ros_probe.corrections = ros_probe.collect(Correction, "/arbiter/correction")
+    ros_probe.commands = ros_probe.collect(ArbiterCommand, "/arbiter/command")
     ros_probe.wait_for_subscribers(ros_probe.base_pub, timeout=20.0)
     ros_probe.wait_for_subscribers(ros_probe.res_pub, timeout=20.0)
     # The node starts in "base stale: hold" (no base yet); wait until it has seen the fake robot.
@@ -41,8 +43,8 @@ def arbiter(launch_node, ros_probe):
     assert (stopped.returncode, stopped.signal_used) == (0, "SIGINT"), proc.output()
 
 
-def send(probe, pub, step, action, source, stamp_ns=0):
-    msg = EefAction(step=step, action=action, source=source)
+def send(probe, pub, step, action, source, stamp_ns=0, episode=0):
+    msg = EefAction(episode=episode, step=step, action=action, source=source)
     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
     pub.publish(msg)
 
@@ -128,3 +130,83 @@ def test_stale_base_holds_pose_and_reports_error(arbiter, ros_probe):
     np.testing.assert_allclose([hold.target.position.x, hold.target.position.y, hold.target.position.z], TCP)
     ros_probe.spin_until(lambda: any(d.status[0].level == DiagnosticStatus.ERROR for d in diags), 5.0,
                          "an ERROR diagnostic")
+
+
+def command_for(probe, episode, step, timeout=5.0):
+    return probe.spin_until(lambda: next((c for c in probe.commands if (c.episode, c.step) == (episode, step)), None),
+                            timeout, f"command of episode {episode} step {step}")
+
+
+def test_command_every_step_with_its_episode_and_episodes_by_id(arbiter, ros_probe):
+    # Before any base action: watchdog holds, valid commands at the TCP pose, episode 0 (none seen yet).
+    first = ros_probe.spin_until(lambda: ros_probe.commands and ros_probe.commands[0], 5.0, "a hold command")
+    assert first.episode == 0 and first.valid and first.target.position.x == pytest.approx(TCP[0])
+    send(ros_probe, ros_probe.base_pub, 100, BASE, "openpi", episode=1)
+    send(ros_probe, ros_probe.res_pub, 100, RESIDUAL, "residual", episode=1)
+    c = command_for(ros_probe, 1, 100)
+    rec = correction_for(ros_probe, 100)
+    assert c.valid and c.gripper == 1.0 and c.header.frame_id == "fr3_link0" and rec.episode == 1
+    assert (c.target.position.x, c.target.position.y, c.target.position.z) == (
+        rec.target.position.x, rec.target.position.y, rec.target.position.z)
+    np.testing.assert_allclose([c.target.position.x, c.target.position.y, c.target.position.z],
+                               np.add(TCP, [0.01, 0.004, -0.01]), atol=1e-9)
+    # Episode 2 starts at step 0 (below the last decided step); the residual of episode 1's step 0 is not its.
+    send(ros_probe, ros_probe.res_pub, 0, [0.0, -0.004, 0.0, 0.0, 0.0, 0.0, 0.0], "residual", episode=1)
+    send(ros_probe, ros_probe.base_pub, 0, BASE, "openpi", episode=2)
+    send(ros_probe, ros_probe.res_pub, 0, RESIDUAL, "residual", episode=2)
+    c0 = command_for(ros_probe, 2, 0)
+    assert c0.valid and c0.target.position.y == pytest.approx(TCP[1] + 0.004)  # episode 2's residual
+    assert "episode 2 starts at step 0" in arbiter.output()
+    # Within episode 2 an older step is stale: ignored, never a new episode.
+    send(ros_probe, ros_probe.base_pub, 5, BASE, "openpi", episode=2)
+    command_for(ros_probe, 2, 5)
+    send(ros_probe, ros_probe.base_pub, 3, BASE, "openpi", episode=2)
+    send(ros_probe, ros_probe.base_pub, 6, BASE, "openpi", episode=2)
+    command_for(ros_probe, 2, 6)
+    assert not any((c.episode, c.step) == (2, 3) for c in ros_probe.commands)
+    assert arbiter.output().count("starts at step") == 2
+    # The base stops: the holds are commands of episode 2 too, for the next step.
+    hold = ros_probe.spin_until(lambda: next((c for c in ros_probe.commands if (c.episode, c.step) == (2, 7)), None),
+                                5.0, "a hold command after the base stopped")
+    assert hold.valid and hold.gripper == 1.0
+    steps = [(c.episode, c.step) for c in ros_probe.commands if c.episode > 0]
+    corrections = [(c.episode, c.step) for c in ros_probe.corrections if c.episode > 0]
+    assert steps[:len(corrections)] == corrections[:len(steps)], "one command per decision, in order"
+
+
+def test_gripper_bridge_without_franka_ros2_exits_with_a_clear_message(launch_node):
+    # Started through the shared run_node: a missing franka_msgs is a configuration error (status 2), no traceback.
+    proc = launch_node([console_script("franka-gripper-bridge")], name="gripper_bridge")
+    assert proc.popen.wait(timeout=30) == 2, proc.output()
+    out = proc.output()
+    assert "franka-gripper-bridge: franka_msgs is not installed" in out and "Traceback" not in out
+
+
+def test_gripper_bridge_node_turns_the_command_stream_into_requests(ros_probe):
+    from action_arbiter.gripper_bridge import GripperBridgeNode
+
+    class Sender:  # stands in for franka_gripper's action clients; the first grasp finds no server
+        def __init__(self, node, cfg):
+            self.calls, self.ready = [], False
+
+        def send(self, request):
+            self.calls.append(request.kind)
+            ready, self.ready = self.ready, True
+            return ready
+
+    bridge = GripperBridgeNode(make_sender=Sender, context=ros_probe.context,
+                               parameter_overrides=[Parameter("min_interval_s", value=0.01)])
+    ros_probe.executor.add_node(bridge)
+    try:
+        pub = ros_probe.node.create_publisher(Float64, "/arbiter/gripper", 10)
+        ros_probe.wait_for_subscribers(pub, timeout=10.0)
+        for value, kinds in ((1.0, ["grasp"]), (1.0, ["grasp", "grasp"]), (0.5, ["grasp", "grasp"]),
+                             (0.0, ["grasp", "grasp", "move"])):
+            pub.publish(Float64(data=value))
+            ros_probe.spin_until(lambda k=kinds: bridge.sender.calls == k, 5.0, f"gripper requests {kinds}")
+            ros_probe.spin_for(0.05)  # past min_interval_s
+        assert [r.kind for r in bridge.requests] == ["grasp", "move"]  # the unanswered grasp was retried
+        assert bridge.bridge.state == "open"
+    finally:
+        ros_probe.executor.remove_node(bridge)
+        bridge.destroy_node()

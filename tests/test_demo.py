@@ -67,6 +67,7 @@ def test_demo_runs_both_phases_and_writes_a_readable_run(tmp_path, ros_env, ros_
     counts = results["recorded_messages"]
     warm = sum(w["steps"] for w in results["warm_up"])
     assert counts["/arbiter/correction"] == counts["/sim/step"] == 4 * STEPS + warm
+    assert counts["/arbiter/command"] == counts["/arbiter/correction"], "one command (what the sim executes) per step"
     assert counts["/tcp_pose"] >= 4 * STEPS and counts["/objects/poses"] >= 4 * STEPS
 
     from mcap.reader import make_reader
@@ -89,4 +90,5 @@ def test_demo_runs_both_phases_and_writes_a_readable_run(tmp_path, ros_env, ros_
                 assert len(msg.position) == 9
     assert dict(decoded) == counts
     assert "MSG: std_msgs/Header" in schemas["residual_interfaces/msg/Correction"]
+    assert "MSG: geometry_msgs/Pose" in schemas["residual_interfaces/msg/ArbiterCommand"]
     assert "MSG: std_msgs/msg/" not in "".join(schemas.values())

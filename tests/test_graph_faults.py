@@ -18,13 +18,15 @@ import time
 import numpy as np
 import pytest
 from geometry_msgs.msg import PoseStamped
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from residual_bringup.demo.graph_process import reserve_domain_id
 from residual_bringup.demo.session import DemoSession, NodeExpectation
-from residual_interfaces.msg import Correction, EefAction, ObjectPose, ObjectPoseArray
-from rostest_utils import RosProbe, clean_fastdds_shm, start_node_process
+from residual_interfaces.msg import ArbiterCommand, Correction, EefAction, ObjectPose, ObjectPoseArray
+from rostest_utils import RosProbe, clean_fastdds_shm, start_node_process, wait_for
 from sensor_msgs.msg import JointState
-from std_msgs.msg import UInt64
+from std_msgs.msg import String, UInt64
 from test_graph_support import envelope_violations, graph_commands, graph_envelope, make_residual_checkpoint
+from vla_base_node.episodes import EpisodeClock, Tick, parse_status
 
 pytestmark = pytest.mark.ros
 
@@ -36,7 +38,8 @@ SMALL = [0.004, 0.002, -0.006, 0.01, 0.0, -0.01, 0.0]
 
 class FakeBase:
     """Answers /sim/step t with ``schedule(t)`` -> (action, injections) on /base/action, after publishing the
-    injected inputs ("poses", "tcp", "joints": NaN versions) and running ``before(t)``."""
+    injected inputs ("poses", "tcp", "joints": NaN versions) and running ``before(t)``. Its actions carry the sim's
+    episode id, paired with the step as the base node pairs them (its EpisodeClock)."""
 
     def __init__(self):
         self.probe = RosProbe("fake_base")
@@ -47,8 +50,14 @@ class FakeBase:
         self.sent_at: dict[int, float] = {}
         self.corrected_at: dict[int, float] = {}
         node.create_subscription(PoseStamped, "/tcp_pose", self._on_tcp, 10)
+        self.clock = EpisodeClock(lockstep=True, follow_sim=True)
+        latched = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        node.create_subscription(String, "/sim/episode", self._on_status, latched)
         node.create_subscription(UInt64, "/sim/step", self._on_step, 10)
         node.create_subscription(Correction, "/arbiter/correction", self._on_correction, 50)
+        self.commands: list[ArbiterCommand] = []
+        node.create_subscription(ArbiterCommand, "/arbiter/command", self.commands.append, 50)
         self.base_pub = node.create_publisher(EefAction, "/base/action", 10)
         self.pose_pub = node.create_publisher(ObjectPoseArray, "/objects/poses", 10)
         self.tcp_pub = node.create_publisher(PoseStamped, "/tcp_pose", 10)
@@ -68,8 +77,16 @@ class FakeBase:
     def _on_correction(self, msg):
         self.corrected_at.setdefault(msg.step, time.monotonic())
 
+    def _on_status(self, msg):
+        self._answer(self.clock.on_status(*parse_status(msg.data)))
+
     def _on_step(self, msg):
-        t = int(msg.data)
+        self._answer(self.clock.on_sim_step(int(msg.data)))
+
+    def _answer(self, tick: Tick | None):
+        if tick is None:
+            return
+        t = tick.step
         stamp = self.tcp.header.stamp
         action, injections = self.schedule(t)
         self.before(t)
@@ -90,7 +107,7 @@ class FakeBase:
             bad.pose.position.x = math.inf
             bad.pose.orientation.w = 1.0
             self.tcp_pub.publish(bad)
-        msg = EefAction(step=t, action=[float(v) for v in action], source="fake_base")
+        msg = EefAction(episode=tick.episode, step=t, action=[float(v) for v in action], source="fake_base")
         msg.header.stamp, msg.header.frame_id = stamp, "fr3_link0"
         self.sent_at[t] = time.monotonic()
         self.base_pub.publish(msg)
@@ -119,7 +136,7 @@ def graph(ros_env, ros_log_dir, tmp_path_factory):
     state = {"procs": procs, "base": base, "session": session, "killed": set()}
     state["alive"] = lambda: all(p.running() for n, p in procs.items() if n not in state["killed"])
     try:
-        session.wait_for_graph([NodeExpectation("sim", ("/arbiter/correction",)),
+        session.wait_for_graph([NodeExpectation("sim", ("/arbiter/command",)),
                                 NodeExpectation("pose_estimator", ("/sim/object_poses_gt",)),
                                 NodeExpectation("residual", ("/base/action",)),
                                 NodeExpectation("arbiter", ("/base/action", "/residual/action"))], 60.0, state["alive"])
@@ -156,7 +173,13 @@ def test_nan_in_any_input_never_reaches_the_command(graph):
     by_step = {r.step: r for r in rec.records}
     for t in nan_base:  # NaN base action: rejected, pose held, gripper kept
         assert "nan_rejected" in by_step[t].clip_reasons and not np.any(by_step[t].final[0:6]), by_step[t]
-    assert by_step[11].target_pos is None and "tcp_pose_invalid" in by_step[11].clip_reasons  # no command at all
+    assert by_step[11].target_pos is None and "tcp_pose_invalid" in by_step[11].clip_reasons  # no target at all
+    def episode_commands():
+        mine = {c.step: c for c in list(graph["base"].commands) if c.episode == rec.episode}
+        return mine if len(mine) == STEPS else None
+    commands = wait_for(episode_commands, 10.0, "the episode's commands on /arbiter/command")
+    assert sorted(commands) == list(range(STEPS)), "one command per step, of this episode"
+    assert [t for t, c in commands.items() if not c.valid] == [11], "the sim was told to hold at step 11 only"
     assert by_step[7].status == "rejected_nan" or not np.any(by_step[7].residual), by_step[7]  # NaN proprio
     clean = [r for t, r in by_step.items() if t not in faults and t not in nan_base]
     assert sum(r.status == "ok" for r in clean) >= 0.8 * len(clean), [r.status for r in clean]

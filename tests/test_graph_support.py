@@ -91,10 +91,12 @@ def shipped_checkpoints(task: str) -> tuple[Path, Path] | str:
 
 
 def graph_commands(directory: Path, task: str, checkpoint: str, base_checkpoint: str,
-                   overrides: dict[str, dict], pose_source: str = "estimator") -> dict[str, list[str]]:
-    """Node name -> command line of the lockstep sim graph, built as residual-launch builds it."""
+                   overrides: dict[str, dict], pose_source: str = "estimator",
+                   lockstep: bool = True) -> dict[str, list[str]]:
+    """Node name -> command line of the sim graph (lockstep unless told otherwise), built as residual-launch
+    builds it."""
     specs = node_specs(describe_graph("sim", task, checkpoint=checkpoint, base_checkpoint=base_checkpoint,
-                                      lockstep=True, pose_source=pose_source, config_dir=CONFIG))
+                                      lockstep=lockstep, pose_source=pose_source, config_dir=CONFIG))
     out = {}
     for spec in specs:
         params_file = write_params_file(spec, node_parameters(spec, overrides.get(spec.name)), directory)

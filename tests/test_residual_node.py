@@ -84,13 +84,15 @@ def test_base_action_yields_the_residual_of_the_same_step(launch_node, ros_probe
     base_pub = ros_probe.node.create_publisher(EefAction, "/base/action", 10)
     ros_probe.wait_for_subscribers(base_pub, timeout=20.0)
     step, got = first_answer(ros_probe, base_pub, residuals, proc,
-                             lambda s: EefAction(step=s + 40, action=BASE, source="openpi"))
+                             lambda s: EefAction(episode=3, step=s + 40, action=BASE, source="openpi"))
     assert step > 40 and got.source == "residual" and got.header.frame_id == "fr3_link0"
+    assert got.episode == 3  # the episode of the base action it was computed on
     want = expected_residual(ckpt, (0.5, 0.05, 0.02))
     assert np.abs(want).max() > 1e-3
     np.testing.assert_allclose(got.action, want, rtol=1e-5, atol=1e-9)
-    base_pub.publish(EefAction(step=1000, action=BASE, source="openpi"))
+    base_pub.publish(EefAction(episode=4, step=1000, action=BASE, source="openpi"))
     nxt = ros_probe.wait_for_message(EefAction, "/residual/action", 5.0, predicate=lambda r: r.step == 1000)
+    assert nxt.episode == 4
     np.testing.assert_allclose(nxt.action, want, rtol=1e-5, atol=1e-9)
     diag = ros_probe.spin_until(lambda: next((d for d in diags if d.status and d.status[0].name == "residual_policy"
                                               and any(kv.key == "total_compute_ms_max" for kv in d.status[0].values)),

@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 from geometry_msgs.msg import PoseStamped
-from residual_interfaces.msg import Correction, ObjectPoseArray
+from residual_interfaces.msg import ArbiterCommand, ObjectPoseArray
 from residual_interfaces.srv import ResetEpisode
 from rosgraph_msgs.msg import Clock
 from rostest_utils import console_script
 from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import Float64, String, UInt64
+from std_msgs.msg import String, UInt64
 
 pytestmark = pytest.mark.ros
 
@@ -23,7 +23,7 @@ def stamp_ns(stamp) -> int:
 
 
 class Arbiter:
-    """Collects the sim's topics; answers /sim/step t with a Correction moving the TCP by ``delta``."""
+    """Collects the sim's topics; commands (ArbiterCommand) moving the TCP by ``delta``."""
 
     def __init__(self, probe):
         self.probe = probe
@@ -41,7 +41,7 @@ class Arbiter:
         # Subscriptions are created in the order the sim publishes (an executor serves ready ones in this order).
         node.create_subscription(String, "/sim/episode", lambda m: self.status.append(json.loads(m.data)), 50)
         node.create_subscription(UInt64, "/sim/step", self._on_step, 50)
-        self.pub = node.create_publisher(Correction, "/arbiter/correction", 10)
+        self.pub = node.create_publisher(ArbiterCommand, "/arbiter/command", 10)
         self.reset = node.create_client(ResetEpisode, "/sim/reset")
 
     def _on_tcp(self, msg):
@@ -55,14 +55,17 @@ class Arbiter:
                                           stamp_ns(self.gt[-1].header.stamp) and
                                           self.status and self.status[-1]["step"] == msg.data))
 
-    def command(self, step: int, delta=(0.0, 0.0, 0.0), gripper: float = 0.0, tcp: PoseStamped | None = None):
+    def command(self, step: int, delta=(0.0, 0.0, 0.0), gripper: float = 0.0, tcp: PoseStamped | None = None,
+                episode: int | None = None, valid: bool = True):
+        """Command ``step`` of ``episode`` (default: the sim's current episode)."""
         tcp = tcp or self.tcp[-1]
-        c = Correction(step=step)
+        c = ArbiterCommand(step=step, episode=self.status[-1]["episode"] if episode is None else episode,
+                           gripper=gripper, valid=valid)
+        c.header.frame_id = "fr3_link0"
         c.target.position.x = tcp.pose.position.x + delta[0]
         c.target.position.y = tcp.pose.position.y + delta[1]
         c.target.position.z = tcp.pose.position.z + delta[2]
         c.target.orientation = tcp.pose.orientation
-        c.final[6] = gripper
         self.pub.publish(c)
 
     def do_reset(self, seed: int, task: str = "") -> ResetEpisode.Response:
@@ -90,11 +93,19 @@ def test_lockstep_episode_reset_and_end(launch_node, ros_probe, arbiter):
     assert resp.success and resp.instruction == "pick up the red cube and lift it", resp.message
     arbiter.wait_step(0)
     start_x = arbiter.tcp[-1].pose.position.x
-    # Without a command for step 0 nothing moves; a command for another step is ignored.
+    # Without a command for step 0 nothing moves; a command for another step, or of another episode, is dropped.
     arbiter.command(3, delta=(0.01, 0, 0))
+    arbiter.command(0, delta=(0.01, 0, 0), episode=2)
+    arbiter.command(0, delta=(0.01, 0, 0), episode=0)
+    ros_probe.spin_until(lambda: "command of episode 1 step 3 (future_step" in proc.output(), 30.0,
+                         "the sim saying it dropped the command for step 3")
     ros_probe.spin_for(0.3)
     assert arbiter.steps == [0] and len(arbiter.tcp) == 1
-    for t in range(6):
+    arbiter.command(0, delta=(0.5, 0.0, 0.0), valid=False)  # no target: the sim holds, and steps
+    arbiter.wait_step(1)
+    held = arbiter.tcp[-1].pose.position.x - start_x
+    assert abs(held) < 0.002, f"an invalid command held the TCP (moved {held:.4f} m)"
+    for t in range(1, 6):
         arbiter.command(t, delta=(0.01, 0.0, 0.0))
         if t < 5:
             arbiter.wait_step(t + 1)
@@ -105,7 +116,7 @@ def test_lockstep_episode_reset_and_end(launch_node, ros_probe, arbiter):
     assert (last["step"], last["reason"], last["success"], last["seed"], last["episode"]) == (6, "horizon", False, 4, 1)
     assert all(arbiter.complete_at_step), "every /sim/step came after its step's state"
     moved = arbiter.tcp[-1].pose.position.x - start_x
-    assert 0.045 < moved < 0.062, f"six 1 cm steps along x moved the TCP {moved:.4f} m"
+    assert 0.035 < moved < 0.052, f"five 1 cm steps along x moved the TCP {moved:.4f} m"
     assert arbiter.tcp[-1].header.frame_id == "fr3_link0"
     js = arbiter.joints[-1]
     assert list(js.name) == [f"fr3_joint{i}" for i in range(1, 8)] + ["fr3_finger_joint1", "fr3_finger_joint2"]
@@ -159,8 +170,6 @@ def test_resend_and_pose_barrier(launch_node, ros_probe, arbiter):
 def test_camera_and_real_time_mode(launch_node, ros_probe, arbiter):
     images = ros_probe.collect(Image, "/camera/image_raw", qos=10)
     infos = ros_probe.collect(CameraInfo, "/camera/camera_info", qos=10)
-    target_pub = ros_probe.node.create_publisher(PoseStamped, "/arbiter/target_pose", 10)
-    gripper_pub = ros_probe.node.create_publisher(Float64, "/arbiter/gripper", 10)
     proc = launch_node([console_script("franka-sim-node")],
                        sim_args("lockstep:=false", "render_camera:=true", "camera_rate_hz:=10.0", "max_steps:=400"),
                        name="sim")
@@ -178,14 +187,20 @@ def test_camera_and_real_time_mode(launch_node, ros_probe, arbiter):
     ros_probe.spin_until(lambda: any(stamp_ns(c.header.stamp) == last for c in infos), 5.0,
                          "the camera_info with the image's stamp")
 
-    # Real time: the latest target is tracked at 20 Hz, no per-step command needed.
+    # Real time: the newest command of the episode is tracked at 20 Hz, no per-step command needed; a command of
+    # another episode is dropped.
+    ros_probe.wait_for_subscribers(arbiter.pub, timeout=30.0)
     n0, t0 = len(arbiter.steps), ros_probe.node.get_clock().now().nanoseconds
     goal = arbiter.tcp[-1]
-    goal.pose.position.z -= 0.05
-    target_pub.publish(goal)
-    gripper_pub.publish(Float64(data=1.0))
-    ros_probe.spin_until(lambda: abs(arbiter.tcp[-1].pose.position.z - goal.pose.position.z) < 0.003, 10.0,
-                         "TCP at the target")
+    start_z = goal.pose.position.z
+    arbiter.command(1000, delta=(0.0, 0.0, 0.05), tcp=goal, episode=7)
+    ros_probe.spin_until(lambda: "command of episode 7 step 1000 (other_episode" in proc.output(), 30.0,
+                         "the sim dropping episode 7's command")
+    ros_probe.spin_until(lambda: len(arbiter.steps) >= n0 + 5, 30.0, "5 more steps")
+    assert abs(arbiter.tcp[-1].pose.position.z - start_z) < 0.003, "a command of another episode moved the TCP"
+    arbiter.command(1000, delta=(0.0, 0.0, -0.05), gripper=1.0, tcp=goal)
+    goal_z = start_z - 0.05
+    ros_probe.spin_until(lambda: abs(arbiter.tcp[-1].pose.position.z - goal_z) < 0.003, 10.0, "TCP at the target")
     ros_probe.spin_until(lambda: len(arbiter.steps) >= n0 + 20, 10.0, "20 more steps")
     rate = (len(arbiter.steps) - n0) / ((ros_probe.node.get_clock().now().nanoseconds - t0) * 1e-9)
     assert 12.0 < rate < 24.0, f"real-time rate {rate:.1f} Hz"

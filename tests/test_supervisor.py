@@ -49,14 +49,17 @@ def test_supervisor_runs_base_and_arbiter_then_stops_them(launch_node, ros_probe
             [console_script("residual-launch")],
             ["--only", "base", "arbiter", "--no-lockstep", "--no-use-sim-time", "--base-backend", "openpi",
              "--set", f"base.server_port={server.port}", "--set", "base.image_keys=[none]",
-             "--set", "arbiter.residual_deadline_s=0.5"],
+             "--set", "arbiter.residual_deadline_s=0.5",
+             # No simulator here: the base node counts episodes itself (as on the robot).
+             "--set", "base.episode_topic=none"],
             name="residual-launch",
         )
         base_actions = ros_probe.collect(EefAction, "/base/action")
 
         def echo_residual():  # stand-in residual node: a fixed 3 mm +y correction for every base step
             for a in base_actions[len(echo_residual.sent):]:
-                residual_pub.publish(EefAction(step=a.step, action=[0, 0.003, 0, 0, 0, 0, 0], source="residual"))
+                residual_pub.publish(EefAction(episode=a.episode, step=a.step, action=[0, 0.003, 0, 0, 0, 0, 0],
+                                               source="residual"))
                 echo_residual.sent.append(a.step)
         echo_residual.sent = []
         ros_probe.node.create_timer(0.01, echo_residual)

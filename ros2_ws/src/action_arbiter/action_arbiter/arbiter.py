@@ -222,52 +222,85 @@ class StepInputs:
 
 @dataclass
 class StepMatcher:
-    """Pairs the base action and the residual of each control step (by step index), for the node to decide on.
+    """Pairs the base action and the residual of each control step by (episode, step), for the node to decide on.
 
-    A base step at or below the last decided one is a duplicate (equal) or the start of a new episode (lower: all
-    state is dropped). A residual for an already decided step is late and counted. :meth:`take` hands over a
-    step's inputs and supersedes every older undecided step. ``pending`` is the step whose residual the node is
-    waiting for (its deadline timer runs); taking that step or a newer one clears it.
+    Episodes are explicit: every action carries its episode id, and a base action of another episode than the
+    current one starts that episode (all undecided state of other episodes is dropped). Nothing is inferred from
+    step indices. Within the episode, a base step at or below the last decided one is a duplicate (equal) or stale
+    (lower) and is ignored. A residual for an already decided step, or of the episode that just ended, is late and
+    counted; a residual of an episode not started yet is kept until its base action starts it. :meth:`take` hands
+    over a step's inputs and supersedes every older undecided step. ``pending`` is the step (of the current
+    episode) whose residual the node is waiting for (its deadline timer runs); taking that step or a newer one
+    clears it.
     """
 
-    steps: dict[int, StepInputs] = field(default_factory=dict)
+    steps: dict[tuple[int, int], StepInputs] = field(default_factory=dict)
+    """Undecided inputs by (episode, step)."""
+    episode: int | None = None
+    """The current episode (of the last base action taken in); None before the first."""
+    previous_episode: int | None = None
+    """The episode before the current one (its residuals are late)."""
     last_decided: int | None = None
+    """Last decided step of the current episode."""
     pending: int | None = None
     late_residuals: int = 0
+    """Residuals dropped because their step was decided or their episode was over."""
+    stale_bases: int = 0
+    """Base actions dropped because a newer step of their episode was decided already."""
 
-    def add_base(self, step: int, action, stamp: Any = None) -> str:
-        """Store a base action; returns "duplicate" (ignored), "new_episode" (state reset first) or "added"."""
+    def add_base(self, episode: int, step: int, action, stamp: Any = None) -> str:
+        """Store a base action; returns "new_episode" (another episode than the current one: it starts, the
+        other episodes' undecided state is dropped), "added", "duplicate" (its step was just decided: ignored) or
+        "stale" (an older step of this episode than the last decided one: ignored, counted)."""
+        episode, step = int(episode), int(step)
         result = "added"
-        if self.last_decided is not None and step <= self.last_decided:
+        if episode != self.episode:
+            self.previous_episode, self.episode = self.episode, episode
+            self.steps = {k: v for k, v in self.steps.items() if k[0] == episode}
+            self.last_decided, self.pending, result = None, None, "new_episode"
+        elif self.last_decided is not None and step <= self.last_decided:
             if step == self.last_decided:
                 return "duplicate"
-            self.steps, self.last_decided, self.pending, result = {}, None, None, "new_episode"
-        inputs = self.steps.setdefault(step, StepInputs())
+            self.stale_bases += 1
+            return "stale"
+        inputs = self.steps.setdefault((episode, step), StepInputs())
         inputs.base, inputs.base_stamp = np.array(action, dtype=np.float64), stamp
         return result
 
-    def add_residual(self, step: int, action, stamp: Any = None) -> bool:
-        """Store a residual; False (and counted) when its step was already decided."""
-        if self.last_decided is not None and step <= self.last_decided:
+    def add_residual(self, episode: int, step: int, action, stamp: Any = None) -> bool:
+        """Store a residual; False (and counted) when its step was already decided or its episode is over."""
+        episode, step = int(episode), int(step)
+        decided = episode == self.episode and self.last_decided is not None and step <= self.last_decided
+        if decided or (episode != self.episode and episode == self.previous_episode):
             self.late_residuals += 1
             return False
-        inputs = self.steps.setdefault(step, StepInputs())
+        inputs = self.steps.setdefault((episode, step), StepInputs())
         inputs.residual, inputs.residual_stamp = np.array(action, dtype=np.float64), stamp
         return True
 
+    def _get(self, step: int) -> StepInputs | None:
+        return self.steps.get((self.episode, step)) if self.episode is not None else None
+
     def has_base(self, step: int) -> bool:
-        return step in self.steps and self.steps[step].base is not None
+        """The current episode's ``step`` has its base action."""
+        inputs = self._get(step)
+        return inputs is not None and inputs.base is not None
 
     def has_residual(self, step: int) -> bool:
-        return step in self.steps and self.steps[step].residual is not None
+        """The current episode's ``step`` has its residual."""
+        inputs = self._get(step)
+        return inputs is not None and inputs.residual is not None
 
     def base_stamp(self, step: int) -> Any:
-        return self.steps[step].base_stamp if step in self.steps else None
+        inputs = self._get(step)
+        return inputs.base_stamp if inputs is not None else None
 
     def take(self, step: int) -> StepInputs:
-        """The inputs of ``step`` (which must have its base); older undecided steps are dropped (superseded)."""
-        inputs = self.steps.pop(step)
-        self.steps = {s: v for s, v in self.steps.items() if s > step}
+        """The inputs of ``step`` of the current episode (which must have its base); older undecided steps of the
+        episode are dropped (superseded)."""
+        ep = self.episode
+        inputs = self.steps.pop((ep, step))
+        self.steps = {k: v for k, v in self.steps.items() if k[0] != ep or k[1] > step}
         self.last_decided = step
         if self.pending is not None and self.pending <= step:
             self.pending = None

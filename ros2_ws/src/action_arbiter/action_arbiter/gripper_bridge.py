@@ -4,14 +4,20 @@
 command rises above ``close_above``, a *move* to the open width when it falls below ``open_below`` (hysteresis, so
 a command hovering around 0.5 does not chatter), never more often than ``min_interval_s``. The node sends them
 as ``franka_msgs/action/Grasp`` and ``Move`` goals to franka_gripper (needs franka_ros2, imported only when the
-node starts).
+node starts; :class:`GripperBridgeNode` takes another sender for tests).
 """
 
 from __future__ import annotations
 
 import math
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from rclpy.node import Node
+from residual_ros.node_main import run_node
+from residual_ros.params import declare_config
+from std_msgs.msg import Float64
 
 
 @dataclass(frozen=True)
@@ -89,58 +95,74 @@ class GripperBridge:
         return GripperRequest("move", self.cfg.open_width)
 
 
-def main(args: list[str] | None = None) -> None:
-    import rclpy
-    from rclpy.action import ActionClient
-    from rclpy.executors import ExternalShutdownException
-    from rclpy.node import Node
-    from residual_ros.params import declare_config
-    from std_msgs.msg import Float64
+class GripperBridgeError(RuntimeError):
+    """The gripper bridge cannot run here (franka_msgs missing)."""
 
+
+def franka_gripper_actions() -> tuple[type, type]:
+    """franka_msgs' (Grasp, Move) action types; GripperBridgeError when franka_ros2 is not installed."""
     try:
         from franka_msgs.action import Grasp, Move
     except ImportError:
-        print("franka-gripper-bridge: franka_msgs is not installed (it comes with franka_ros2; real mode only)",
-              file=sys.stderr)
-        raise SystemExit(2) from None
+        raise GripperBridgeError("franka_msgs is not installed (it comes with franka_ros2; real mode only)") from None
+    return Grasp, Move
 
-    class GripperBridgeNode(Node):
-        def __init__(self):
-            super().__init__("gripper_bridge")
-            self.cfg = cfg = declare_config(self, GripperBridgeConfig)
-            self.bridge = GripperBridge(cfg)
-            self.grasp = ActionClient(self, Grasp, cfg.grasp_action)
-            self.move = ActionClient(self, Move, cfg.move_action)
-            self.create_subscription(Float64, cfg.command_topic, self._on_command, 10)
 
-        def _on_command(self, msg: Float64) -> None:
-            req = self.bridge.update(msg.data, self.get_clock().now().nanoseconds * 1e-9)
-            if req is None:
-                return
-            if req.kind == "grasp":
-                goal = Grasp.Goal(width=req.width, speed=self.cfg.speed, force=self.cfg.force)
-                goal.epsilon.inner, goal.epsilon.outer = self.cfg.epsilon_inner, self.cfg.epsilon_outer
-                client = self.grasp
-            else:
-                goal, client = Move.Goal(width=req.width, speed=self.cfg.speed), self.move
-            if not client.server_is_ready():
-                self.get_logger().error(f"gripper action server for {req.kind} not available", throttle_duration_sec=2)
-                self.bridge.state = "unknown"  # retry on the next command
-                return
-            client.send_goal_async(goal)
-            self.get_logger().info(f"gripper {req.kind} to {req.width:.3f} m")
+class FrankaGripperClient:
+    """Sends :class:`GripperRequest` s as franka_gripper Grasp / Move goals (needs franka_msgs)."""
 
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = GripperBridgeNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    def __init__(self, node: Node, cfg: GripperBridgeConfig):
+        from rclpy.action import ActionClient
+
+        self.grasp_type, self.move_type = franka_gripper_actions()
+        self.cfg = cfg
+        self.grasp = ActionClient(node, self.grasp_type, cfg.grasp_action)
+        self.move = ActionClient(node, self.move_type, cfg.move_action)
+
+    def send(self, req: GripperRequest) -> bool:
+        """Send the goal; False when the action server is not available (nothing sent)."""
+        if req.kind == "grasp":
+            goal = self.grasp_type.Goal(width=req.width, speed=self.cfg.speed, force=self.cfg.force)
+            goal.epsilon.inner, goal.epsilon.outer = self.cfg.epsilon_inner, self.cfg.epsilon_outer
+            client = self.grasp
+        else:
+            goal, client = self.move_type.Goal(width=req.width, speed=self.cfg.speed), self.move
+        if not client.server_is_ready():
+            return False
+        client.send_goal_async(goal)
+        return True
+
+
+class GripperBridgeNode(Node):
+    """``command_topic`` (Float64) -> :class:`GripperBridge` -> a sender (default: :class:`FrankaGripperClient`).
+
+    ``make_sender(node, cfg)`` builds what sends the requests (an object with ``send(request) -> bool``); tests
+    pass a recorder, so the node runs without franka_ros2. ``requests`` lists every request sent.
+    """
+
+    def __init__(self, make_sender: Callable[[Node, GripperBridgeConfig], Any] = FrankaGripperClient,
+                 **node_kwargs):
+        super().__init__("gripper_bridge", **node_kwargs)
+        self.cfg = cfg = declare_config(self, GripperBridgeConfig)
+        self.bridge = GripperBridge(cfg)
+        self.sender = make_sender(self, cfg)
+        self.requests: list[GripperRequest] = []
+        self.create_subscription(Float64, cfg.command_topic, self._on_command, 10)
+
+    def _on_command(self, msg: Float64) -> None:
+        req = self.bridge.update(msg.data, self.get_clock().now().nanoseconds * 1e-9)
+        if req is None:
+            return
+        if not self.sender.send(req):
+            self.get_logger().error(f"gripper action server for {req.kind} not available", throttle_duration_sec=2)
+            self.bridge.state = "unknown"  # retry on the next command
+            return
+        self.requests.append(req)
+        self.get_logger().info(f"gripper {req.kind} to {req.width:.3f} m")
+
+
+def main(args: list[str] | None = None) -> None:
+    run_node("franka-gripper-bridge", GripperBridgeNode, args, config_errors=(ValueError, GripperBridgeError))
 
 
 if __name__ == "__main__":

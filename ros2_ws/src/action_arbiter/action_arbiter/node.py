@@ -2,9 +2,12 @@
 
 Thin glue around :class:`action_arbiter.arbiter.Arbiter`. When the base action of step t arrives the node
 waits up to ``residual_deadline_s`` (steady clock, so a paused simulation cannot stall it) for the residual
-of step t, then decides. Outputs: ``~/target_pose`` (PoseStamped), ``~/gripper`` (Float64),
-``~/correction`` (Correction, every step), ``~/markers`` (three arrows), ``~/object_markers`` (the object
-poses it receives, for rviz2), ``/diagnostics``; service
+of step t, then decides. Base and residual are paired by (episode, step): an action of another episode starts
+that episode (:class:`~action_arbiter.arbiter.StepMatcher`). Outputs: ``~/command`` (ArbiterCommand, every decided
+step, holds included: what the simulator executes), ``~/target_pose`` (PoseStamped) and ``~/gripper`` (Float64)
+(the robot's tracking controller and gripper bridge; only when there is a target), ``~/correction`` (Correction,
+every step, a record for analysis), ``~/markers`` (three arrows), ``~/object_markers`` (the object poses it
+receives, for rviz2), ``/diagnostics``; service
 ``~/enable_residual`` (SetBool). In real-time mode a watchdog holds the pose when the base goes stale (in
 lockstep the simulator waits for commands, so there is no wall-clock staleness).
 """
@@ -25,7 +28,7 @@ from residual_core.checkpoint import default_residual_checkpoint, read_manifest
 from residual_core.observation import PoseFreshness
 from residual_core.pipeline import ActionPipeline, tighten_scale
 from residual_core.safety import EnvelopeConfig
-from residual_interfaces.msg import Correction, EefAction, ObjectPoseArray
+from residual_interfaces.msg import ArbiterCommand, Correction, EefAction, ObjectPoseArray
 from residual_ros.node_main import run_node
 from residual_ros.params import declare_config
 from std_msgs.msg import Float64
@@ -41,7 +44,7 @@ from action_arbiter.arbiter import (
     base_is_stale,
     poses_are_stale,
 )
-from action_arbiter.visuals import action_arrows, correction_msg, diagnostics, object_markers
+from action_arbiter.visuals import action_arrows, command_msg, correction_msg, diagnostics, object_markers
 
 _ENV = EnvelopeConfig()
 
@@ -156,6 +159,7 @@ class ArbiterNode(Node):
         self.controller_pub = (self.create_publisher(PoseStamped, cfg.controller_pose_topic, reliable)
                                if cfg.controller_pose_topic not in ("", "none") else None)
         self.gripper_pub = self.create_publisher(Float64, "~/gripper", reliable)
+        self.command_pub = self.create_publisher(ArbiterCommand, "~/command", reliable)
         self.correction_pub = self.create_publisher(Correction, "~/correction", reliable)
         self.marker_pub = self.create_publisher(MarkerArray, "~/markers", 10)
         self.object_marker_pub = self.create_publisher(MarkerArray, "~/object_markers", 10)
@@ -224,12 +228,11 @@ class ArbiterNode(Node):
     def _on_base(self, msg: EefAction) -> None:
         step = int(msg.step)
         self._last_base_s = self._steady_s()
-        last = self.matcher.last_decided
-        added = self.matcher.add_base(step, msg.action, msg.header.stamp)
-        if added == "duplicate":
+        added = self.matcher.add_base(msg.episode, step, msg.action, msg.header.stamp)
+        if added in ("duplicate", "stale"):
             return
         if added == "new_episode":
-            self.get_logger().info(f"base step went back from {last} to {step}: new episode")
+            self.get_logger().info(f"episode {msg.episode} starts at step {step}")
             self._deadline_timer.cancel()
         if self._ready(step):
             self._decide(step)
@@ -239,8 +242,8 @@ class ArbiterNode(Node):
 
     def _on_residual(self, msg: EefAction) -> None:
         step = int(msg.step)
-        if self.matcher.add_residual(step, msg.action, msg.header.stamp) and self.matcher.has_base(step) and \
-                self._tcp_current(step):
+        if self.matcher.add_residual(msg.episode, step, msg.action, msg.header.stamp) and \
+                msg.episode == self.matcher.episode and self.matcher.has_base(step) and self._tcp_current(step):
             self._decide(step)
 
     def _deadline(self) -> None:
@@ -266,6 +269,8 @@ class ArbiterNode(Node):
 
     def _publish(self, d: Decision, base_stamp: Time | None = None, residual_stamp: Time | None = None) -> None:
         stamp = self.get_clock().now().to_msg()
+        episode = self.matcher.episode or 0  # 0: no base action (so no episode) seen yet
+        self.command_pub.publish(command_msg(d, episode, self.cfg.frame_id, stamp))
         if d.has_command:
             target = PoseStamped()
             target.header.stamp, target.header.frame_id = stamp, self.cfg.frame_id
@@ -278,8 +283,9 @@ class ArbiterNode(Node):
                 self.controller_pub.publish(target)
             self.gripper_pub.publish(Float64(data=d.gripper))
         elif self._have_tcp:
-            self.get_logger().error("TCP pose is not finite: no command sent", throttle_duration_sec=2.0)
-        self.correction_pub.publish(correction_msg(d, self.cfg.frame_id, stamp, base_stamp, residual_stamp))
+            self.get_logger().error("TCP pose is not finite: no target (command valid=false)",
+                                    throttle_duration_sec=2.0)
+        self.correction_pub.publish(correction_msg(d, self.cfg.frame_id, stamp, base_stamp, residual_stamp, episode))
         self.marker_pub.publish(action_arrows(d, self._tcp[0], self.cfg.frame_id, stamp,
                                               self.cfg.marker_lifetime_periods * self.cfg.control_dt,
                                               self.cfg.marker_length_gain))

@@ -1,4 +1,5 @@
-"""Messages built from a decision: rviz2 arrows, diagnostics, the Correction record (message types only, no rclpy).
+"""Messages built from a decision: the ArbiterCommand, rviz2 arrows, diagnostics, the Correction record (message
+types only, no rclpy).
 
 Three arrows start at the TCP: base (blue), residual (orange), final (green), one namespace each, showing the
 translation of each action scaled by ``length_gain`` (default 10: a 1 cm step draws a 10 cm arrow). They live
@@ -11,7 +12,7 @@ import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
-from residual_interfaces.msg import Correction
+from residual_interfaces.msg import ArbiterCommand, Correction
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -87,11 +88,29 @@ def object_markers(
     return out
 
 
+def _target_pose(decision: Decision) -> Pose:
+    """The decision's target pose (all zeros when it has none)."""
+    if not decision.has_command:
+        return Pose(orientation=Quaternion(x=0.0, y=0.0, z=0.0, w=0.0))
+    p, q = decision.target_pos, decision.target_quat
+    return Pose(position=Point(x=float(p[0]), y=float(p[1]), z=float(p[2])),
+                orientation=Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3])))
+
+
+def command_msg(decision: Decision, episode: int, frame_id: str, stamp: Time) -> ArbiterCommand:
+    """The command of the step: target pose and gripper, ``valid`` false (target all zeros) when the decision has
+    no target (invalid TCP pose: the consumer holds)."""
+    return ArbiterCommand(header=Header(frame_id=frame_id, stamp=stamp), episode=int(episode), step=decision.step,
+                          target=_target_pose(decision), gripper=float(decision.gripper),
+                          valid=decision.has_command)
+
+
 def correction_msg(decision: Decision, frame_id: str, stamp: Time, base_stamp: Time | None = None,
-                   residual_stamp: Time | None = None) -> Correction:
+                   residual_stamp: Time | None = None, episode: int = 0) -> Correction:
     """The per-step record; ``target`` is the commanded pose (all zeros when there was no command); the stamps of
     the step's base action and residual as received (zero when absent)."""
     msg = Correction(
+        episode=int(episode),
         step=decision.step,
         base=[float(v) for v in decision.base],
         residual=[float(v) for v in decision.residual],
@@ -107,9 +126,7 @@ def correction_msg(decision: Decision, frame_id: str, stamp: Time, base_stamp: T
     if residual_stamp is not None:
         msg.residual_stamp = residual_stamp
     if decision.has_command:
-        p, q = decision.target_pos, decision.target_quat
-        msg.target = Pose(position=Point(x=float(p[0]), y=float(p[1]), z=float(p[2])),
-                          orientation=Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3])))
+        msg.target = _target_pose(decision)
     return msg
 
 

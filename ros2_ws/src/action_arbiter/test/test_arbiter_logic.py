@@ -11,7 +11,7 @@ from action_arbiter.arbiter import (
     base_is_stale,
     poses_are_stale,
 )
-from action_arbiter.visuals import action_arrows, correction_msg, diagnostics, object_markers
+from action_arbiter.visuals import action_arrows, command_msg, correction_msg, diagnostics, object_markers
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus
 from residual_core.observation import PoseFreshness
@@ -156,6 +156,25 @@ def test_correction_record_carries_the_decision():
     assert msg.target.position.x == pytest.approx(d.target_pos[0])
     held = correction_msg(arb.decide(43, BASE, None, [np.nan] * 3, DOWN), "fr3_link0", Time())
     assert held.target.orientation.w == 1.0 and held.target.position.x == 0.0  # no command: default pose
+    assert correction_msg(d, "f", Time(), episode=3).episode == 3
+
+
+def test_command_carries_episode_step_target_gripper_and_validity():
+    arb = Arbiter()
+    d = arb.decide(42, BASE, RES, TCP, DOWN)
+    msg = command_msg(d, 7, "fr3_link0", Time(sec=1))
+    assert (msg.episode, msg.step, msg.valid, msg.header.frame_id) == (7, 42, True, "fr3_link0")
+    p, q = msg.target.position, msg.target.orientation
+    np.testing.assert_allclose([p.x, p.y, p.z], d.target_pos)
+    np.testing.assert_allclose([q.x, q.y, q.z, q.w], d.target_quat)
+    assert msg.gripper == pytest.approx(d.gripper) == pytest.approx(d.final[6])
+    invalid = command_msg(arb.decide(43, BASE, None, [np.nan] * 3, DOWN), 7, "fr3_link0", Time())
+    assert not invalid.valid and invalid.step == 43 and invalid.gripper == pytest.approx(d.gripper)  # last gripper
+    t = invalid.target
+    assert (t.position.x, t.position.y, t.position.z, t.orientation.x, t.orientation.y, t.orientation.z,
+            t.orientation.w) == (0.0,) * 7  # no target: all zeros
+    hold = command_msg(arb.decide(44, None, None, TCP, DOWN, base_stale=True), 7, "fr3_link0", Time())
+    assert hold.valid and hold.step == 44  # a hold for a stale base is a valid command (the latched pose)
 
 
 def test_diagnostics_levels():
@@ -200,22 +219,25 @@ def test_gripper_bridge_hysteresis_and_rate_limit():
         GripperBridgeConfig(open_below=0.7, close_above=0.6)
 
 
-def test_step_matcher_pairs_supersedes_and_restarts():
+def test_step_matcher_pairs_supersedes_and_ignores_old_steps():
     from action_arbiter.arbiter import StepMatcher
 
     m = StepMatcher()
-    assert m.add_residual(5, RES, "r5") and not m.has_base(5) and m.has_residual(5)  # a residual may come first
-    assert m.add_base(5, BASE, "b5") == "added" and m.base_stamp(5) == "b5"
-    assert m.add_base(4, BASE, "b4") == "added"  # an older step still undecided
+    assert m.add_residual(1, 5, RES, "r5") and not m.has_base(5) and not m.has_residual(5)  # episode 1 not started
+    assert m.add_base(1, 5, BASE, "b5") == "new_episode" and m.base_stamp(5) == "b5" and m.episode == 1
+    assert m.has_residual(5)  # the residual that came first is kept for its episode
+    assert m.add_base(1, 4, BASE, "b4") == "added"  # an older step still undecided
     m.pending = 5
     got = m.take(5)
     np.testing.assert_array_equal(got.base, BASE)
     np.testing.assert_array_equal(got.residual, RES)
     assert (got.base_stamp, got.residual_stamp) == ("b5", "r5")
     assert m.last_decided == 5 and m.pending is None and not m.has_base(4)  # step 4 superseded
-    assert m.add_base(5, BASE) == "duplicate" and not m.has_base(5)
-    assert not m.add_residual(5, RES) and m.late_residuals == 1  # late: its step was decided
-    m.add_base(6, BASE)
+    assert m.add_base(1, 5, BASE) == "duplicate" and not m.has_base(5)
+    assert not m.add_residual(1, 5, RES) and m.late_residuals == 1  # late: its step was decided
+    assert m.add_base(1, 3, BASE) == "stale" and m.stale_bases == 1 and not m.has_base(3)  # never a new episode
+    assert m.episode == 1 and m.last_decided == 5
+    m.add_base(1, 6, BASE)
     m.pending = 7
     m.take(6)
     assert m.pending == 7  # a newer waiting step keeps its deadline
@@ -239,3 +261,27 @@ def test_arbiter_runs_the_shared_pipeline():
     np.testing.assert_array_equal(d.final, want.action)
     np.testing.assert_array_equal(d.residual, want.residual)
     assert d.clip_reasons == want.reasons and d.residual[0] == pytest.approx(0.002) and d.residual[6] == 0.2
+
+
+def test_step_matcher_starts_an_episode_only_on_another_episode_id():
+    from action_arbiter.arbiter import StepMatcher
+
+    m = StepMatcher()
+    assert m.add_base(1, 0, BASE) == "new_episode"
+    for t in range(1, 4):
+        assert m.add_base(1, t, BASE) == "added"
+        m.take(t)
+    m.add_residual(1, 4, RES)
+    m.pending = 4
+    # A reset that keeps the step counter going (or a counter that wraps): the episode id says what it is.
+    assert m.add_base(2, 7, BASE, "b7") == "new_episode"
+    assert (m.episode, m.previous_episode, m.last_decided, m.pending) == (2, 1, None, None)
+    assert m.has_base(7) and not m.has_residual(4) and m.steps.keys() == {(2, 7)}  # episode 1's state dropped
+    assert not m.add_residual(1, 4, RES) and m.late_residuals == 1  # a residual of the finished episode is late
+    m.take(7)
+    # A new episode whose steps restart below the last decided one: a new episode, not a stale step.
+    assert m.add_base(3, 0, BASE) == "new_episode" and m.has_base(0) and m.last_decided is None
+    assert m.add_residual(3, 0, RES) and m.has_residual(0)
+    # The same step index in the old episode is not the new episode's.
+    assert not m.add_residual(2, 0, RES) and m.late_residuals == 2
+    assert m.add_base(3, 0, BASE) == "added"  # not decided yet: stored again

@@ -15,15 +15,21 @@ is the number of control steps applied in the episode (the state's index), ``sta
 state's messages, ``reason`` is "" while running, then "success" or "horizon". When an episode is done no
 ``/sim/step`` follows: the sim holds until ``/sim/reset``.
 
-Lockstep: after step t's state (and ``/sim/step`` t) is out the sim waits for the arbiter's Correction of step
-t, applies its target pose with gripper ``final[6]`` (:func:`advance`) and runs one control period. Applying the
+Commands: the arbiter's ``/arbiter/command`` (residual_interfaces/ArbiterCommand: episode, step, target, gripper,
+valid), in both modes. A command of another episode than the sim's current one is dropped and counted
+(:meth:`EpisodeMachine.accept_command`); so is, in lockstep, a command for another step than the one the sim
+waits on, and in real time one older than the newest taken. A command with ``valid`` false holds the pose
+(:func:`command_from_arbiter`).
+
+Lockstep: after step t's state (and ``/sim/step`` t) is out the sim waits for the arbiter's command of (episode,
+step t), applies its target pose and gripper (:func:`advance`) and runs one control period. Applying the
 target ``apply_delta(tcp_t, a)`` this way is the same physics as ``FrankaTaskEnv.step(a)`` (tested to float
 precision), so an episode through the ROS graph is the episode ``residual-eval`` runs. Optionally
 (``lockstep_pose_topic``) the sim also waits, before ``/sim/step`` t, until the pose estimator has republished
 the poses of step t, so every node computes step t on step t's poses.
 
-Real-time mode: a 20 Hz timer applies the latest ``/arbiter/target_pose`` + ``/arbiter/gripper`` (the current
-pose is held until a target arrives in the episode).
+Real-time mode: a 20 Hz timer applies the newest command taken in the episode (the current pose is held until
+one arrives, and while the newest one is not valid).
 
 Episodes end as in ``residual-eval``: at the first step after which the success predicate holds, or after
 ``horizon`` steps (success at the reset state does not count).
@@ -179,14 +185,19 @@ class EpisodeStatus:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
 
+COMMAND_DROP_REASONS = ("not_waiting", "other_episode", "old_step", "future_step")
+
+
 @dataclass(frozen=True)
 class CommandCheck:
-    """Whether a command for ``step`` is taken, and why not."""
+    """Whether a command for (episode, step) is taken, and why not."""
 
     accepted: bool
     reason: str
-    """"accepted", "not_waiting" (no step outstanding: done, idle, or waiting for poses), "old_step",
-    "future_step"."""
+    """"accepted", or one of COMMAND_DROP_REASONS: "not_waiting" (no episode running, or, in lockstep, no step
+    outstanding: done, idle, or waiting for poses), "other_episode" (not the sim's current episode), "old_step"
+    (lockstep: an earlier step; real time: older than the newest command taken), "future_step" (lockstep: a
+    later step)."""
 
 
 class EpisodeMachine:
@@ -207,6 +218,10 @@ class EpisodeMachine:
         self.resends = 0
         self.step_sent = False
         """/sim/step was published for the current step (so a command for it may come)."""
+        self.newest_command_step: int | None = None
+        """Real time: step of the newest command taken in this episode."""
+        self.dropped: dict[str, int] = dict.fromkeys(COMMAND_DROP_REASONS, 0)
+        """Commands dropped, by reason (over all episodes)."""
 
     @property
     def running(self) -> bool:
@@ -219,6 +234,7 @@ class EpisodeMachine:
         self.episode += 1
         self.task, self.seed, self.horizon = task, int(seed), int(horizon)
         self.step, self.success, self.reason, self.step_sent = 0, False, "", False
+        self.newest_command_step = None
         self.phase = Phase.WAIT_COMMAND  # until state_published() says otherwise
 
     def state_published(self, now: float, poses_expected: bool = True) -> bool:
@@ -248,16 +264,32 @@ class EpisodeMachine:
             return True
         return False
 
-    def check_command(self, step: int) -> CommandCheck:
-        """May the command for ``step`` be applied now? Only the current step's, once its /sim/step is out (also
-        while a re-published state waits for its poses: the command answers the first /sim/step)."""
-        if not self.running or not self.step_sent:
+    def check_command(self, episode: int, step: int) -> CommandCheck:
+        """May the command for (``episode``, ``step``) be applied now? Only one of the current episode. Lockstep:
+        only the current step's, once its /sim/step is out (also while a re-published state waits for its poses:
+        the command answers the first /sim/step). Real time: any step not older than the newest taken."""
+        if not self.running or (self.lockstep and not self.step_sent):
             return CommandCheck(False, "not_waiting")
+        if episode != self.episode:
+            return CommandCheck(False, "other_episode")
+        if not self.lockstep:
+            newest = self.newest_command_step
+            return CommandCheck(False, "old_step") if newest is not None and step < newest else CommandCheck(
+                True, "accepted")
         if step < self.step:
             return CommandCheck(False, "old_step")
         if step > self.step:
             return CommandCheck(False, "future_step")
         return CommandCheck(True, "accepted")
+
+    def accept_command(self, episode: int, step: int) -> CommandCheck:
+        """:meth:`check_command`, counting a dropped command in ``dropped`` and noting a taken one's step."""
+        check = self.check_command(episode, step)
+        if check.accepted:
+            self.newest_command_step = int(step)
+        else:
+            self.dropped[check.reason] += 1
+        return check
 
     def advanced(self, success: bool) -> bool:
         """One control step was applied; ends the episode on success or at the horizon. Returns ``done``."""
@@ -328,17 +360,12 @@ def command_from_target(pos, quat_xyzw, gripper: float) -> tuple[TargetCommand |
     return TargetCommand(p, q, min(max(g, 0.0), 1.0), "arbiter"), "ok"
 
 
-NO_COMMAND_REASON = "tcp_pose_invalid"
-"""The arbiter's clip reason when it could form no target (its Correction then carries a default pose)."""
-
-
-def command_from_correction(target_pos, target_quat, final_gripper: float, clip_reasons) -> tuple[
-        TargetCommand | None, str]:
-    """The command a Correction carries: its target pose with gripper ``final[6]``, or (None, "no_target") when
-    the arbiter formed no target (reason ``tcp_pose_invalid``), else as :func:`command_from_target`."""
-    if NO_COMMAND_REASON in clip_reasons:
-        return None, "no_target"
-    return command_from_target(target_pos, target_quat, final_gripper)
+def command_from_arbiter(valid: bool, target_pos, target_quat, gripper: float) -> tuple[TargetCommand | None, str]:
+    """The command an ArbiterCommand carries: (None, "invalid") when ``valid`` is false (the arbiter formed no
+    target: hold), else as :func:`command_from_target`."""
+    if not valid:
+        return None, "invalid"
+    return command_from_target(target_pos, target_quat, gripper)
 
 
 def hold_command(tcp_pos, tcp_quat, gripper: float) -> TargetCommand:

@@ -1,8 +1,9 @@
 """ROS 2 node ``sim`` (``franka-sim-node``): a FrankaTaskEnv in lockstep with the arbiter, or in real time.
 
-Topics, order of publication, /sim/episode JSON, lockstep and episode ends: see :mod:`franka_sim.sim_bridge`
-(everything decided there; this file is glue). Service ``/sim/reset`` (residual_interfaces/ResetEpisode:
-task, seed) resets the env and the step counter and publishes the first state.
+Topics, order of publication, /sim/episode JSON, which commands (``/arbiter/command``) are taken, lockstep and
+episode ends: see :mod:`franka_sim.sim_bridge` (everything decided there; this file is glue). Service
+``/sim/reset`` (residual_interfaces/ResetEpisode: task, seed) resets the env and the step counter, starts the next
+episode id and publishes the first state.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from residual_core.tasks import check_task
-from residual_interfaces.msg import Correction, ObjectPose, ObjectPoseArray
+from residual_interfaces.msg import ArbiterCommand, ObjectPose, ObjectPoseArray
 from residual_interfaces.srv import ResetEpisode
 from residual_ros.node_main import run_node
 from residual_ros.params import declare_config
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import Float64, Header, String, UInt64
+from std_msgs.msg import Header, String, UInt64
 
 from franka_sim import sim_bridge as sb
 from franka_sim.env import FrankaTaskEnv
@@ -45,9 +46,7 @@ class SimNode(Node):
         self.rng = np.random.default_rng()
         self.steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.last_gripper = 0.0
-        self._target: tuple[np.ndarray, np.ndarray] | None = None  # real-time mode: latest arbiter target
-        self._gripper_cmd: float | None = None  # real-time mode: latest arbiter gripper command
-        self.ignored: dict[str, int] = {}
+        self._latest: sb.TargetCommand | None = None  # real-time mode: newest valid command taken in the episode
         self._stamp = (0, 0)  # stamp of the state published last
 
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -64,12 +63,10 @@ class SimNode(Node):
             self.info_pub = self.create_publisher(CameraInfo, "/camera/camera_info", reliable)
         self.episode_pub = self.create_publisher(String, "~/episode", latched)
         self.step_pub = self.create_publisher(UInt64, "~/step", reliable)
+        self.create_subscription(ArbiterCommand, "/arbiter/command", self._on_command, reliable)
         if cfg.lockstep:
-            self.create_subscription(Correction, "/arbiter/correction", self._on_correction, reliable)
             self.create_timer(0.05, self._lockstep_watch, clock=self.steady)
         else:
-            self.create_subscription(PoseStamped, "/arbiter/target_pose", self._on_target, reliable)
-            self.create_subscription(Float64, "/arbiter/gripper", self._on_gripper, reliable)
             self.create_timer(cfg.control_dt, self._realtime_tick, clock=self.steady)
         if cfg.pose_topic is not None:
             self.create_subscription(ObjectPoseArray, cfg.pose_topic, self._on_poses, reliable)
@@ -96,7 +93,7 @@ class SimNode(Node):
         self.env.reset(seed=seed)
         self.clock.new_episode()
         self.machine.begin(task, seed, self.cfg.max_steps or self.env.horizon)
-        self.last_gripper, self._target, self._gripper_cmd = 0.0, None, None
+        self.last_gripper, self._latest = 0.0, None
         self.get_logger().info(f"episode {self.machine.episode}: task={task} seed={seed} "
                                f"horizon={self.machine.horizon}")
         return self._publish_state()
@@ -125,19 +122,23 @@ class SimNode(Node):
     def _hold(self) -> sb.TargetCommand:
         return sb.hold_command(*self.env.tcp_pose(), self.last_gripper)
 
-    def _on_correction(self, msg: Correction) -> None:
-        check = self.machine.check_command(int(msg.step))
+    def _on_command(self, msg: ArbiterCommand) -> None:
+        check = self.machine.accept_command(int(msg.episode), int(msg.step))
         if not check.accepted:
-            self.ignored[check.reason] = self.ignored.get(check.reason, 0) + 1
+            if check.reason != "not_waiting":
+                self.get_logger().info(f"dropped the command of episode {msg.episode} step {msg.step} "
+                                       f"({check.reason}; dropped so far: {self.machine.dropped})",
+                                       throttle_duration_sec=2.0)
             return
         p, q = msg.target.position, msg.target.orientation
-        command, why = sb.command_from_correction((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), msg.final[6],
-                                                  msg.clip_reasons)
+        command, why = sb.command_from_arbiter(msg.valid, (p.x, p.y, p.z), (q.x, q.y, q.z, q.w), msg.gripper)
         if command is None:
             self.get_logger().warn(f"step {msg.step}: no applicable target ({why}): holding the pose",
                                    throttle_duration_sec=2.0)
-            command = self._hold()
-        self._apply(command)
+        if self.cfg.lockstep:
+            self._apply(command or self._hold())
+        else:
+            self._latest = command
 
     def _on_poses(self, msg: ObjectPoseArray) -> None:
         # Only the answer to the current state (same stamp) releases the step; a late answer to an older one not.
@@ -157,21 +158,9 @@ class SimNode(Node):
                                    throttle_duration_sec=5.0)
             self._publish_state(resend=True)
 
-    def _on_target(self, msg: PoseStamped) -> None:
-        p, q = msg.pose.position, msg.pose.orientation
-        self._target = (np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w]))
-
-    def _on_gripper(self, msg: Float64) -> None:
-        self._gripper_cmd = float(msg.data)
-
     def _realtime_tick(self) -> None:
-        if not self.machine.running:
-            return
-        command = None
-        if self._target is not None:
-            gripper = self.last_gripper if self._gripper_cmd is None else self._gripper_cmd
-            command, _ = sb.command_from_target(*self._target, gripper)
-        self._apply(command or self._hold())
+        if self.machine.running:
+            self._apply(self._latest or self._hold())
 
     # --- publishing ----------------------------------------------------------------------------------------------
     def _publish_state(self, resend: bool = False) -> sb.EpisodeStatus:

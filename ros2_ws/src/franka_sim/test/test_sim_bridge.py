@@ -37,21 +37,21 @@ def test_camera_decimation_and_seeds():
 
 def test_lockstep_episode_runs_to_the_horizon():
     m = EpisodeMachine(lockstep=True)
-    assert m.phase == Phase.IDLE and not m.running and m.check_command(0).reason == "not_waiting"
+    assert m.phase == Phase.IDLE and not m.running and m.check_command(0, 0).reason == "not_waiting"
     m.begin("cube_lift", 7, horizon=3)
     assert m.state_published(now=0.0) is True  # /sim/step 0 follows at once
-    assert m.check_command(1).reason == "future_step"
+    assert m.check_command(1, 1).reason == "future_step"
     for t in range(3):
-        assert m.check_command(t).accepted
+        assert m.check_command(1, t).accepted
         done = m.advanced(success=False)
         assert done == (t == 2)
         assert m.state_published(now=float(t)) is (t < 2)
         if t < 2:
-            assert m.check_command(t).reason == "old_step"
+            assert m.check_command(1, t).reason == "old_step"
     s = m.status(1.5)
     assert (s.step, s.done, s.success, s.reason, s.seed, s.episode) == (3, True, False, "horizon", 7, 1)
     assert s.stamp_ns == 1_500_000_000 and m.status(1.5, stamp_ns=42).stamp_ns == 42
-    assert m.check_command(3).reason == "not_waiting"  # holds until reset
+    assert m.check_command(1, 3).reason == "not_waiting"  # holds until reset
     with pytest.raises(RuntimeError, match="without a running episode"):
         m.advanced(success=True)
     m.begin("cube_lift", 8, horizon=3)
@@ -75,9 +75,9 @@ def test_pose_barrier_holds_the_step_until_poses_or_timeout():
     m = EpisodeMachine(lockstep=True, wait_for_poses=True)
     m.begin("cube_lift", 0, horizon=10)
     assert m.state_published(now=10.0) is False and m.phase == Phase.WAIT_POSES
-    assert m.check_command(0).reason == "not_waiting"  # no /sim/step yet, so no command can be for it
+    assert m.check_command(1, 0).reason == "not_waiting"  # no /sim/step yet, so no command can be for it
     assert m.poses_arrived() is True and m.poses_arrived() is False  # only once
-    assert m.check_command(0).accepted
+    assert m.check_command(1, 0).accepted
     m.advanced(False)
     assert m.state_published(now=20.0) is False
     assert not m.pose_wait_expired(now=20.5, timeout=1.0)
@@ -155,23 +155,68 @@ def test_joint_state_and_camera_info_fields():
     assert f["d"] == [0.0] * 5 and f["distortion_model"] == "plumb_bob"
 
 
-def test_a_correction_without_command_is_not_a_target():
-    # The arbiter's Correction carries a default pose (origin, identity) when it could form no target.
-    assert sb.command_from_correction([0, 0, 0], [0, 0, 0, 1], 1.0, ["tcp_pose_invalid"]) == (None, "no_target")
-    cmd, why = sb.command_from_correction([0.4, 0, 0.3], [0, 0, 0, 1], 1.0, ["translation_step"])
-    assert why == "ok" and cmd.gripper == 1.0 and list(cmd.pos) == [0.4, 0, 0.3]
+def test_an_invalid_command_is_not_a_target():
+    # valid false: the arbiter formed no target this step (invalid TCP pose); whatever the pose fields hold.
+    assert sb.command_from_arbiter(False, [0.4, 0, 0.3], [0, 0, 0, 1], 1.0) == (None, "invalid")
+    cmd, why = sb.command_from_arbiter(True, [0.4, 0, 0.3], [0, 0, 0, 1], 1.0)
+    assert why == "ok" and cmd.gripper == 1.0 and list(cmd.pos) == [0.4, 0, 0.3] and cmd.source == "arbiter"
+    assert sb.command_from_arbiter(True, [0.4, 0, 0.3], [0, 0, 0, 0], 1.0) == (None, "no_target")
+    assert not hasattr(sb, "command_from_correction") and not hasattr(sb, "NO_COMMAND_REASON")
+
+
+def test_lockstep_takes_only_the_current_episode_and_step_and_counts_the_rest():
+    m = EpisodeMachine(lockstep=True)
+    m.begin("cube_lift", 0, horizon=10)
+    m.state_published(now=0.0)
+    assert m.accept_command(1, 0).accepted
+    m.advanced(False)
+    m.state_published(now=1.0)
+    assert m.accept_command(2, 1).reason == "other_episode"  # right step, wrong episode
+    assert m.accept_command(0, 1).reason == "other_episode"  # 0: the arbiter had seen no episode yet
+    assert m.accept_command(1, 0).reason == "old_step" and m.accept_command(1, 2).reason == "future_step"
+    assert m.step == 1 and m.accept_command(1, 1).accepted
+    m.advanced(False)
+    m.begin("cube_lift", 1, horizon=10)  # reset: episode 2, step 0
+    m.state_published(now=2.0)
+    assert m.accept_command(1, 0).reason == "other_episode"  # the old episode's step 0 is not this one's
+    assert m.accept_command(2, 0).accepted
+    assert m.dropped == {"not_waiting": 0, "other_episode": 3, "old_step": 1, "future_step": 1}
+
+
+def test_real_time_takes_the_newest_command_of_the_current_episode():
+    m = EpisodeMachine(lockstep=False)
+    assert m.accept_command(1, 0).reason == "not_waiting"  # no episode yet
+    m.begin("cube_lift", 0, horizon=100)
+    m.state_published(now=0.0)
+    # The base's step counter is its own in real time: any step, but never an older one than the newest taken.
+    assert m.accept_command(1, 40).accepted and m.newest_command_step == 40
+    assert m.accept_command(1, 40).accepted  # a repeated hold of the same step
+    assert m.accept_command(1, 39).reason == "old_step"
+    assert m.accept_command(2, 41).reason == "other_episode"
+    m.advanced(False)  # the sim steps on its own timer: commands need not name its step
+    m.state_published(now=0.05)
+    assert m.accept_command(1, 41).accepted
+    m.begin("cube_lift", 1, horizon=100)  # episode 2
+    m.state_published(now=1.0)
+    assert m.newest_command_step is None
+    assert m.accept_command(1, 42).reason == "other_episode"  # in flight from the old episode
+    assert m.accept_command(2, 0).accepted
+    for _ in range(100):
+        m.advanced(False)
+    assert m.phase == Phase.DONE and m.accept_command(2, 1).reason == "not_waiting"
+    assert m.dropped == {"not_waiting": 2, "other_episode": 2, "old_step": 1, "future_step": 0}
 
 
 def test_a_command_answering_the_first_step_message_is_taken_while_a_resend_waits_for_poses():
     m = EpisodeMachine(lockstep=True, wait_for_poses=True)
     m.begin("cube_lift", 0, horizon=10)
     m.state_published(now=0.0)
-    assert m.check_command(0).reason == "not_waiting"  # /sim/step 0 not out yet
+    assert m.check_command(1, 0).reason == "not_waiting"  # /sim/step 0 not out yet
     m.poses_arrived()
     assert m.resend_due(2.0, period=2.0)
     m.state_published(now=2.0)  # the re-published state waits for its poses again...
     assert m.phase == Phase.WAIT_POSES
-    assert m.check_command(0).accepted  # ...but the command for the first /sim/step 0 is still taken
+    assert m.check_command(1, 0).accepted  # ...but the command for the first /sim/step 0 is still taken
     m.advanced(False)
     m.state_published(now=3.0)
-    assert m.check_command(1).reason == "not_waiting"
+    assert m.check_command(1, 1).reason == "not_waiting"

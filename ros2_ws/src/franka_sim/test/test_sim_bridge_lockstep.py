@@ -36,7 +36,7 @@ def test_target_pose_steps_reproduce_env_step(task, seed):
         tcp_pos, tcp_quat = sim.tcp_pose()
         final = clip_action(action)
         command, why = sb.command_from_target(*apply_delta(tcp_pos, tcp_quat, final), final[6])
-        assert why == "ok" and machine.check_command(t).accepted
+        assert why == "ok" and machine.check_command(1, t).accepted
         report = sb.advance(sim, command)
         done = machine.advanced(report["success"])
         worst = max(worst, float(np.max(np.abs(_state(ref) - _state(sim)))))

@@ -145,8 +145,8 @@ def describe_graph(
                         # residual computes step t on step t's poses (reproducible runs).
                         "lockstep_pose_topic": "/objects/poses" if lockstep and pose_source == "estimator"
                         else "none"},
-            description="MuJoCo FR3 + task scene: /joint_states, /tcp_pose, camera, /sim/step, /clock; tracks "
-                        "/arbiter/target_pose and /arbiter/gripper",
+            description="MuJoCo FR3 + task scene: /joint_states, /tcp_pose, camera, /sim/step, /sim/episode, /clock; "
+                        "executes /arbiter/command",
         ))
     else:
         out.append(IncludeSpec(
@@ -187,7 +187,9 @@ def describe_graph(
         ))
     out.append(NodeSpec(
         "vla_base_node", "vla-base-node", "base", params_files=params_files,
+        # Episode ids: the sim's (/sim/episode) in sim; on the robot the base node counts them (its ~/reset).
         parameters={**common, "task": task, "backend": backend, "lockstep": lockstep, "sync_inference": lockstep,
+                    "episode_topic": "/sim/episode" if sim else "none",
                     "use_image": not sim or backend in ("openpi", "openvla"),
                     **({"base_checkpoint": base_checkpoint} if base_checkpoint else {})},
         remappings=base_remap,
@@ -205,7 +207,8 @@ def describe_graph(
         parameters={**common, "lockstep": lockstep, "task": task, "checkpoint": checkpoint,
                     "controller_pose_topic": "none" if sim else f"/{controller}/equilibrium_pose"},
         remappings=tcp_remap,
-        description="base + residual -> safety envelope -> /arbiter/target_pose, /arbiter/gripper, records",
+        description="base + residual -> safety envelope -> /arbiter/command (+ /arbiter/target_pose, /arbiter/gripper "
+                    "for the robot), records",
     ))
     if use_rviz:
         out.append(NodeSpec(

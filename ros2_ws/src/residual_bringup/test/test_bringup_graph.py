@@ -42,6 +42,7 @@ def test_sim_graph_nodes_and_parameters():
         assert n.parameters.get("task", "stack_cube") == "stack_cube"
     base = nodes["base"].parameters
     assert base["backend"] == "sim_bc" and base["lockstep"] and base["sync_inference"] and not base["use_image"]
+    assert base["episode_topic"] == "/sim/episode"  # episode ids are the sim's
     assert nodes["arbiter"].parameters["controller_pose_topic"] == "none"
 
 
@@ -51,6 +52,7 @@ def test_sim_graph_options():
     assert "pose_estimator" not in nodes and nodes["sim"].parameters["publish_object_poses"]
     assert nodes["rviz2"].arguments == ("-d", str(CONFIG / "residual.rviz"))
     assert not nodes["base"].parameters["lockstep"] and nodes["base"].parameters["use_image"]
+    assert nodes["base"].parameters["episode_topic"] == "/sim/episode"  # real time in sim: still the sim's ids
     assert not nodes["arbiter"].parameters["use_sim_time"]
 
 
@@ -68,6 +70,7 @@ def test_real_graph():
         assert nodes[name].parameters["use_sim_time"] is False
     assert nodes["arbiter"].parameters["controller_pose_topic"] == "/cartesian_impedance_controller/equilibrium_pose"
     assert nodes["base"].parameters["backend"] == "openpi" and not nodes["base"].parameters["lockstep"]
+    assert nodes["base"].parameters["episode_topic"] == "none"  # on the robot the base node counts episodes
     assert len(node_specs(graph)) == len(graph) - 1
 
 

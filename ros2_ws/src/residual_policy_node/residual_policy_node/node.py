@@ -2,7 +2,7 @@
 
 Thin glue around :class:`residual_policy_node.core.ResidualComputer`. Inputs: ``/joint_states``, ``/tcp_pose``,
 ``/objects/poses`` and ``/base/action``; for each base action it publishes ``~/action`` (``/residual/action``:
-EefAction with the same step, the residual already scaled, source "residual", header stamp = now) when the
+EefAction with the same episode and step, the residual already scaled, source "residual", header stamp = now) when the
 status is "ok" (or zeros for "rejected_nan"); nothing when proprioception is missing or stale (the arbiter then
 sends the base action alone). ``/diagnostics`` carries the compute times and counts.
 
@@ -109,7 +109,8 @@ class ResidualPolicyNode(Node):
         self.stats.add(result)
         self.window.add(result)
         if result.status in ("ok", "rejected_nan"):
-            out = EefAction(step=msg.step, action=[float(v) for v in result.residual], source="residual")
+            out = EefAction(episode=msg.episode, step=msg.step, action=[float(v) for v in result.residual],
+                            source="residual")
             out.header.stamp = self.get_clock().now().to_msg()
             out.header.frame_id = self.cfg.frame_id
             self.pub.publish(out)

@@ -6,8 +6,11 @@ Thin glue around :class:`~vla_base_node.chunk_broker.ChunkBroker` (which action 
 never delays the 20 Hz tick; with ``sync_inference`` it runs inside the tick instead (lockstep simulation:
 the sim waits for the command anyway, and the result no longer depends on timing).
 
-Step index: from ``/sim/step`` (std_msgs/UInt64) in lockstep mode, else from the node's own timer. A step
-index that goes backwards starts a new episode.
+Episode and step (:mod:`vla_base_node.episodes`): every action carries both. Following the simulator
+(``episode_topic``, /sim/episode) the episode is the sim's; the step is ``/sim/step`` in lockstep, else the node's
+own timer count, restarted at 0 by a new episode. Without a simulator (``episode_topic`` none) the node counts
+episodes itself: service ``~/reset`` (std_srvs/Trigger) starts the next one. A new episode resets the chunks and
+the backend; a step index going backwards is never taken for one.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ from residual_interfaces.msg import EefAction, EefActionChunk, ObjectPoseArray
 from residual_ros.node_main import run_node
 from residual_ros.params import declare_config
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import UInt64
+from std_msgs.msg import String, UInt64
+from std_srvs.srv import Trigger
 
 from vla_base_node.backends import BackendError, make_backend, timed_infer
 from vla_base_node.chunk_broker import ChunkBroker
+from vla_base_node.episodes import EpisodeClock, Tick, parse_status
 from vla_base_node.inputs import InputCache, image_to_rgb
 
 
@@ -48,6 +53,9 @@ class VlaBaseNodeConfig:
     """Control period (s)."""
     lockstep: bool = False
     """Take the step index from /sim/step (published by the sim each step) instead of an own timer."""
+    episode_topic: str = "none"
+    """Simulator status topic (std_msgs/String JSON with episode and step, e.g. /sim/episode) whose episode ids
+    the actions carry (required in lockstep); none: the node's own counter, advanced by ~/reset (real robot)."""
     sync_inference: bool = False
     """Run inference inside the tick when a re-plan is due (deterministic in lockstep; blocks the tick)."""
     horizon: int = 8
@@ -109,6 +117,13 @@ class VlaBaseNodeConfig:
         check_task(self.task)
         if not self.control_dt > 0:
             raise ValueError(f"control_dt must be > 0, got {self.control_dt}")
+        if self.lockstep and self.follow_sim is False:
+            raise ValueError("lockstep needs episode_topic (the simulator's status, e.g. /sim/episode), got none")
+
+    @property
+    def follow_sim(self) -> bool:
+        """Episode ids come from the simulator's status topic."""
+        return self.episode_topic not in ("", "none")
 
     @property
     def resolved_instruction(self) -> str:
@@ -131,7 +146,8 @@ class VlaBaseNode(Node):
                                  freshness=PoseFreshness(cfg.pose_timeout, cfg.min_confidence))
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="base_infer")
         self._tick_lock = threading.Lock()
-        self._step = 0
+        self.episodes = EpisodeClock(lockstep=cfg.lockstep, follow_sim=cfg.follow_sim)
+        self._episode = self.episodes.episode  # episode of the last tick
         self.failures = 0
 
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -145,10 +161,15 @@ class VlaBaseNode(Node):
         self.create_subscription(ObjectPoseArray, "/objects/poses", self._on_objects, latest)
         if cfg.use_image:
             self.create_subscription(Image, "/camera/image_raw", self._on_image, qos_profile_sensor_data)
-        if cfg.lockstep:
-            self.create_subscription(UInt64, "/sim/step", lambda m: self.tick(int(m.data)), reliable)
+        if cfg.follow_sim:  # before /sim/step: when both are ready, the status (published first) is served first
+            self.create_subscription(String, cfg.episode_topic, self._on_status, reliable)
         else:
-            self.create_timer(cfg.control_dt, self._on_timer)
+            self.create_service(Trigger, "~/reset", self._on_reset)
+        if cfg.lockstep:
+            self.create_subscription(UInt64, "/sim/step", lambda m: self._run(self.episodes.on_sim_step(int(m.data))),
+                                     reliable)
+        else:
+            self.create_timer(cfg.control_dt, lambda: self._run(self.episodes.on_timer()))
         self.get_logger().info(
             f"base node: backend={cfg.backend} task={cfg.task} ensemble={cfg.ensemble} "
             f"{'lockstep' if cfg.lockstep else 'real-time'} {'sync' if cfg.sync_inference else 'async'} inference")
@@ -188,28 +209,43 @@ class VlaBaseNode(Node):
             return
         self.inputs.update_image(img, self._now())
 
-    # --- stepping ------------------------------------------------------------------------------------------------
-    def _on_timer(self) -> None:
-        self.tick(self._step)
-        self._step += 1
+    def _on_status(self, msg: String) -> None:
+        try:
+            episode, step = parse_status(msg.data)
+        except ValueError as exc:
+            self.get_logger().error(str(exc), throttle_duration_sec=5.0)
+            return
+        self._run(self.episodes.on_status(episode, step))
 
-    def tick(self, step: int) -> None:
-        """Emit the action of ``step`` and start a re-plan if one is due."""
+    def _on_reset(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
         with self._tick_lock:
-            last = self.broker.last_step
-            if last is not None and step <= last:
-                if step == last:
-                    return  # duplicate step message
-                self.get_logger().info(f"step went back from {last} to {step}: new episode")
+            episode = self.episodes.reset()
+        resp.success, resp.message = True, f"episode {episode} starts at the next tick"
+        self.get_logger().info(resp.message)
+        return resp
+
+    # --- stepping ------------------------------------------------------------------------------------------------
+    def _run(self, tick: Tick | None) -> None:
+        if tick is not None:
+            self.tick(tick.episode, tick.step, tick.new_episode)
+
+    def tick(self, episode: int, step: int, new_episode: bool = False) -> None:
+        """Emit the action of ``step`` of ``episode`` and start a re-plan if one is due; ``new_episode``: reset the
+        chunks and the backend first."""
+        with self._tick_lock:
+            if new_episode:
+                self.get_logger().info(f"episode {episode} starts at step {step}")
                 self.broker.reset()
                 self.backend.reset(self.cfg.resolved_instruction)
+            self._episode = episode
             if self.cfg.sync_inference and self.broker.wants_replan(step):
                 obs = self.inputs.snapshot(step, self._now())
                 if obs is not None:
                     self.broker.replan_started(step)
-                    self._infer(step, obs)
+                    self._infer(episode, step, obs)
             out = self.broker.next_action(step)
-            self.action_pub.publish(self._action_msg(step, out.action, "hold" if out.ran_dry else self.backend.name))
+            self.action_pub.publish(self._action_msg(episode, step, out.action,
+                                                     "hold" if out.ran_dry else self.backend.name))
             if out.ran_dry:
                 self.get_logger().warn(f"no base action for step {step}: holding"
                                        f" (waiting for {self.inputs.missing() or 'inference'})",
@@ -218,9 +254,9 @@ class VlaBaseNode(Node):
                 obs = self.inputs.snapshot(step, self._now())
                 if obs is not None:
                     self.broker.replan_started(step)
-                    self._worker.submit(self._infer, step, obs)
+                    self._worker.submit(self._infer, episode, step, obs)
 
-    def _infer(self, step: int, obs: dict) -> None:
+    def _infer(self, episode: int, step: int, obs: dict) -> None:
         try:
             chunk, latency = timed_infer(self.backend, obs)
         except Exception as exc:  # noqa: BLE001 (any failure must free the request slot, or re-planning stops)
@@ -229,19 +265,23 @@ class VlaBaseNode(Node):
             self.get_logger().error(f"inference for step {step} failed: {exc}", throttle_duration_sec=2.0)
             return
         self.broker.note_latency(latency)
+        if episode != self._episode:  # the chunks were reset for a new episode while this one was computed
+            self.get_logger().info(f"chunk for step {step} of episode {episode} dropped: episode {self._episode} "
+                                   "has started")
+            return
         result = self.broker.add_chunk(step, chunk)
         if not result.accepted:
             self.get_logger().error(f"chunk for step {step} rejected: {result.reason}", throttle_duration_sec=2.0)
             return
-        msg = EefActionChunk(start_step=step)
+        msg = EefActionChunk(episode=episode, start_step=step)
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self.cfg.frame_id
         used = np.asarray(chunk)[: self.cfg.horizon]
-        msg.actions = [self._action_msg(step + i, a, self.backend.name) for i, a in enumerate(used)]
+        msg.actions = [self._action_msg(episode, step + i, a, self.backend.name) for i, a in enumerate(used)]
         self.chunk_pub.publish(msg)
 
-    def _action_msg(self, step: int, action: np.ndarray, source: str) -> EefAction:
-        msg = EefAction(step=int(step), action=[float(v) for v in action], source=source)
+    def _action_msg(self, episode: int, step: int, action: np.ndarray, source: str) -> EefAction:
+        msg = EefAction(episode=int(episode), step=int(step), action=[float(v) for v in action], source=source)
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self.cfg.frame_id
         return msg

@@ -26,6 +26,7 @@ DEFAULT_TOPICS: dict[str, str] = {
     "/base/action": "residual_interfaces/msg/EefAction",
     "/base/chunk": "residual_interfaces/msg/EefActionChunk",
     "/residual/action": "residual_interfaces/msg/EefAction",
+    "/arbiter/command": "residual_interfaces/msg/ArbiterCommand",
     "/arbiter/correction": "residual_interfaces/msg/Correction",
     "/arbiter/target_pose": "geometry_msgs/msg/PoseStamped",
     "/arbiter/gripper": "std_msgs/msg/Float64",

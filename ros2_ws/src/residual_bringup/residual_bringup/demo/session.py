@@ -42,8 +42,8 @@ class NodeExpectation:
 def expected_nodes(with_estimator: bool, estimator_source: str = "gt") -> list[NodeExpectation]:
     """The lockstep sim graph's nodes and the subscriptions each must have (the base reads the true poses; the pose
     estimator, if any, the ground truth (``gt``) or the camera (``aruco``))."""
-    out = [NodeExpectation("sim", ("/arbiter/correction",) + (("/objects/poses",) if with_estimator else ())),
-           NodeExpectation("base", ("/sim/step", "/tcp_pose", "/joint_states", "/sim/object_poses_gt")),
+    out = [NodeExpectation("sim", ("/arbiter/command",) + (("/objects/poses",) if with_estimator else ())),
+           NodeExpectation("base", ("/sim/step", "/sim/episode", "/tcp_pose", "/joint_states", "/sim/object_poses_gt")),
            NodeExpectation("residual", ("/base/action", "/tcp_pose", "/joint_states", "/objects/poses")),
            NodeExpectation("arbiter", ("/base/action", "/residual/action", "/tcp_pose", "/objects/poses"))]
     if with_estimator:
@@ -210,7 +210,7 @@ class DemoSession:
         steps = int(final["step"])
 
         def collected():
-            mine = self.corrections[first:]
+            mine = [c for c in self.corrections[first:] if c.episode == final["episode"]]
             return len({c.step for c in mine if c.step < steps}) >= steps and mine
         corrections = self.wait(collected, 10.0, f"the corrections of the {phase} episode with seed {seed}", alive)
         with self.cond:

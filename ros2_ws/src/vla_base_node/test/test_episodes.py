@@ -1,0 +1,57 @@
+"""The base node's episode/step source: explicit episode ids, never inferred from a step going backwards."""
+
+import json
+
+import pytest
+from vla_base_node.episodes import EpisodeClock, Tick, parse_status
+
+
+def status(episode: int, step: int) -> str:
+    return json.dumps({"episode": episode, "step": step, "task": "cube_lift", "done": False})
+
+
+def test_parse_status():
+    assert parse_status(status(3, 17)) == (3, 17)
+    with pytest.raises(ValueError, match="not a simulator episode status.*'step'"):
+        parse_status(json.dumps({"episode": 1}))
+    with pytest.raises(ValueError, match="not a simulator episode status"):
+        parse_status("episode 1")
+
+
+def test_lockstep_ticks_when_both_the_step_message_and_its_status_are_in():
+    c = EpisodeClock(lockstep=True, follow_sim=True)
+    assert c.on_status(1, 0) is None
+    assert c.on_sim_step(0) == Tick(1, 0, new_episode=False)
+    assert c.on_sim_step(1) is None  # /sim/step 1 overtook its status: wait for it
+    assert c.on_status(1, 1) == Tick(1, 1, False)
+    assert c.on_status(1, 1) is None and c.on_sim_step(1) is None  # re-published: a duplicate
+    assert c.on_status(1, 2) is None and c.on_sim_step(2) == Tick(1, 2, False)
+    assert c.on_status(1, 0) is None and c.on_sim_step(0) is None  # a step going back is NOT a new episode
+    # Reset: the sim's episode 2 starts at step 0 (and at any other step: the id decides, not the step).
+    assert c.on_status(2, 0) is None and c.on_sim_step(0) == Tick(2, 0, new_episode=True)
+    assert c.on_status(2, 1) is None and c.on_sim_step(1) == Tick(2, 1, False)
+    assert c.on_status(3, 5) is None and c.on_sim_step(5) == Tick(3, 5, True)
+    # A step message of the old episode arriving with the new status is not the new episode's step.
+    assert c.on_status(4, 0) is None and c.on_sim_step(6) is None
+
+
+def test_real_time_following_the_simulator_restarts_steps_on_a_new_episode():
+    c = EpisodeClock(lockstep=False, follow_sim=True)
+    assert c.on_timer() is None  # no episode yet: nothing to act for
+    c.on_status(1, 0)
+    assert [c.on_timer() for _ in range(3)] == [Tick(1, 0, False), Tick(1, 1, False), Tick(1, 2, False)]
+    c.on_status(1, 40)  # the sim's own step count does not matter in real time
+    assert c.on_timer() == Tick(1, 3, False)
+    c.on_status(2, 0)
+    assert c.on_timer() == Tick(2, 0, True) and c.on_timer() == Tick(2, 1, False)
+    with pytest.raises(ValueError, match="/sim/reset"):
+        c.reset()
+
+
+def test_own_counter_is_advanced_by_reset():
+    c = EpisodeClock(lockstep=False, follow_sim=False)
+    assert [c.on_timer() for _ in range(2)] == [Tick(1, 0, False), Tick(1, 1, False)]
+    assert c.reset() == 2
+    assert c.on_timer() == Tick(2, 0, True)
+    with pytest.raises(ValueError, match="lockstep needs"):
+        EpisodeClock(lockstep=True, follow_sim=False)
