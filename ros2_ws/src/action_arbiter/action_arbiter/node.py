@@ -145,6 +145,9 @@ class ArbiterNode(Node):
         self.stats, self.window = ArbiterStats(), ArbiterStats()
         self.steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.matcher = StepMatcher()  # base and residual per step; matcher.pending: the deadline timer runs for it
+        self._last_command: ArbiterCommand | None = None
+        self.resent_commands = 0
+        """Commands re-sent for a base action of the step just decided (lockstep re-publication)."""
         self._last_base_s: float | None = None
         self._last_pose_s: float | None = None
         self._tcp = (np.full(3, np.nan), np.array([0.0, 0.0, 0.0, 1.0]))
@@ -229,7 +232,15 @@ class ArbiterNode(Node):
         step = int(msg.step)
         self._last_base_s = self._steady_s()
         added = self.matcher.add_base(msg.episode, step, msg.action, msg.header.stamp)
-        if added in ("duplicate", "stale"):
+        if added == "duplicate":
+            # The base re-sent the step just decided (the simulator re-published it: our command was lost, e.g.
+            # while DDS was still matching): send the same command again, decide nothing new.
+            last = self._last_command
+            if last is not None and (last.episode, last.step) == (int(msg.episode), step):
+                self.resent_commands += 1
+                self.command_pub.publish(last)
+            return
+        if added == "stale":
             return
         if added == "new_episode":
             self.get_logger().info(f"episode {msg.episode} starts at step {step}")
@@ -270,7 +281,8 @@ class ArbiterNode(Node):
     def _publish(self, d: Decision, base_stamp: Time | None = None, residual_stamp: Time | None = None) -> None:
         stamp = self.get_clock().now().to_msg()
         episode = self.matcher.episode or 0  # 0: no base action (so no episode) seen yet
-        self.command_pub.publish(command_msg(d, episode, self.cfg.frame_id, stamp))
+        self._last_command = command_msg(d, episode, self.cfg.frame_id, stamp)
+        self.command_pub.publish(self._last_command)
         if d.has_command:
             target = PoseStamped()
             target.header.stamp, target.header.frame_id = stamp, self.cfg.frame_id

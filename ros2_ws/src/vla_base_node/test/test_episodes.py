@@ -24,7 +24,8 @@ def test_lockstep_ticks_when_both_the_step_message_and_its_status_are_in():
     assert c.on_sim_step(0) == Tick(1, 0, new_episode=False)
     assert c.on_sim_step(1) is None  # /sim/step 1 overtook its status: wait for it
     assert c.on_status(1, 1) == Tick(1, 1, False)
-    assert c.on_status(1, 1) is None and c.on_sim_step(1) is None  # re-published: a duplicate
+    # Re-published (the sim got no command for it): the same step again, as a repeat (answer again, compute nothing)
+    assert c.on_status(1, 1) is None and c.on_sim_step(1) == Tick(1, 1, False, repeat=True)
     assert c.on_status(1, 2) is None and c.on_sim_step(2) == Tick(1, 2, False)
     assert c.on_status(1, 0) is None and c.on_sim_step(0) is None  # a step going back is NOT a new episode
     # Reset: the sim's episode 2 starts at step 0 (and at any other step: the id decides, not the step).
@@ -55,3 +56,13 @@ def test_own_counter_is_advanced_by_reset():
     assert c.on_timer() == Tick(2, 0, True)
     with pytest.raises(ValueError, match="lockstep needs"):
         EpisodeClock(lockstep=True, follow_sim=False)
+
+
+def test_only_lockstep_repeats_and_only_the_last_step():
+    c = EpisodeClock(lockstep=True, follow_sim=True)
+    c.on_status(1, 3)
+    assert c.on_sim_step(3) == Tick(1, 3, False)
+    assert c.on_sim_step(3).repeat and c.on_sim_step(2) is None  # an older step is never answered again
+    rt = EpisodeClock(lockstep=False, follow_sim=True)
+    rt.on_status(1, 0)
+    assert rt.on_timer() == Tick(1, 0, False) and not rt.on_timer().repeat

@@ -28,6 +28,9 @@ class Tick:
     step: int
     new_episode: bool
     """The first tick of this episode after a tick of another one: chunks and backend state must be reset first."""
+    repeat: bool = False
+    """Lockstep: the simulator re-published the step just answered (its command was lost somewhere, e.g. while DDS
+    was still matching): send the same action again, compute nothing new."""
 
 
 def parse_status(text: str) -> tuple[int, int]:
@@ -42,8 +45,9 @@ def parse_status(text: str) -> tuple[int, int]:
 class EpisodeClock:
     """Turns simulator statuses, ``/sim/step`` messages, timer ticks and resets into :class:`Tick` s.
 
-    A tick for a step at or below the last one of the same episode (a duplicate or re-published step message) is
-    not emitted; a tick of another episode always is (``new_episode``).
+    A tick for a step below the last one of the same episode is not emitted; in lockstep, the last step again (the
+    simulator re-publishes a step whose command it did not get) is emitted as a ``repeat``, so the base answers it
+    again and a lost message cannot stall the loop; a tick of another episode always is (``new_episode``).
     """
 
     def __init__(self, lockstep: bool, follow_sim: bool):
@@ -97,6 +101,8 @@ class EpisodeClock:
     def _tick(self, episode: int, step: int) -> Tick | None:
         last = self._last
         if last is not None and last[0] == episode and step <= last[1]:
+            if self.lockstep and step == last[1]:
+                return Tick(int(episode), int(step), new_episode=False, repeat=True)
             return None
         self._last = (int(episode), int(step))
         return Tick(int(episode), int(step), new_episode=last is not None and last[0] != episode)

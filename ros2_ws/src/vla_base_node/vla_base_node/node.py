@@ -149,6 +149,9 @@ class VlaBaseNode(Node):
         self.episodes = EpisodeClock(lockstep=cfg.lockstep, follow_sim=cfg.follow_sim)
         self._episode = self.episodes.episode  # episode of the last tick
         self.failures = 0
+        self.repeats = 0
+        """Actions re-sent for a step the simulator re-published (lockstep)."""
+        self._last_action: EefAction | None = None
 
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.action_pub = self.create_publisher(EefAction, "~/action", reliable)
@@ -226,8 +229,16 @@ class VlaBaseNode(Node):
 
     # --- stepping ------------------------------------------------------------------------------------------------
     def _run(self, tick: Tick | None) -> None:
-        if tick is not None:
-            self.tick(tick.episode, tick.step, tick.new_episode)
+        if tick is None:
+            return
+        if tick.repeat:
+            with self._tick_lock:
+                last = self._last_action
+            if last is not None and (last.episode, last.step) == (tick.episode, tick.step):
+                self.repeats += 1
+                self.action_pub.publish(last)  # the same answer again: idempotent
+            return
+        self.tick(tick.episode, tick.step, tick.new_episode)
 
     def tick(self, episode: int, step: int, new_episode: bool = False) -> None:
         """Emit the action of ``step`` of ``episode`` and start a re-plan if one is due; ``new_episode``: reset the
@@ -244,8 +255,9 @@ class VlaBaseNode(Node):
                     self.broker.replan_started(step)
                     self._infer(episode, step, obs)
             out = self.broker.next_action(step)
-            self.action_pub.publish(self._action_msg(episode, step, out.action,
-                                                     "hold" if out.ran_dry else self.backend.name))
+            self._last_action = self._action_msg(episode, step, out.action,
+                                                 "hold" if out.ran_dry else self.backend.name)
+            self.action_pub.publish(self._last_action)
             if out.ran_dry:
                 self.get_logger().warn(f"no base action for step {step}: holding"
                                        f" (waiting for {self.inputs.missing() or 'inference'})",
