@@ -11,7 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from pose_estimator_node.aruco import ArucoPoseEstimator, CameraModel, Extrinsic
+from pose_estimator_node.camera import CameraModel, Extrinsic
+from pose_estimator_node.estimator import ArucoPoseEstimator
 
 DATA = Path(__file__).parent / "data"
 EXPECTED = json.loads((DATA / "rendered_frames_expected.json").read_text())

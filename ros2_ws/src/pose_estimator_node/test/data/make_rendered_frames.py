@@ -16,7 +16,8 @@ import cv2
 import franka_sim  # noqa: F401  (chooses the GL backend before mujoco is imported)
 import numpy as np
 from franka_sim.env import FrankaTaskEnv
-from pose_estimator_node.aruco import ArucoPoseEstimator, CameraModel, Extrinsic, image_to_gray
+from pose_estimator_node.camera import CameraModel, Extrinsic, image_to_gray
+from pose_estimator_node.estimator import ArucoPoseEstimator
 
 HERE = Path(__file__).parent
 SIZE = (480, 640)
