@@ -1,4 +1,4 @@
-"""Accuracy and speed of the ArUco pose estimator (pose_estimator_node.aruco) on franka_sim's rendered camera images.
+"""Accuracy and speed of the ArUco pose estimator (pose_estimator_node) on franka_sim's camera images.
 
 Per task, ``--states`` random initial states (``env.reset(seed=seed + i)``) are rendered from the fixed scene camera;
 each task object's estimated pose is compared with the simulator's ground truth. With ``--expert``, each state is
@@ -27,7 +27,8 @@ import numpy as np
 from franka_sim.camera import gl_backend
 from franka_sim.env import FrankaTaskEnv
 from franka_sim.experts import ScriptedExpert
-from pose_estimator_node.aruco import ArucoConfig, ArucoPoseEstimator, CameraModel, Extrinsic, image_to_gray
+from pose_estimator_node.camera import CameraModel, Extrinsic, image_to_gray
+from pose_estimator_node.estimator import ArucoConfig, ArucoPoseEstimator
 from residual_core.tasks import TASK_NAMES
 from scipy.spatial.transform import Rotation
 

@@ -14,7 +14,7 @@ setup(
     zip_safe=True,
     maintainer="residual-vla developers",
     maintainer_email="dev@residual-vla.invalid",
-    description="rclpy helpers shared by the stack's nodes: the node runner and typed-config ROS parameters.",
+    description="rclpy helpers shared by the stack's nodes: node runner, typed-config ROS parameters, Image to numpy.",
     license="Apache-2.0",
     entry_points={"console_scripts": []},
 )

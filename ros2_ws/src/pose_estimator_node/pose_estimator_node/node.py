@@ -1,9 +1,9 @@
 """ROS 2 node: task object poses on /objects/poses, from ArUco markers in the camera image or the sim's ground truth.
 
-``source: aruco``: /camera/image_raw + /camera/camera_info -> :class:`~pose_estimator_node.aruco.ArucoPoseEstimator`
+``source: aruco``: /camera/image_raw + /camera/camera_info -> :class:`~pose_estimator_node.estimator.ArucoPoseEstimator`
 (camera extrinsic from the ``camera_pos`` / ``camera_quat_xyzw`` parameters: the optical frame in the base frame;
 defaults: franka_sim's fixed scene camera). ``source: gt``: /sim/object_poses_gt -> noise and dropout
-(:class:`~pose_estimator_node.gt.GtPassThrough`, residual_core.augment's maths).
+(:class:`~pose_estimator_node.noisy_ground_truth.NoisyGroundTruth`, residual_core.augment's maths).
 
 Outputs: ``/objects/poses`` (ObjectPoseArray, frame fr3_link0, header stamp and every ``measured`` = the image's
 (or ground truth's) stamp; one entry per task object, confidence 0 when not seen), ``/objects/pose_array``
@@ -26,15 +26,9 @@ from residual_ros.node_main import run_node
 from residual_ros.params import declare_config
 from sensor_msgs.msg import CameraInfo, Image
 
-from pose_estimator_node.aruco import (
-    ArucoConfig,
-    ArucoPoseEstimator,
-    CameraModel,
-    Extrinsic,
-    image_to_gray,
-    sim_camera_extrinsic,
-)
-from pose_estimator_node.gt import GtNoiseConfig, GtPassThrough
+from pose_estimator_node.camera import CameraModel, Extrinsic, image_to_gray, sim_camera_extrinsic
+from pose_estimator_node.estimator import ArucoConfig, ArucoPoseEstimator
+from pose_estimator_node.noisy_ground_truth import NoisyGroundTruth, NoisyGroundTruthConfig
 
 SOURCES = ("aruco", "gt")
 _DEFAULT_ARUCO = ArucoConfig()
@@ -109,7 +103,8 @@ class PoseEstimatorNodeConfig:
             unrefined_confidence=self.unrefined_confidence, normal_prior=tuple(self.normal_prior),
             track_timeout_s=self.track_timeout_s, track_max_angle_rad=self.track_max_angle_rad,
             refine_corners=self.refine_corners)
-        self.gt = GtNoiseConfig(self.noise_pos_m, self.noise_rot_rad, self.dropout_p, self.seed)
+        self.noisy_ground_truth = NoisyGroundTruthConfig(self.noise_pos_m, self.noise_rot_rad, self.dropout_p,
+                                                         self.seed)
 
 
 def _pose(pos, quat) -> Pose:
@@ -139,7 +134,7 @@ class PoseEstimatorNode(Node):
             self.create_subscription(Image, "/camera/image_raw", self._on_image,
                                      QoSProfile(depth=1, reliability=reliability))
         else:
-            self.passthrough = GtPassThrough(self.objects, cfg.gt)
+            self.noisy_ground_truth = NoisyGroundTruth(self.objects, cfg.noisy_ground_truth)
             self.create_subscription(ObjectPoseArray, "/sim/object_poses_gt", self._on_gt, qos_profile_sensor_data)
         self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics, clock=self.steady)
         self.get_logger().info(f"pose estimator: task={cfg.task} source={cfg.source} objects={list(self.objects)}")
@@ -178,7 +173,7 @@ class PoseEstimatorNode(Node):
         # Each object's own measurement time when the simulator set one, else the message's stamp.
         measured = {o: msg.header.stamp for o in self.objects}
         measured.update({o.name: o.measured for o in msg.objects if o.measured.sec or o.measured.nanosec})
-        out = self.passthrough.apply(inputs)
+        out = self.noisy_ground_truth.apply(inputs)
         self._publish(msg.header.stamp, measured, [(p.name, p.pos, p.quat_xyzw, p.confidence) for p in out])
 
     def _publish(self, stamp, measured: dict, entries: list) -> None:

@@ -7,16 +7,9 @@ import cv2
 import numpy as np
 import pytest
 from franka_sim.env import FrankaTaskEnv
-from pose_estimator_node.aruco import (
-    ArucoConfig,
-    ArucoPoseEstimator,
-    CameraModel,
-    Extrinsic,
-    confidence,
-    image_to_gray,
-    marker_pose_solutions,
-    sim_camera_extrinsic,
-)
+from pose_estimator_node.camera import CameraModel, Extrinsic, image_to_gray, sim_camera_extrinsic
+from pose_estimator_node.estimator import ArucoConfig, ArucoPoseEstimator, confidence
+from pose_estimator_node.ippe import marker_pose_solutions
 from pose_synthetic import render_markers
 from residual_core.markers import MARKERS
 from scipy.spatial.transform import Rotation

@@ -14,7 +14,8 @@ import franka_sim  # noqa: F401  (chooses the GL backend before mujoco is import
 import numpy as np
 import pytest
 from franka_sim.env import FrankaTaskEnv
-from pose_estimator_node.aruco import ArucoPoseEstimator, CameraModel, Extrinsic, image_to_gray
+from pose_estimator_node.camera import CameraModel, Extrinsic, image_to_gray
+from pose_estimator_node.estimator import ArucoPoseEstimator
 from scipy.spatial.transform import Rotation
 
 SEEDS = range(8)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from residual_core.observation import PoseFreshness, absent_reasons
+from residual_ros.conversions import image_to_rgb as image_to_rgb  # re-exported: node.py decodes images with it
 
 FR3_ARM_JOINTS = tuple(f"fr3_joint{i}" for i in range(1, 8))
 FR3_FINGER_JOINTS = ("fr3_finger_joint1", "fr3_finger_joint2")
@@ -113,23 +114,3 @@ class InputCache:
                 },
                 "image": None if self._image is None else self._image[0],
             }
-
-
-_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-
-
-def image_to_rgb(data: bytes, height: int, width: int, encoding: str, row_step: int) -> np.ndarray:
-    """A sensor_msgs/Image buffer as an (H, W, 3) uint8 RGB array (8-bit encodings; no cv_bridge needed)."""
-    if encoding not in _CHANNELS:
-        raise ValueError(f"unsupported image encoding {encoding!r}; supported: {', '.join(_CHANNELS)}")
-    ch = _CHANNELS[encoding]
-    if row_step < width * ch or len(data) < row_step * height:
-        raise ValueError(f"image buffer of {len(data)} bytes does not hold {height}x{width} {encoding} "
-                         f"with row step {row_step}")
-    rows = np.frombuffer(data, dtype=np.uint8, count=row_step * height).reshape(height, row_step)
-    img = rows[:, : width * ch].reshape(height, width, ch)
-    if encoding == "mono8":
-        return np.repeat(img, 3, axis=2)
-    if encoding.startswith("bgr"):
-        img = img[:, :, 2::-1]
-    return np.ascontiguousarray(img[:, :, :3])

@@ -16,8 +16,8 @@ Confidence in [0, 1] = size factor (0 below ``min_side_px``, 1 from ``full_side_
 reprojection factor ``exp(-(err / reproj_scale_px)^2)`` x ``ambiguous_confidence`` if the prior (not the image
 or tracking) decided x ``unrefined_confidence`` if the corner refinement failed.
 
-Frames: the extrinsic is the pose of the camera's *optical* frame (OpenCV: x right, y down, z forward) in the base
-frame (``fr3_link0``); ``franka_sim.camera.extrinsics`` returns exactly that.
+Camera model, extrinsic and image decoding: :mod:`pose_estimator_node.camera`; the pose maths:
+:mod:`pose_estimator_node.ippe`.
 """
 
 from __future__ import annotations
@@ -29,83 +29,14 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 from residual_core.markers import ARUCO_DICTIONARY, MARKER_CELLS, MARKERS, MarkerSpec
-from residual_core.sim_camera import SIM_CAMERA_LOOKAT, SIM_CAMERA_POS, look_at_xyaxes
 from scipy.spatial.transform import Rotation
 
+from pose_estimator_node.camera import CameraModel, Extrinsic
 from pose_estimator_node.corners import RefineConfig, refine_corners
+from pose_estimator_node.ippe import marker_pose_solutions, object_pose_from_marker
 
 RESOLUTIONS = ("only", "reprojection", "tracking", "prior", "reprojection_ambiguous")
 """How the pose of a marker was chosen among the IPPE solutions (see the module docstring)."""
-
-
-@dataclass(frozen=True)
-class CameraModel:
-    """Pinhole camera with OpenCV distortion, as sensor_msgs/CameraInfo gives it (K, D, size)."""
-
-    K: np.ndarray
-    """(3, 3) camera matrix."""
-    D: np.ndarray
-    """Distortion coefficients (OpenCV order; plumb_bob: k1 k2 p1 p2 k3); may be empty."""
-    width: int
-    """Image width (px)."""
-    height: int
-    """Image height (px)."""
-
-    def __post_init__(self) -> None:
-        K = np.asarray(self.K, dtype=np.float64).reshape(3, 3)
-        D = np.asarray(self.D, dtype=np.float64).ravel()
-        if not (np.all(np.isfinite(K)) and K[0, 0] > 0 and K[1, 1] > 0):
-            raise ValueError(f"camera matrix K must be finite with fx, fy > 0 (uncalibrated camera?), got {K.tolist()}")
-        if not np.all(np.isfinite(D)):
-            raise ValueError(f"distortion coefficients must be finite, got {D.tolist()}")
-        if self.width < 1 or self.height < 1:
-            raise ValueError(f"image size must be positive, got {self.width}x{self.height}")
-        object.__setattr__(self, "K", K)
-        object.__setattr__(self, "D", D)
-
-    @classmethod
-    def from_camera_info(cls, k: Sequence[float], d: Sequence[float], width: int, height: int) -> CameraModel:
-        """From CameraInfo's ``k`` (9, row-major), ``d`` and size."""
-        k = np.asarray(k, dtype=np.float64)
-        if k.size != 9:
-            raise ValueError(f"CameraInfo k must have 9 values, got {k.size}")
-        return cls(k.reshape(3, 3), np.asarray(d, dtype=np.float64), int(width), int(height))
-
-    @property
-    def has_distortion(self) -> bool:
-        return bool(np.any(self.D != 0.0))
-
-    def undistort(self, pixels: np.ndarray) -> np.ndarray:
-        """(N, 2) distorted pixel coordinates -> undistorted pixel coordinates (same K)."""
-        pts = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)
-        if not self.has_distortion:
-            return pts.copy()
-        criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-10)  # default 5 iterations: 1e-4 px off
-        return cv2.undistortPoints(pts[:, None, :], self.K, self.D, None, None, self.K, criteria).reshape(-1, 2)
-
-
-@dataclass(frozen=True)
-class Extrinsic:
-    """Pose of the camera's optical frame in the robot base frame."""
-
-    pos: np.ndarray
-    """(3,) position (m)."""
-    quat_xyzw: np.ndarray
-    """(4,) orientation, x y z w."""
-
-    def __post_init__(self) -> None:
-        pos = np.asarray(self.pos, dtype=np.float64).reshape(-1)
-        quat = np.asarray(self.quat_xyzw, dtype=np.float64).reshape(-1)
-        if pos.shape != (3,) or quat.shape != (4,) or not (np.all(np.isfinite(pos)) and np.all(np.isfinite(quat))):
-            raise ValueError(f"camera extrinsic needs a finite position (3) and quaternion (4), got {pos}, {quat}")
-        if not 0.5 < np.linalg.norm(quat) < 1.5:
-            raise ValueError(f"camera quaternion {quat.tolist()} is not (close to) unit length")
-        object.__setattr__(self, "pos", pos)
-        object.__setattr__(self, "quat_xyzw", quat / np.linalg.norm(quat))
-
-    @property
-    def rotation(self) -> Rotation:
-        return Rotation.from_quat(self.quat_xyzw)
 
 
 @dataclass(frozen=True)
@@ -195,71 +126,6 @@ class EstimateResult:
     """Time spent in the ArUco detector (s)."""
     total_s: float
     """Time for the whole image (s)."""
-
-
-def sim_camera_extrinsic(camera=None) -> Extrinsic:
-    """The optical frame of the sim's fixed scene camera in the base frame, from its position and MuJoCo x / y axes
-    (MuJoCo cameras look along -z with y up, the optical frame along +z with y down). ``camera``: anything with
-    ``pos`` and ``xyaxes()`` (franka_sim's ``CameraConfig``); None: :mod:`residual_core.sim_camera`'s numbers, which
-    franka_sim's default ``CameraConfig`` also reads. Equal to ``franka_sim.camera.extrinsics`` of a compiled scene,
-    without compiling one (or importing the simulator)."""
-    if camera is None:
-        pos, xyaxes = SIM_CAMERA_POS, look_at_xyaxes(SIM_CAMERA_POS, SIM_CAMERA_LOOKAT)
-    else:
-        pos, xyaxes = camera.pos, camera.xyaxes()
-    axes = np.asarray(xyaxes, dtype=np.float64)
-    x, y = axes[:3], axes[3:]
-    mj = np.stack([x, y, np.cross(x, y)], axis=1)
-    optical = mj @ np.diag([1.0, -1.0, -1.0])
-    return Extrinsic(np.asarray(pos, dtype=np.float64), Rotation.from_matrix(optical).as_quat(canonical=True))
-
-
-def image_to_gray(data: bytes | np.ndarray, height: int, width: int, encoding: str, row_step: int) -> np.ndarray:
-    """A sensor_msgs/Image buffer (8-bit rgb8, bgr8, rgba8, bgra8 or mono8) as an (H, W) uint8 grey image."""
-    channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-    if encoding not in channels:
-        raise ValueError(f"unsupported image encoding {encoding!r}; supported: {', '.join(channels)}")
-    ch = channels[encoding]
-    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray | memoryview) else np.asarray(
-        data, dtype=np.uint8).ravel()
-    if row_step < width * ch or buf.size < row_step * height:
-        raise ValueError(f"image buffer of {buf.size} bytes does not hold {height}x{width} {encoding} "
-                         f"with row step {row_step}")
-    img = buf[: row_step * height].reshape(height, row_step)[:, : width * ch].reshape(height, width, ch)
-    if ch == 1:
-        return np.ascontiguousarray(img[:, :, 0])
-    code = {"rgb8": cv2.COLOR_RGB2GRAY, "bgr8": cv2.COLOR_BGR2GRAY, "rgba8": cv2.COLOR_RGBA2GRAY,
-            "bgra8": cv2.COLOR_BGRA2GRAY}[encoding]
-    return cv2.cvtColor(np.ascontiguousarray(img), code)
-
-
-def square_object_points(size: float) -> np.ndarray:
-    """(4, 3) corners of a square marker of side ``size`` in its own frame, in ArUco (and IPPE_SQUARE) order."""
-    h = size / 2.0
-    return np.array([[-h, h, 0.0], [h, h, 0.0], [h, -h, 0.0], [-h, -h, 0.0]])
-
-
-def marker_pose_solutions(corners: np.ndarray, size: float, K: np.ndarray) -> list[tuple[Rotation, np.ndarray, float]]:
-    """IPPE solutions (rotation, translation (3,), RMS reprojection error px) of a square marker in the optical
-    frame, best first. ``corners`` (4, 2) are undistorted pixels in detection order."""
-    n, rvecs, tvecs, errs = cv2.solvePnPGeneric(
-        square_object_points(size), np.asarray(corners, dtype=np.float64).reshape(4, 1, 2), K, None,
-        flags=cv2.SOLVEPNP_IPPE_SQUARE)
-    errs = np.asarray(errs, dtype=np.float64).ravel()
-    out = [(Rotation.from_rotvec(np.asarray(rvecs[i]).ravel()), np.asarray(tvecs[i], dtype=np.float64).ravel(),
-            float(errs[i])) for i in range(int(n))]
-    return sorted(out, key=lambda s: s[2])
-
-
-def object_pose_from_marker(
-    r_cam_marker: Rotation, t_cam_marker: np.ndarray, extrinsic: Extrinsic, spec: MarkerSpec
-) -> tuple[np.ndarray, Rotation]:
-    """Object pose (position, rotation) in the base frame from the marker's pose in the optical frame."""
-    r_base_marker = extrinsic.rotation * r_cam_marker
-    p_base_marker = extrinsic.rotation.apply(t_cam_marker) + extrinsic.pos
-    r_obj_marker = Rotation.from_quat(spec.quat_xyzw)
-    r_base_obj = r_base_marker * r_obj_marker.inv()
-    return p_base_marker - r_base_obj.apply(np.asarray(spec.pos)), r_base_obj
 
 
 def confidence(err_px: float, side_px: float, ambiguous: bool, refined: bool, cfg: ArucoConfig) -> float:
@@ -374,7 +240,8 @@ class ArucoPoseEstimator:
     def estimate(
         self, gray: np.ndarray, camera: CameraModel, extrinsic: Extrinsic, stamp_s: float | None = None
     ) -> EstimateResult:
-        """Poses of the task objects visible in ``gray`` (H, W) uint8 (use :func:`image_to_gray` for messages).
+        """Poses of the task objects visible in ``gray`` (H, W) uint8 (messages:
+        :func:`pose_estimator_node.camera.image_to_gray`).
 
         When a marker id is detected more than once, the detection with the highest confidence is kept.
         """

@@ -1,4 +1,4 @@
-"""Ground-truth pass-through: the simulator's object poses with the training-time noise and dropout (no rclpy).
+"""Noisy ground truth: the simulator's object poses with the training-time noise and dropout (no rclpy).
 
 The noise and dropout are :class:`residual_core.augment.PoseAugmenter`'s (docs/CONTRACTS.md, "Pose noise and
 dropout"), with a fixed noise level: position noise N(0, noise_pos_m^2) per axis, orientation noise a rotation
@@ -22,8 +22,8 @@ from residual_core.augment import PoseAugmenter
 
 
 @dataclass(frozen=True)
-class GtNoiseConfig:
-    """Noise and dropout of the ground-truth pass-through."""
+class NoisyGroundTruthConfig:
+    """Noise and dropout added to the ground truth."""
 
     noise_pos_m: float = 0.0
     """Standard deviation of the position noise per axis (m)."""
@@ -62,10 +62,10 @@ class PassedPose:
     """"seen", "dropped" (by the dropout draw) or "missing" (absent, unseen or invalid on input)."""
 
 
-class GtPassThrough:
+class NoisyGroundTruth:
     """Applies noise and dropout to one message's object poses at a time (one PoseAugmenter environment)."""
 
-    def __init__(self, object_names: Sequence[str], config: GtNoiseConfig = GtNoiseConfig()):
+    def __init__(self, object_names: Sequence[str], config: NoisyGroundTruthConfig = NoisyGroundTruthConfig()):
         if not object_names:
             raise ValueError("object_names must name at least one object")
         self.object_names = tuple(object_names)

@@ -1,10 +1,10 @@
-"""Ground-truth pass-through: exact without noise, the configured noise and dropout statistics, seeding, bad inputs."""
+"""Noisy ground truth: exact without noise, the configured noise and dropout statistics, seeding, bad inputs."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from pose_estimator_node.gt import GtNoiseConfig, GtPassThrough
+from pose_estimator_node.noisy_ground_truth import NoisyGroundTruth, NoisyGroundTruthConfig
 from scipy.spatial.transform import Rotation
 
 CUBE = ([0.5, 0.05, 0.02], list(Rotation.from_euler("z", 0.3).as_quat()), 1.0)
@@ -12,15 +12,15 @@ TARGET = ([0.55, -0.1, 0.0], [0.0, 0.0, 0.0, 1.0], 1.0)
 
 
 def test_without_noise_poses_pass_unchanged_in_task_order():
-    out = GtPassThrough(["cube", "target"]).apply({"target": TARGET, "cube": CUBE, "mug": CUBE})
+    out = NoisyGroundTruth(["cube", "target"]).apply({"target": TARGET, "cube": CUBE, "mug": CUBE})
     assert [p.name for p in out] == ["cube", "target"] and [p.status for p in out] == ["seen", "seen"]
     np.testing.assert_allclose(out[0].pos, CUBE[0])
     assert abs(abs(np.dot(out[0].quat_xyzw, CUBE[1])) - 1.0) < 1e-12 and out[0].confidence == 1.0
 
 
 def test_noise_and_dropout_follow_the_configuration():
-    cfg = GtNoiseConfig(noise_pos_m=0.004, noise_rot_rad=0.03, dropout_p=0.2, seed=5)
-    gt = GtPassThrough(["cube", "target"], cfg)
+    cfg = NoisyGroundTruthConfig(noise_pos_m=0.004, noise_rot_rad=0.03, dropout_p=0.2, seed=5)
+    gt = NoisyGroundTruth(["cube", "target"], cfg)
     outs = [gt.apply({"cube": CUBE, "target": TARGET}) for _ in range(3000)]
     flat = [p for out in outs for p in out]
     dropped = np.mean([p.status == "dropped" for p in flat])
@@ -33,12 +33,12 @@ def test_noise_and_dropout_follow_the_configuration():
     angles = np.array([(Rotation.from_quat(p.quat_xyzw) * Rotation.from_quat(CUBE[1]).inv()).magnitude()
                        for p in cube])
     assert np.sqrt(np.mean(angles ** 2)) == pytest.approx(0.03, rel=0.05)  # |N(0, s^2)| has RMS s
-    again = GtPassThrough(["cube", "target"], cfg).apply({"cube": CUBE, "target": TARGET})
+    again = NoisyGroundTruth(["cube", "target"], cfg).apply({"cube": CUBE, "target": TARGET})
     np.testing.assert_array_equal(again[0].pos, outs[0][0].pos)  # same seed, same stream
 
 
 def test_missing_unseen_and_invalid_objects_pass_as_not_seen():
-    gt = GtPassThrough(["cube", "target"], GtNoiseConfig(noise_pos_m=0.01, noise_rot_rad=0.1))
+    gt = NoisyGroundTruth(["cube", "target"], NoisyGroundTruthConfig(noise_pos_m=0.01, noise_rot_rad=0.1))
     out = gt.apply({"cube": (CUBE[0], CUBE[1], 0.0)})
     assert [(p.status, p.confidence) for p in out] == [("missing", 0.0), ("missing", 0.0)]
     np.testing.assert_array_equal(out[0].pos, CUBE[0])  # untouched
@@ -49,10 +49,10 @@ def test_missing_unseen_and_invalid_objects_pass_as_not_seen():
 
 def test_config_is_validated():
     with pytest.raises(ValueError, match="noise_rot_rad=0.1 needs noise_pos_m > 0"):
-        GtNoiseConfig(noise_rot_rad=0.1)
+        NoisyGroundTruthConfig(noise_rot_rad=0.1)
     with pytest.raises(ValueError, match="dropout_p must be in"):
-        GtNoiseConfig(dropout_p=1.5)
+        NoisyGroundTruthConfig(dropout_p=1.5)
     with pytest.raises(ValueError, match="noise_pos_m must be finite and >= 0"):
-        GtNoiseConfig(noise_pos_m=-0.1)
+        NoisyGroundTruthConfig(noise_pos_m=-0.1)
     with pytest.raises(ValueError, match="at least one object"):
-        GtPassThrough([])
+        NoisyGroundTruth([])
