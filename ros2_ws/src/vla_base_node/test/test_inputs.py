@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from residual_core.observation import PoseFreshness
+from residual_ros.conversions import image_to_rgb
 from vla_base_node.chunk_broker import ChunkBroker
-from vla_base_node.inputs import InputCache, image_to_rgb
+from vla_base_node.inputs import InputCache
 
 ARM = [f"fr3_joint{i}" for i in range(1, 8)]
 

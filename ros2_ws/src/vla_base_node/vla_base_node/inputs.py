@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from residual_core.observation import PoseFreshness, absent_reasons
-from residual_ros.conversions import image_to_rgb as image_to_rgb  # re-exported: node.py decodes images with it
 
 FR3_ARM_JOINTS = tuple(f"fr3_joint{i}" for i in range(1, 8))
 FR3_FINGER_JOINTS = ("fr3_finger_joint1", "fr3_finger_joint2")

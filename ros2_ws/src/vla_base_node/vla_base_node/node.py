@@ -27,6 +27,7 @@ from residual_core.action import CONTROL_DT
 from residual_core.observation import PoseFreshness
 from residual_core.tasks import TASK_INSTRUCTIONS, TASK_OBJECTS, check_task
 from residual_interfaces.msg import EefAction, EefActionChunk, ObjectPoseArray
+from residual_ros.conversions import image_to_rgb
 from residual_ros.node_main import run_node
 from residual_ros.params import declare_config
 from sensor_msgs.msg import Image, JointState
@@ -36,7 +37,7 @@ from std_srvs.srv import Trigger
 from vla_base_node.backends import BackendError, make_backend, timed_infer
 from vla_base_node.chunk_broker import ChunkBroker
 from vla_base_node.episodes import EpisodeClock, Tick, parse_status
-from vla_base_node.inputs import InputCache, image_to_rgb
+from vla_base_node.inputs import InputCache
 
 
 @dataclass
