@@ -39,6 +39,9 @@ from vla_base_node.chunk_broker import ChunkBroker
 from vla_base_node.episodes import EpisodeClock, Tick, parse_status
 from vla_base_node.inputs import InputCache
 
+DEFAULT_HORIZON = 8
+"""Actions used per chunk when neither the configuration nor the backend says (horizon 0)."""
+
 
 @dataclass
 class VlaBaseNodeConfig:
@@ -59,8 +62,10 @@ class VlaBaseNodeConfig:
     the actions carry (required in lockstep); none: the node's own counter, advanced by ~/reset (real robot)."""
     sync_inference: bool = False
     """Run inference inside the tick when a re-plan is due (deterministic in lockstep; blocks the tick)."""
-    horizon: int = 8
-    """Largest number of actions used from one chunk."""
+    horizon: int = 0
+    """Largest number of actions used from one chunk; 0: the backend's own chunk length where it declares one (sim_bc:
+    its checkpoint's execute_steps, read from the manifest, so each chunk is played open-loop as long as in training
+    and residual-eval), else 8."""
     ensemble: str = "none"
     """Chunk handling: none (newest chunk) or temporal (ACT-style ensembling)."""
     ensemble_decay: float = 0.01
@@ -118,6 +123,8 @@ class VlaBaseNodeConfig:
         check_task(self.task)
         if not self.control_dt > 0:
             raise ValueError(f"control_dt must be > 0, got {self.control_dt}")
+        if self.horizon < 0:
+            raise ValueError(f"horizon must be >= 0 (0: the backend's chunk length), got {self.horizon}")
         if self.lockstep and self.follow_sim is False:
             raise ValueError("lockstep needs episode_topic (the simulator's status, e.g. /sim/episode), got none")
 
@@ -139,8 +146,9 @@ class VlaBaseNode(Node):
         self.cfg = cfg = declare_config(self, VlaBaseNodeConfig)
         self.backend = make_backend(cfg.backend, asdict(cfg))
         self.backend.reset(cfg.resolved_instruction)
+        self.horizon = cfg.horizon or getattr(self.backend, "chunk_length", None) or DEFAULT_HORIZON
         self.broker = ChunkBroker(
-            horizon=cfg.horizon, control_dt=cfg.control_dt, ensemble=cfg.ensemble, ensemble_decay=cfg.ensemble_decay,
+            horizon=self.horizon, control_dt=cfg.control_dt, ensemble=cfg.ensemble, ensemble_decay=cfg.ensemble_decay,
             replan_threshold=self._replan_threshold(cfg),
         )
         self.inputs = InputCache(instruction=cfg.resolved_instruction, object_names=TASK_OBJECTS[cfg.task],
@@ -175,7 +183,7 @@ class VlaBaseNode(Node):
         else:
             self.create_timer(cfg.control_dt, lambda: self._run(self.episodes.on_timer()))
         self.get_logger().info(
-            f"base node: backend={cfg.backend} task={cfg.task} ensemble={cfg.ensemble} "
+            f"base node: backend={cfg.backend} task={cfg.task} ensemble={cfg.ensemble} horizon={self.horizon} "
             f"{'lockstep' if cfg.lockstep else 'real-time'} {'sync' if cfg.sync_inference else 'async'} inference")
 
     @staticmethod
@@ -289,7 +297,7 @@ class VlaBaseNode(Node):
         msg = EefActionChunk(episode=episode, start_step=step)
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self.cfg.frame_id
-        used = np.asarray(chunk)[: self.cfg.horizon]
+        used = np.asarray(chunk)[: self.horizon]
         msg.actions = [self._action_msg(episode, step + i, a, self.backend.name) for i, a in enumerate(used)]
         self.chunk_pub.publish(msg)
 

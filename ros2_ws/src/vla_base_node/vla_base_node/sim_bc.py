@@ -37,6 +37,11 @@ class SimBCBackend:
         self.policy = BasePolicy.from_checkpoint(Path(path))
         self.embedding: np.ndarray | None = None
 
+    @property
+    def chunk_length(self) -> int:
+        """Actions played per chunk: the checkpoint's execute_steps (from its manifest); the node's default horizon."""
+        return int(self.policy.execute_steps)
+
     def reset(self, instruction: str) -> None:
         self.embedding = embed_instruction(instruction)
 
