@@ -95,12 +95,14 @@ def test_lockstep_sync_inference_is_one_action_per_sim_step(launch_node, ros_pro
         for _ in range(12):
             act(1, step, status_first=step % 2 == 0)  # either order: the tick waits for both
             step += 1
-        sim_step(1, step - 1)  # a duplicate step message is ignored
-        sim_step(1, 0)  # so is a step going back: it is not a new episode
+        requests = len(server.requests)
+        sim_step(1, step - 1)  # re-published (the sim got no command for it): the same action again, no inference
+        ros_probe.spin_until(lambda: len(actions) == step + 1, 10.0, "the re-sent action")
+        sim_step(1, 0)  # a step going back is ignored: it is not a new episode
         ros_probe.spin_for(0.2)
         assert proc.running(), proc.output()
-        requests = len(server.requests)
-        assert [a.step for a in actions] == list(range(step)) and {a.episode for a in actions} == {1}
+        assert [a.step for a in actions] == list(range(step)) + [step - 1] and {a.episode for a in actions} == {1}
+        assert list(actions[-1].action) == list(actions[-2].action) and len(server.requests) == requests
         # A new episode (the sim's id): chunks and backend reset, so step 0 is planned afresh.
         act(2, 0)
         assert len(server.requests) == requests + 1, "the new episode re-planned at its step 0"

@@ -20,6 +20,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from residual_core.checkpoint import CheckpointError
+from residual_core.observation import PoseFreshness
 from residual_interfaces.msg import EefAction, ObjectPoseArray
 from residual_ros.node_main import run_node
 from residual_ros.params import declare_config
@@ -36,9 +37,9 @@ class ResidualNodeConfig:
     """Task name (residual_core.tasks); the checkpoint must have been trained for it."""
     checkpoint: str = ""
     """Residual checkpoint (.safetensors next to its .json manifest); empty: checkpoints/residual/<task>."""
-    pose_timeout: float = 0.25
-    """An object pose older than this (s) is a dropout in the observation."""
-    min_confidence: float = 0.5
+    pose_timeout: float = PoseFreshness().timeout_s
+    """An object pose older than this (s) is a dropout in the observation (residual_core.observation's rule)."""
+    min_confidence: float = PoseFreshness().min_confidence
     """An object pose with a lower confidence is a dropout in the observation."""
     proprio_timeout: float = 0.25
     """Joint states or TCP pose older than this (s): no residual."""
@@ -46,6 +47,11 @@ class ResidualNodeConfig:
     """Frame written into the residual's header."""
     diagnostics_period_s: float = 1.0
     """Period of /diagnostics (s)."""
+    lockstep: bool = False
+    """Lockstep simulation with sim time: compute step t only once the joint states and TCP pose are as new as the
+    state the base action of t was computed on (their header stamps), or after ``state_wait_s``."""
+    state_wait_s: float = 0.25
+    """Lockstep: compute anyway (and say so) when the step's state has not arrived after this long (steady s)."""
 
     def computer_config(self) -> ResidualComputerConfig:
         return ResidualComputerConfig(task=self.task, pose_timeout=self.pose_timeout,
@@ -61,6 +67,10 @@ class ResidualNodeConfig:
 
 def _seconds(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
+
+
+def _ns(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 class ResidualPolicyNode(Node):
@@ -85,6 +95,11 @@ class ResidualPolicyNode(Node):
         self.create_subscription(ObjectPoseArray, "/objects/poses", self._on_poses, latest)
         self.create_subscription(EefAction, "/base/action", self._on_base, reliable)
         self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics, clock=self.steady)
+        self._match_stamps = cfg.lockstep and bool(self.get_parameter("use_sim_time").value)
+        self._joint_stamp_ns = self._tcp_stamp_ns = -1
+        self._pending: EefAction | None = None
+        self._state_timer = self.create_timer(cfg.state_wait_s, self._state_deadline, clock=self.steady)
+        self._state_timer.cancel()
         self.get_logger().info(f"residual node: task={cfg.task} checkpoint={path} "
                                f"({self.computer.policy.manifest.steps} steps)")
 
@@ -92,11 +107,33 @@ class ResidualPolicyNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_joints(self, msg: JointState) -> None:
-        self.computer.update_joint_state(msg.name, msg.position, msg.velocity, self._now())
+        arm, _ = self.computer.update_joint_state(msg.name, msg.position, msg.velocity, self._now())
+        if arm:
+            self._joint_stamp_ns = _ns(msg.header.stamp)
+            self._compute_pending()
 
     def _on_tcp(self, msg: PoseStamped) -> None:
         p, q = msg.pose.position, msg.pose.orientation
         self.computer.update_tcp_pose((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), self._now())
+        self._tcp_stamp_ns = _ns(msg.header.stamp)
+        self._compute_pending()
+
+    def _state_current(self, base: EefAction) -> bool:
+        """Lockstep with sim time: the proprioception is at least as new as the state the base action was computed
+        on (a new episode's first base action can overtake its state on another topic)."""
+        want = _ns(base.header.stamp)
+        return not self._match_stamps or min(self._joint_stamp_ns, self._tcp_stamp_ns) >= want
+
+    def _compute_pending(self) -> None:
+        if self._pending is not None and self._state_current(self._pending):
+            self._compute(self._pending)
+
+    def _state_deadline(self) -> None:
+        if self._pending is not None:
+            self.get_logger().warn(f"step {self._pending.step}: its state did not arrive within "
+                                   f"{self.cfg.state_wait_s} s: computing on the newest inputs",
+                                   throttle_duration_sec=5.0)
+            self._compute(self._pending)
 
     def _on_poses(self, msg: ObjectPoseArray) -> None:
         objects = [ObjectInput(o.name, (o.pose.position.x, o.pose.position.y, o.pose.position.z),
@@ -105,6 +142,15 @@ class ResidualPolicyNode(Node):
         self.computer.update_objects(objects, self._now())
 
     def _on_base(self, msg: EefAction) -> None:
+        if self._state_current(msg):
+            self._compute(msg)
+        else:
+            self._pending = msg
+            self._state_timer.reset()
+
+    def _compute(self, msg: EefAction) -> None:
+        self._pending = None
+        self._state_timer.cancel()
         result = self.computer.compute(int(msg.step), msg.action, self._now())
         self.stats.add(result)
         self.window.add(result)
