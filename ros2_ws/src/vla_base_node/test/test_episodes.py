@@ -66,3 +66,10 @@ def test_only_lockstep_repeats_and_only_the_last_step():
     rt = EpisodeClock(lockstep=False, follow_sim=True)
     rt.on_status(1, 0)
     assert rt.on_timer() == Tick(1, 0, False) and not rt.on_timer().repeat
+
+
+def test_status_stamp():
+    from vla_base_node.episodes import status_stamp_ns
+
+    assert status_stamp_ns('{"episode": 1, "step": 3, "stamp_ns": 150000000}') == 150_000_000
+    assert status_stamp_ns('{"episode": 1, "step": 3}') == -1 and status_stamp_ns("not json") == -1

@@ -42,6 +42,14 @@ def parse_status(text: str) -> tuple[int, int]:
         raise ValueError(f"not a simulator episode status ({type(exc).__name__}: {exc}): {text[:200]!r}") from None
 
 
+def status_stamp_ns(text: str) -> int:
+    """The header stamp (ns) of the state a simulator status describes (``stamp_ns``), or -1 when it has none."""
+    try:
+        return int(json.loads(text).get("stamp_ns", -1))
+    except (ValueError, TypeError, AttributeError):
+        return -1
+
+
 class EpisodeClock:
     """Turns simulator statuses, ``/sim/step`` messages, timer ticks and resets into :class:`Tick` s.
 

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from residual_core.action import CONTROL_DT
@@ -36,8 +37,13 @@ from std_srvs.srv import Trigger
 
 from vla_base_node.backends import BackendError, make_backend, timed_infer
 from vla_base_node.chunk_broker import ChunkBroker
-from vla_base_node.episodes import EpisodeClock, Tick, parse_status
+from vla_base_node.episodes import EpisodeClock, Tick, parse_status, status_stamp_ns
 from vla_base_node.inputs import InputCache
+
+
+def _ns(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
 
 DEFAULT_HORIZON = 8
 """Actions used per chunk when neither the configuration nor the backend says (horizon 0)."""
@@ -57,6 +63,9 @@ class VlaBaseNodeConfig:
     """Control period (s)."""
     lockstep: bool = False
     """Take the step index from /sim/step (published by the sim each step) instead of an own timer."""
+    state_wait_s: float = 0.25
+    """Lockstep with sim time: how long a re-planning tick waits for its step's joint states and TCP pose (their
+    stamps reaching the step's status stamp) before it re-plans on the newest inputs anyway (steady s)."""
     episode_topic: str = "none"
     """Simulator status topic (std_msgs/String JSON with episode and step, e.g. /sim/episode) whose episode ids
     the actions carry (required in lockstep); none: the node's own counter, advanced by ~/reset (real robot)."""
@@ -161,6 +170,16 @@ class VlaBaseNode(Node):
         self.repeats = 0
         """Actions re-sent for a step the simulator re-published (lockstep)."""
         self._last_action: EefAction | None = None
+        # Lockstep with sim time: a re-plan of step t reads step t's state. The state's messages and /sim/step travel
+        # on different topics, so the tick waits (at most state_wait_s) until the joint states and TCP pose carry a
+        # stamp at least that of step t's status.
+        self._match_stamps = cfg.lockstep and bool(self.get_parameter("use_sim_time").value)
+        self._status_stamp_ns = -1
+        self._joint_stamp_ns = self._tcp_stamp_ns = -1
+        self._pending: Tick | None = None
+        self.steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self._state_timer = self.create_timer(cfg.state_wait_s, self._state_deadline, clock=self.steady)
+        self._state_timer.cancel()
 
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.action_pub = self.create_publisher(EefAction, "~/action", reliable)
@@ -200,11 +219,15 @@ class VlaBaseNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_joint_state(self, msg: JointState) -> None:
-        self.inputs.update_joint_state(msg.name, msg.position, msg.velocity)
+        if self.inputs.update_joint_state(msg.name, msg.position, msg.velocity):
+            self._joint_stamp_ns = _ns(msg.header.stamp)
+            self._run_pending()
 
     def _on_tcp_pose(self, msg: PoseStamped) -> None:
         p, q = msg.pose.position, msg.pose.orientation
         self.inputs.update_tcp_pose([p.x, p.y, p.z], [q.x, q.y, q.z, q.w], self._now())
+        self._tcp_stamp_ns = _ns(msg.header.stamp)
+        self._run_pending()
 
     def _on_objects(self, msg: ObjectPoseArray) -> None:
         now = self._now()
@@ -227,6 +250,7 @@ class VlaBaseNode(Node):
         except ValueError as exc:
             self.get_logger().error(str(exc), throttle_duration_sec=5.0)
             return
+        self._status_stamp_ns = status_stamp_ns(msg.data)
         self._run(self.episodes.on_status(episode, step))
 
     def _on_reset(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
@@ -237,8 +261,30 @@ class VlaBaseNode(Node):
         return resp
 
     # --- stepping ------------------------------------------------------------------------------------------------
-    def _run(self, tick: Tick | None) -> None:
+    def _state_current(self) -> bool:
+        return not self._match_stamps or min(self._joint_stamp_ns, self._tcp_stamp_ns) >= self._status_stamp_ns
+
+    def _run_pending(self) -> None:
+        if self._pending is not None and self._state_current():
+            tick, self._pending = self._pending, None
+            self._state_timer.cancel()
+            self._run(tick)
+
+    def _state_deadline(self) -> None:
+        if self._pending is not None:
+            tick, self._pending = self._pending, None
+            self._state_timer.cancel()
+            self.get_logger().warn(f"step {tick.step}: its state did not arrive within {self.cfg.state_wait_s} s: "
+                                   "re-planning on the newest inputs", throttle_duration_sec=5.0)
+            self._run(tick, waited=True)
+
+    def _run(self, tick: Tick | None, waited: bool = False) -> None:
         if tick is None:
+            return
+        replans = self.cfg.sync_inference and (tick.new_episode or self.broker.wants_replan(tick.step))
+        if not tick.repeat and not waited and replans and not self._state_current():
+            self._pending = tick
+            self._state_timer.reset()
             return
         if tick.repeat:
             with self._tick_lock:
