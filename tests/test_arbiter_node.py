@@ -210,3 +210,25 @@ def test_gripper_bridge_node_turns_the_command_stream_into_requests(ros_probe):
     finally:
         ros_probe.executor.remove_node(bridge)
         bridge.destroy_node()
+
+
+def test_nested_config_parameters_reach_the_node_by_dotted_name(launch_node, ros_probe, tmp_path):
+    """A params file's nested ``envelope:`` mapping and a dotted ``-p`` both set the envelope's parameters."""
+    from rclpy.parameter_client import AsyncParameterClient
+
+    params = tmp_path / "arbiter.yaml"
+    params.write_text("arbiter:\n  ros__parameters:\n    envelope:\n      max_translation_step: 0.01\n")
+    proc = launch_node([console_script("action-arbiter")],
+                       ["--ros-args", "--params-file", str(params), "-p", "action.max_rotation:=0.2"], name="arbiter")
+    client = AsyncParameterClient(ros_probe.node, "arbiter")
+    ros_probe.spin_until(lambda: client.services_are_ready() or not proc.running(), 20.0, "the parameter services")
+    assert proc.running(), proc.output()
+    names = ["envelope.max_translation_step", "action.max_rotation", "envelope.max_rotation_step"]
+    got = client.get_parameters(names)
+    values = ros_probe.spin_until(lambda: got.done() and got.result().values, 5.0, "the parameter values")
+    assert [v.double_value for v in values] == [0.01, 0.2, 0.25]  # the last: EnvelopeConfig's default
+    described = client.describe_parameters(names[:1])
+    (desc,) = ros_probe.spin_until(lambda: described.done() and described.result().descriptors, 5.0, "descriptors")
+    assert desc.description.startswith("Largest TCP translation per control step")
+    stopped = proc.stop()
+    assert (stopped.returncode, stopped.signal_used) == (0, "SIGINT"), proc.output()

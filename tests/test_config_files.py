@@ -12,7 +12,7 @@ from action_arbiter.node import ArbiterNodeConfig
 from franka_sim.sim_bridge import SimNodeConfig
 from pose_estimator_node.node import PoseEstimatorNodeConfig
 from residual_policy_node.node import ResidualNodeConfig
-from residual_ros.params import config_defaults, config_from_values
+from residual_ros.params import config_defaults, config_from_values, flatten_values
 from vla_base_node.node import VlaBaseNodeConfig
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
@@ -40,7 +40,8 @@ def redundant_and_unknown(params_file: Path) -> tuple[list[str], list[str]]:
         if None in classes:
             unknown.append(f"{node}: no such node")
             continue
-        for key, value in section["ros__parameters"].items():
+        # nested configs' parameters (``envelope: {max_translation_step: ...}``) by dotted name, as ROS reads them
+        for key, value in flatten_values(section["ros__parameters"]).items():
             declared = [config_defaults(c) for c in classes if key in config_defaults(c)]
             if not declared:
                 unknown.append(f"{node}.{key}")
@@ -63,8 +64,10 @@ def test_params_files_list_only_deviations_from_defaults(name):
 
 def test_the_check_finds_a_default_and_an_unknown_key(tmp_path):
     f = tmp_path / "x.yaml"
-    f.write_text("arbiter:\n  ros__parameters:\n    max_translation_step: 0.05\n    residual_deadline_s: 0.1\n"
-                 "    no_such_param: 1\n/**:\n  ros__parameters:\n    control_dt: 0.05\n")
+    f.write_text("arbiter:\n  ros__parameters:\n    envelope:\n      max_translation_step: 0.05\n"
+                 "      max_rotation_step: 0.1\n      no_such_param: 2\n    action.max_rotation: 0.25\n"
+                 "    residual_deadline_s: 0.1\n    no_such_param: 1\n/**:\n  ros__parameters:\n    control_dt: 0.05\n")
     redundant, unknown = redundant_and_unknown(f)
-    assert redundant == ["arbiter.max_translation_step = 0.05", "/**.control_dt = 0.05"]
-    assert unknown == ["arbiter.no_such_param"]
+    assert redundant == ["arbiter.envelope.max_translation_step = 0.05", "arbiter.action.max_rotation = 0.25",
+                         "/**.control_dt = 0.05"]
+    assert unknown == ["arbiter.envelope.no_such_param", "arbiter.no_such_param"]

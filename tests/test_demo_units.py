@@ -210,8 +210,8 @@ def test_config_checks_and_overrides():
             cli.DemoConfig(**kwargs)
     over = cli.graph_overrides(cli.DemoConfig(set_params=("arbiter.residual_deadline_s=1.0",)), with_estimator=True)
     assert over["sim"] == {"autostart": False, "render_camera": False}
-    assert over["pose_estimator"] == {"source": "gt", "noise_pos_m": 0.005, "noise_rot_rad": 0.05, "dropout_p": 0.1,
-                                      "seed": 0}
+    assert over["pose_estimator"] == {"source": "gt", "gt.noise_pos_m": 0.005, "gt.noise_rot_rad": 0.05,
+                                      "gt.dropout_p": 0.1, "gt.seed": 0}
     assert over["arbiter"] == {"residual_deadline_s": 1.0}  # YAML-typed, as residual-launch reads --set
     assert "pose_estimator" not in cli.graph_overrides(cli.DemoConfig(), with_estimator=False)
     assert cli.graph_overrides(cli.DemoConfig(set_params=("sim.autostart=true", "base.image_keys=[none]")), False)[
@@ -221,7 +221,7 @@ def test_config_checks_and_overrides():
     cmd = launch_command("cube_lift", "/c/res", "/c/base", "estimator", over)
     assert cmd[1:10] == ["--mode", "sim", "--task", "cube_lift", "--lockstep", "--use-sim-time", "--pose-source",
                             "estimator", "--checkpoint"]
-    assert "sim.autostart=false" in cmd and "pose_estimator.noise_pos_m=0.005" in cmd
+    assert "sim.autostart=false" in cmd and "pose_estimator.gt.noise_pos_m=0.005" in cmd
     assert "arbiter.residual_deadline_s=1.0" in cmd
     assert parse_set([cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]) == over, "residual-launch reads it back"
 

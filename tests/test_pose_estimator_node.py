@@ -80,8 +80,8 @@ def test_gt_pass_through_republishes_the_task_objects(launch_node, ros_probe):
 
 
 def test_gt_pass_through_adds_noise_and_dropout(launch_node, ros_probe):
-    proc = start(launch_node, "task:=pick_place", "source:=gt", "noise_pos_m:=0.005", "noise_rot_rad:=0.05",
-                 "dropout_p:=0.3", "seed:=7")
+    proc = start(launch_node, "task:=pick_place", "source:=gt", "gt.noise_pos_m:=0.005",
+                 "gt.noise_rot_rad:=0.05", "gt.dropout_p:=0.3", "gt.seed:=7")
     outputs = ros_probe.collect(ObjectPoseArray, "/objects/poses")
     pub = ros_probe.node.create_publisher(ObjectPoseArray, "/sim/object_poses_gt", 10)
     ros_probe.wait_for_subscribers(pub, timeout=20.0)

@@ -14,7 +14,7 @@ lockstep the simulator waits for commands, so there is no wall-clock staleness).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -46,8 +46,6 @@ from action_arbiter.arbiter import (
 )
 from action_arbiter.visuals import action_arrows, command_msg, correction_msg, diagnostics, object_markers
 
-_ENV = EnvelopeConfig()
-
 
 def _ns(stamp: Time | None) -> int:
     return -1 if stamp is None else stamp.sec * 1_000_000_000 + stamp.nanosec
@@ -55,7 +53,8 @@ def _ns(stamp: Time | None) -> int:
 
 @dataclass
 class ArbiterNodeConfig:
-    """Parameters of the arbiter node (each is a ROS parameter of the same name)."""
+    """Parameters of the arbiter node (each is a ROS parameter of the same name; those of the nested configs are
+    dotted: ``envelope.max_translation_step``)."""
 
     lockstep: bool = False
     """Lockstep simulation: no wall-clock base watchdog (the simulator waits for every command)."""
@@ -80,18 +79,12 @@ class ArbiterNodeConfig:
     residual_scale_fraction: tuple[float, ...] = (1.0,) * ACTION_DIM
     """Fraction in [0, 1] of the checkpoint's residual bound allowed per component (m, rad, gripper):
     configuration may only tighten what the residual was trained with."""
-    max_translation: float = ActionSpec().max_translation
-    """Largest |dx|, |dy|, |dz| of the composed action (m)."""
-    max_rotation: float = ActionSpec().max_rotation
-    """Largest |drx|, |dry|, |drz| of the composed action (rad)."""
-    workspace_min: tuple[float, ...] = _ENV.workspace_min
-    """Lower corner of the allowed target TCP box, robot base frame (m)."""
-    workspace_max: tuple[float, ...] = _ENV.workspace_max
-    """Upper corner of the allowed target TCP box, robot base frame (m)."""
-    max_translation_step: float = _ENV.max_translation_step
-    """Largest TCP translation per step after the envelope (m, norm)."""
-    max_rotation_step: float = _ENV.max_rotation_step
-    """Largest TCP rotation per step after the envelope (rad)."""
+    action: ActionSpec = field(default_factory=ActionSpec)
+    """Bounds of the composed action (base + residual), before the envelope (parameters action.max_translation,
+    action.max_rotation)."""
+    envelope: EnvelopeConfig = field(default_factory=EnvelopeConfig)
+    """Safety envelope on the target TCP pose and the per-step motion (parameters envelope.workspace_min,
+    envelope.max_translation_step, ...)."""
     frame_id: str = "fr3_link0"
     """Robot base frame of targets and markers."""
     base_topic: str = "/base/action"
@@ -127,10 +120,7 @@ class ArbiterNodeConfig:
             freshness=PoseFreshness(timeout_s=self.pose_timeout), stale_pose_policy=self.stale_pose_policy,
             pipeline=ActionPipeline(
                 residual_scale=tuple(tighten_scale(trained, self.residual_scale_fraction)),
-                spec=ActionSpec(max_translation=self.max_translation, max_rotation=self.max_rotation),
-                envelope=EnvelopeConfig(workspace_min=self.workspace_min, workspace_max=self.workspace_max,
-                                        max_translation_step=self.max_translation_step,
-                                        max_rotation_step=self.max_rotation_step)),
+                spec=self.action, envelope=self.envelope),
         )
 
 

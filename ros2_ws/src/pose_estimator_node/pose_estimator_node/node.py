@@ -31,7 +31,6 @@ from pose_estimator_node.estimator import ArucoConfig, ArucoPoseEstimator
 from pose_estimator_node.noisy_ground_truth import NoisyGroundTruth, NoisyGroundTruthConfig
 
 SOURCES = ("aruco", "gt")
-_DEFAULT_ARUCO = ArucoConfig()
 
 
 def _sim_pos() -> tuple[float, ...]:
@@ -44,7 +43,8 @@ def _sim_quat() -> tuple[float, ...]:
 
 @dataclass
 class PoseEstimatorNodeConfig:
-    """Parameters of the pose estimator node (each is a ROS parameter of the same name)."""
+    """Parameters of the pose estimator node (each is a ROS parameter of the same name; those of the nested configs
+    are dotted: ``aruco.min_side_px``, ``gt.noise_pos_m``)."""
 
     task: str = "cube_lift"
     """Task name (residual_core.tasks): which objects to report."""
@@ -58,34 +58,12 @@ class PoseEstimatorNodeConfig:
     """Camera optical frame orientation in the base frame (x y z w); default: franka_sim's camera."""
     image_reliable: bool = False
     """Subscribe to the image with reliable QoS (only with reliable publishers); else best effort, latest only."""
-    min_side_px: float = _DEFAULT_ARUCO.min_side_px
-    """Markers smaller than this (mean side, px) get confidence 0."""
-    full_side_px: float = _DEFAULT_ARUCO.full_side_px
-    """Marker side (px) from which size no longer lowers the confidence."""
-    reproj_scale_px: float = _DEFAULT_ARUCO.reproj_scale_px
-    """Reprojection error (px) at which the confidence's reprojection factor is exp(-1)."""
-    ambiguity_margin_px: float = _DEFAULT_ARUCO.ambiguity_margin_px
-    """Reprojection error margin (px) by which one of the two marker poses must win to be taken outright."""
-    ambiguous_confidence: float = _DEFAULT_ARUCO.ambiguous_confidence
-    """Confidence factor when the normal prior had to choose between the two marker poses."""
-    unrefined_confidence: float = _DEFAULT_ARUCO.unrefined_confidence
-    """Confidence factor when the corner refinement failed."""
-    normal_prior: tuple[float, ...] = _DEFAULT_ARUCO.normal_prior
-    """Base-frame direction marker normals are assumed to point along when the image cannot tell; [0, 0, 0]: none."""
-    track_timeout_s: float = _DEFAULT_ARUCO.track_timeout_s
-    """A previous estimate younger than this (s) chooses between ambiguous marker poses; 0: no tracking."""
-    track_max_angle_rad: float = _DEFAULT_ARUCO.track_max_angle_rad
-    """Tracking chooses only if a marker pose is within this angle of the previous one (rad)."""
-    refine_corners: bool = _DEFAULT_ARUCO.refine_corners
-    """Refine marker corners by fitting lines to the marker edges."""
-    noise_pos_m: float = 0.0
-    """gt: position noise standard deviation per axis (m)."""
-    noise_rot_rad: float = 0.0
-    """gt: orientation noise angle standard deviation (rad); needs noise_pos_m > 0."""
-    dropout_p: float = 0.0
-    """gt: probability that an object is reported as not seen in a message."""
-    seed: int = 0
-    """gt: seed of the noise and dropout."""
+    aruco: ArucoConfig = field(default_factory=ArucoConfig)
+    """aruco: detection, pose choice and confidence (parameters aruco.min_side_px, aruco.normal_prior,
+    aruco.refine.samples_per_edge, ...)."""
+    gt: NoisyGroundTruthConfig = field(default_factory=NoisyGroundTruthConfig)
+    """gt: noise and dropout added to the ground truth (parameters gt.noise_pos_m, gt.noise_rot_rad, gt.dropout_p,
+    gt.seed)."""
     diagnostics_period_s: float = 1.0
     """Period of /diagnostics (s)."""
 
@@ -93,18 +71,10 @@ class PoseEstimatorNodeConfig:
         check_task(self.task)
         if self.source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {self.source!r}")
-        if len(self.camera_pos) != 3 or len(self.camera_quat_xyzw) != 4 or len(self.normal_prior) != 3:
-            raise ValueError(f"camera_pos needs 3 values, camera_quat_xyzw 4, normal_prior 3; got "
-                             f"{self.camera_pos}, {self.camera_quat_xyzw}, {self.normal_prior}")
+        if len(self.camera_pos) != 3 or len(self.camera_quat_xyzw) != 4:
+            raise ValueError(f"camera_pos needs 3 values, camera_quat_xyzw 4; got {self.camera_pos}, "
+                             f"{self.camera_quat_xyzw}")
         self.extrinsic = Extrinsic(np.array(self.camera_pos), np.array(self.camera_quat_xyzw))
-        self.aruco = ArucoConfig(
-            min_side_px=self.min_side_px, full_side_px=self.full_side_px, reproj_scale_px=self.reproj_scale_px,
-            ambiguity_margin_px=self.ambiguity_margin_px, ambiguous_confidence=self.ambiguous_confidence,
-            unrefined_confidence=self.unrefined_confidence, normal_prior=tuple(self.normal_prior),
-            track_timeout_s=self.track_timeout_s, track_max_angle_rad=self.track_max_angle_rad,
-            refine_corners=self.refine_corners)
-        self.noisy_ground_truth = NoisyGroundTruthConfig(self.noise_pos_m, self.noise_rot_rad, self.dropout_p,
-                                                         self.seed)
 
 
 def _pose(pos, quat) -> Pose:
@@ -134,7 +104,7 @@ class PoseEstimatorNode(Node):
             self.create_subscription(Image, "/camera/image_raw", self._on_image,
                                      QoSProfile(depth=1, reliability=reliability))
         else:
-            self.noisy_ground_truth = NoisyGroundTruth(self.objects, cfg.noisy_ground_truth)
+            self.noisy_ground_truth = NoisyGroundTruth(self.objects, cfg.gt)
             self.create_subscription(ObjectPoseArray, "/sim/object_poses_gt", self._on_gt, qos_profile_sensor_data)
         self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics, clock=self.steady)
         self.get_logger().info(f"pose estimator: task={cfg.task} source={cfg.source} objects={list(self.objects)}")

@@ -37,7 +37,9 @@ PREFIX = "[residual-launch]"
 
 
 def parse_set(items: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``["base.server_port=8123", ...]`` -> ``{"base": {"server_port": 8123}}`` (values parsed as YAML).
+    """``["base.server_port=8123", ...]`` -> ``{"base": {"server_port": 8123}}`` (values parsed as YAML). The first
+    dot ends the node name: ``arbiter.envelope.max_translation_step=0.01`` sets the arbiter's (nested config)
+    parameter ``envelope.max_translation_step``.
 
     The one reader of ``--set NODE.PARAM=VALUE`` (residual-launch and residual-demo); :func:`format_set` writes it."""
     out: dict[str, dict[str, Any]] = {}
@@ -76,17 +78,30 @@ def resolve_executable(spec: NodeSpec) -> str | None:
     return None
 
 
+def flat_parameters(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested params-file mappings as ROS reads them: ``{"envelope": {"max_translation_step": 0.01}}`` ->
+    ``{"envelope.max_translation_step": 0.01}`` (a parameter value is never a mapping)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(flat_parameters(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def node_parameters(spec: NodeSpec, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Parameters of one node: its params files ("/**" then its own name), then the spec, then ``overrides``."""
+    """Parameters of one node: its params files ("/**" then its own name), then the spec, then ``overrides``; nested
+    configs' parameters by dotted name (``envelope.max_translation_step``), whether written nested or dotted."""
     merged: dict[str, Any] = {}
     for path in spec.params_files:
         with open(path) as f:
             doc = yaml.safe_load(f) or {}
         for key in ("/**", spec.name, "/" + spec.name):
             section = doc.get(key) or {}
-            merged.update(section.get("ros__parameters") or {})
-    merged.update(spec.parameters)
-    merged.update(overrides or {})
+            merged.update(flat_parameters(section.get("ros__parameters") or {}))
+    merged.update(flat_parameters(dict(spec.parameters)))
+    merged.update(flat_parameters(overrides or {}))
     return merged
 
 

@@ -11,9 +11,18 @@ from pathlib import Path
 import pytest
 import yaml
 from action_arbiter.node import ArbiterNodeConfig
+from pose_estimator_node.node import PoseEstimatorNodeConfig
 from residual_bringup.graph import IncludeSpec, NodeSpec, describe_graph, node_specs
-from residual_bringup.supervisor import build_command, node_parameters, parse_set, resolve_executable
-from residual_ros.params import coerce_value, config_defaults, config_from_values, field_docs, to_parameter_dict
+from residual_bringup.supervisor import (
+    build_command,
+    node_parameters,
+    parse_set,
+    resolve_executable,
+    write_params_file,
+)
+from residual_core.action import ActionSpec
+from residual_core.safety import EnvelopeConfig
+from residual_ros.params import coerce_value, config_defaults, config_from_values, parameter_docs, to_parameter_dict
 from vla_base_node.node import VlaBaseNodeConfig
 
 REPO = Path(__file__).resolve().parents[4]
@@ -88,12 +97,21 @@ def test_graph_errors(kwargs, match):
 
 
 def test_field_docs_and_coercion():
-    docs = field_docs(ArbiterNodeConfig)
+    docs = parameter_docs(ArbiterNodeConfig)
     assert docs["residual_deadline_s"].startswith("How long to wait for the residual")
-    assert set(docs) == set(config_defaults(ArbiterNodeConfig))  # every parameter is documented
-    assert set(field_docs(VlaBaseNodeConfig)) == set(config_defaults(VlaBaseNodeConfig))
+    assert docs["envelope.max_translation_step"].startswith("Largest TCP translation per control step")
+    for cls in (ArbiterNodeConfig, VlaBaseNodeConfig, PoseEstimatorNodeConfig):  # every parameter is documented
+        undocumented = [name for name, doc in parameter_docs(cls).items() if not doc]
+        assert not undocumented and set(parameter_docs(cls)) == set(config_defaults(cls)), (cls, undocumented)
     assert coerce_value(ArbiterNodeConfig, "pose_timeout", 1) == 1.0
-    assert coerce_value(ArbiterNodeConfig, "workspace_min", [0, -1, 0]) == (0.0, -1.0, 0.0)
+    assert coerce_value(ArbiterNodeConfig, "envelope.workspace_min", [0, -1, 0]) == (0.0, -1.0, 0.0)
+    # the envelope and action bounds are declared once, in EnvelopeConfig and ActionSpec
+    defaults = config_defaults(ArbiterNodeConfig)
+    for prefix, nested in (("envelope.", EnvelopeConfig()), ("action.", ActionSpec())):
+        assert {k: v for k, v in defaults.items() if k.startswith(prefix)} == {
+            prefix + k: v for k, v in to_parameter_dict(nested).items()}
+    arb = config_from_values(ArbiterNodeConfig, {}).to_arbiter_config(trained_scale=(0.01,) * 7)
+    assert (arb.pipeline.envelope, arb.pipeline.spec) == (EnvelopeConfig(), ActionSpec())
     with pytest.raises(ValueError, match="'base_stale_periods'"):
         coerce_value(ArbiterNodeConfig, "base_stale_periods", 2.5)
     with pytest.raises(ValueError, match="'lockstep'"):
@@ -111,6 +129,9 @@ def test_config_files_keep_table_level_grasps_reachable(mode):
     values = doc.get("arbiter", {}).get("ros__parameters", {})
     arb = config_from_values(ArbiterNodeConfig, values).to_arbiter_config(trained_scale=(0.01,) * 7)
     assert arb.pipeline.envelope.workspace_min[2] <= 0.0  # table-level grasps stay reachable
+    if mode == "real":  # the nested envelope: keys reach the envelope
+        env = arb.pipeline.envelope
+        assert (env.max_translation_step, env.max_rotation_step, env.workspace_min) == (0.01, 0.1, (0.25, -0.4, 0.0))
     assert dataclasses.is_dataclass(arb)
 
 
@@ -139,6 +160,21 @@ def test_node_parameters_merge_order(tmp_path):
                                  "base": {"ros__parameters": {"b": 99}}}))
     spec = NodeSpec("action_arbiter", "action-arbiter", "arbiter", parameters={"b": 4}, params_files=(str(f),))
     assert node_parameters(spec, {"c": 5}) == {"control_dt": 0.1, "a": 2, "b": 4, "c": 5}
+
+
+def test_node_parameters_of_nested_configs_merge_by_dotted_name(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("arbiter:\n  ros__parameters:\n    envelope:\n      max_translation_step: 0.01\n"
+                 "      max_rotation_step: 0.1\n    envelope.workspace_min: [0.25, -0.4, 0.0]\n")
+    spec = NodeSpec("action_arbiter", "action-arbiter", "arbiter", params_files=(str(f),))
+    overrides = parse_set(["arbiter.envelope.max_rotation_step=0.2"])["arbiter"]
+    params = node_parameters(spec, overrides)
+    assert params == {"envelope.max_translation_step": 0.01, "envelope.max_rotation_step": 0.2,
+                      "envelope.workspace_min": [0.25, -0.4, 0.0]}
+    env = config_from_values(ArbiterNodeConfig, params).envelope
+    assert (env.max_translation_step, env.max_rotation_step, env.workspace_min) == (0.01, 0.2, (0.25, -0.4, 0.0))
+    written = yaml.safe_load(write_params_file(spec, params, tmp_path).read_text())
+    assert written == {"arbiter": {"ros__parameters": params}}  # dotted names: ROS reads them as written
 
 
 def test_build_command_and_resolution(tmp_path):

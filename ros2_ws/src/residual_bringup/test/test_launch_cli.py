@@ -91,6 +91,9 @@ def test_set_values_are_yaml_and_format_set_round_trips():
         item = format_set("node", "p", value)
         assert parse_set([item]) == {"node": {"p": value}}, item
     assert format_set("sim", "autostart", False) == "sim.autostart=false"
-    assert format_set("pose_estimator", "noise_pos_m", 0.005) == "pose_estimator.noise_pos_m=0.005"
+    assert format_set("pose_estimator", "gt.noise_pos_m", 0.005) == "pose_estimator.gt.noise_pos_m=0.005"
+    # a nested config's dotted parameter: the first dot separates the node
+    assert parse_set(["arbiter.envelope.max_translation_step=0.01"]) == {
+        "arbiter": {"envelope.max_translation_step": 0.01}}
     with pytest.raises(ValueError, match="not valid YAML"):
         parse_set(["base.x=[1"])

@@ -171,8 +171,8 @@ def graph_overrides(cfg: DemoConfig, with_estimator: bool) -> dict[str, dict[str
     noise and dropout through the estimator when it is installed), no camera; then ``--set`` (YAML-typed)."""
     out: dict[str, dict[str, object]] = {"sim": {"autostart": False, "render_camera": False}}
     if with_estimator:
-        out["pose_estimator"] = {"source": "gt", "noise_pos_m": cfg.pose_noise, "noise_rot_rad": cfg.rot_noise,
-                                 "dropout_p": cfg.dropout, "seed": cfg.noise_seed}
+        out["pose_estimator"] = {"source": "gt", "gt.noise_pos_m": cfg.pose_noise, "gt.noise_rot_rad": cfg.rot_noise,
+                                 "gt.dropout_p": cfg.dropout, "gt.seed": cfg.noise_seed}
     for node, params in parse_set(cfg.set_params).items():
         out.setdefault(node, {}).update(params)
     return out
