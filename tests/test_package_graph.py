@@ -41,7 +41,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     # offline training and evaluation
     "trainer": frozenset({"residual_core", "residual_learning", "franka_sim"}),
     # the top: graph description, supervisor, launch, demo; nothing imports it
-    "residual_bringup": frozenset({"residual_core", "residual_interfaces", "residual_learning"}),
+    "residual_bringup": frozenset({"residual_core", "residual_ros", "residual_interfaces", "residual_learning"}),
 }
 RUNTIME_DEPEND_TAGS = ("depend", "exec_depend", "build_export_depend")
 
@@ -185,3 +185,18 @@ def test_colcon_topological_order_follows_the_import_graph():
     for pkg, deps in scan_imports().items():
         for dep in deps:
             assert position[dep] < position[pkg], f"colcon orders {pkg} before {dep}, which it imports: {order}"
+
+
+def test_torch_is_pinned_wherever_a_package_names_it():
+    """torch==2.13.0 (CPU) is the only torch the project may pull (any other pin brings GBs of CUDA): every package.xml
+    that depends on python3-torch pins that version, the one setup/requirements.txt installs."""
+    pins = [line.split("==", 1)[1].strip() for line in (REPO / "setup" / "requirements.txt").read_text().splitlines()
+            if line.strip().startswith("torch==")]
+    assert pins == ["2.13.0"], pins
+    named = []
+    for xml in sorted(SRC.glob("*/package.xml")):
+        for el in ET.parse(xml).getroot():
+            if (el.text or "").strip() == "python3-torch":
+                named.append(xml.parent.name)
+                assert el.get("version_eq") == pins[0], f"{xml}: <{el.tag}>python3-torch without version_eq={pins[0]}"
+    assert named, "no package names torch"

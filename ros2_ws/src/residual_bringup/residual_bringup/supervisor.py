@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal, TextIO
 import tyro
 import yaml
 from residual_core.tasks import TASK_NAMES
+from residual_ros.params import flatten_values
 
 from residual_bringup.graph import POSE_SOURCES, IncludeSpec, NodeSpec, describe_graph, node_specs
 
@@ -78,18 +79,6 @@ def resolve_executable(spec: NodeSpec) -> str | None:
     return None
 
 
-def flat_parameters(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested params-file mappings as ROS reads them: ``{"envelope": {"max_translation_step": 0.01}}`` ->
-    ``{"envelope.max_translation_step": 0.01}`` (a parameter value is never a mapping)."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(flat_parameters(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def node_parameters(spec: NodeSpec, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Parameters of one node: its params files ("/**" then its own name), then the spec, then ``overrides``; nested
     configs' parameters by dotted name (``envelope.max_translation_step``), whether written nested or dotted."""
@@ -99,9 +88,9 @@ def node_parameters(spec: NodeSpec, overrides: dict[str, Any] | None = None) -> 
             doc = yaml.safe_load(f) or {}
         for key in ("/**", spec.name, "/" + spec.name):
             section = doc.get(key) or {}
-            merged.update(flat_parameters(section.get("ros__parameters") or {}))
-    merged.update(flat_parameters(dict(spec.parameters)))
-    merged.update(flat_parameters(overrides or {}))
+            merged.update(flatten_values(section.get("ros__parameters") or {}))
+    merged.update(flatten_values(dict(spec.parameters)))
+    merged.update(flatten_values(overrides or {}))
     return merged
 
 
