@@ -22,6 +22,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from residual_core.checkpoint import CheckpointError
 from residual_core.observation import PoseFreshness
 from residual_interfaces.msg import EefAction, ObjectPoseArray
+from residual_ros.lockstep import StateWait
 from residual_ros.node_main import run_node
 from residual_ros.params import declare_config
 from sensor_msgs.msg import JointState
@@ -95,9 +96,7 @@ class ResidualPolicyNode(Node):
         self.create_subscription(ObjectPoseArray, "/objects/poses", self._on_poses, latest)
         self.create_subscription(EefAction, "/base/action", self._on_base, reliable)
         self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics, clock=self.steady)
-        self._match_stamps = cfg.lockstep and bool(self.get_parameter("use_sim_time").value)
-        self._joint_stamp_ns = self._tcp_stamp_ns = -1
-        self._pending: EefAction | None = None
+        self.state_wait = StateWait(enabled=cfg.lockstep and bool(self.get_parameter("use_sim_time").value))
         self._state_timer = self.create_timer(cfg.state_wait_s, self._state_deadline, clock=self.steady)
         self._state_timer.cancel()
         self.get_logger().info(f"residual node: task={cfg.task} checkpoint={path} "
@@ -109,31 +108,12 @@ class ResidualPolicyNode(Node):
     def _on_joints(self, msg: JointState) -> None:
         arm, _ = self.computer.update_joint_state(msg.name, msg.position, msg.velocity, self._now())
         if arm:
-            self._joint_stamp_ns = _ns(msg.header.stamp)
-            self._compute_pending()
+            self._compute(self.state_wait.arrived("joint_states", _ns(msg.header.stamp)))
 
     def _on_tcp(self, msg: PoseStamped) -> None:
         p, q = msg.pose.position, msg.pose.orientation
         self.computer.update_tcp_pose((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), self._now())
-        self._tcp_stamp_ns = _ns(msg.header.stamp)
-        self._compute_pending()
-
-    def _state_current(self, base: EefAction) -> bool:
-        """Lockstep with sim time: the proprioception is at least as new as the state the base action was computed
-        on (a new episode's first base action can overtake its state on another topic)."""
-        want = _ns(base.header.stamp)
-        return not self._match_stamps or min(self._joint_stamp_ns, self._tcp_stamp_ns) >= want
-
-    def _compute_pending(self) -> None:
-        if self._pending is not None and self._state_current(self._pending):
-            self._compute(self._pending)
-
-    def _state_deadline(self) -> None:
-        if self._pending is not None:
-            self.get_logger().warn(f"step {self._pending.step}: its state did not arrive within "
-                                   f"{self.cfg.state_wait_s} s: computing on the newest inputs",
-                                   throttle_duration_sec=5.0)
-            self._compute(self._pending)
+        self._compute(self.state_wait.arrived("tcp_pose", _ns(msg.header.stamp)))
 
     def _on_poses(self, msg: ObjectPoseArray) -> None:
         objects = [ObjectInput(o.name, (o.pose.position.x, o.pose.position.y, o.pose.position.z),
@@ -141,15 +121,22 @@ class ResidualPolicyNode(Node):
                                float(o.confidence), _seconds(o.measured)) for o in msg.objects]
         self.computer.update_objects(objects, self._now())
 
+    def _state_deadline(self) -> None:
+        held = self.state_wait.expire()
+        if held is not None:
+            self.get_logger().warn(f"step {held.step}: its state did not arrive within {self.cfg.state_wait_s} s: "
+                                   "computing on the newest inputs", throttle_duration_sec=5.0)
+            self._compute(held)
+
     def _on_base(self, msg: EefAction) -> None:
-        if self._state_current(msg):
-            self._compute(msg)
-        else:
-            self._pending = msg
+        # Lockstep with sim time: compute on the state the base action was computed on (its stamp).
+        self._compute(self.state_wait.offer(msg, _ns(msg.header.stamp)))
+        if self.state_wait.holding:
             self._state_timer.reset()
 
-    def _compute(self, msg: EefAction) -> None:
-        self._pending = None
+    def _compute(self, msg: EefAction | None) -> None:
+        if msg is None:
+            return
         self._state_timer.cancel()
         result = self.computer.compute(int(msg.step), msg.action, self._now())
         self.stats.add(result)

@@ -29,6 +29,7 @@ from residual_core.observation import PoseFreshness
 from residual_core.tasks import TASK_INSTRUCTIONS, TASK_OBJECTS, check_task
 from residual_interfaces.msg import EefAction, EefActionChunk, ObjectPoseArray
 from residual_ros.conversions import image_to_rgb
+from residual_ros.lockstep import StateWait
 from residual_ros.node_main import run_node
 from residual_ros.params import declare_config
 from sensor_msgs.msg import Image, JointState
@@ -173,10 +174,8 @@ class VlaBaseNode(Node):
         # Lockstep with sim time: a re-plan of step t reads step t's state. The state's messages and /sim/step travel
         # on different topics, so the tick waits (at most state_wait_s) until the joint states and TCP pose carry a
         # stamp at least that of step t's status.
-        self._match_stamps = cfg.lockstep and bool(self.get_parameter("use_sim_time").value)
+        self.state_wait = StateWait(enabled=cfg.lockstep and bool(self.get_parameter("use_sim_time").value))
         self._status_stamp_ns = -1
-        self._joint_stamp_ns = self._tcp_stamp_ns = -1
-        self._pending: Tick | None = None
         self.steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._state_timer = self.create_timer(cfg.state_wait_s, self._state_deadline, clock=self.steady)
         self._state_timer.cancel()
@@ -220,14 +219,12 @@ class VlaBaseNode(Node):
 
     def _on_joint_state(self, msg: JointState) -> None:
         if self.inputs.update_joint_state(msg.name, msg.position, msg.velocity):
-            self._joint_stamp_ns = _ns(msg.header.stamp)
-            self._run_pending()
+            self._run_ready(self.state_wait.arrived("joint_states", _ns(msg.header.stamp)))
 
     def _on_tcp_pose(self, msg: PoseStamped) -> None:
         p, q = msg.pose.position, msg.pose.orientation
         self.inputs.update_tcp_pose([p.x, p.y, p.z], [q.x, q.y, q.z, q.w], self._now())
-        self._tcp_stamp_ns = _ns(msg.header.stamp)
-        self._run_pending()
+        self._run_ready(self.state_wait.arrived("tcp_pose", _ns(msg.header.stamp)))
 
     def _on_objects(self, msg: ObjectPoseArray) -> None:
         now = self._now()
@@ -261,31 +258,28 @@ class VlaBaseNode(Node):
         return resp
 
     # --- stepping ------------------------------------------------------------------------------------------------
-    def _state_current(self) -> bool:
-        return not self._match_stamps or min(self._joint_stamp_ns, self._tcp_stamp_ns) >= self._status_stamp_ns
-
-    def _run_pending(self) -> None:
-        if self._pending is not None and self._state_current():
-            tick, self._pending = self._pending, None
-            self._state_timer.cancel()
-            self._run(tick)
-
     def _state_deadline(self) -> None:
-        if self._pending is not None:
-            tick, self._pending = self._pending, None
-            self._state_timer.cancel()
-            self.get_logger().warn(f"step {tick.step}: its state did not arrive within {self.cfg.state_wait_s} s: "
+        held = self.state_wait.expire()
+        if held is not None:
+            self.get_logger().warn(f"step {held.step}: its state did not arrive within {self.cfg.state_wait_s} s: "
                                    "re-planning on the newest inputs", throttle_duration_sec=5.0)
-            self._run(tick, waited=True)
+            self._run_ready(held)
 
-    def _run(self, tick: Tick | None, waited: bool = False) -> None:
+    def _run(self, tick: Tick | None) -> None:
         if tick is None:
             return
         replans = self.cfg.sync_inference and (tick.new_episode or self.broker.wants_replan(tick.step))
-        if not tick.repeat and not waited and replans and not self._state_current():
-            self._pending = tick
-            self._state_timer.reset()
+        if not tick.repeat and replans:  # a re-plan reads the inputs: step t's state must be in
+            tick = self.state_wait.offer(tick, self._status_stamp_ns)
+            if tick is None:
+                self._state_timer.reset()
+                return
+        self._run_ready(tick)
+
+    def _run_ready(self, tick: Tick | None) -> None:
+        if tick is None:
             return
+        self._state_timer.cancel()
         if tick.repeat:
             with self._tick_lock:
                 last = self._last_action
