@@ -16,13 +16,13 @@ import time
 import numpy as np
 import torch
 from residual_core.augment import PoseAugmenter
+from residual_core.checkpoint import default_base_checkpoint
 from residual_core.observation import layout_for_task
 from residual_core.residual_policy import NumpyPolicy
 from residual_core.runtime import limit_blas_threads
 from residual_learning.base_policy import BasePolicy
 from residual_learning.networks import ResidualActor
 from trainer.franka_backend import FrankaSimBackend
-from trainer.paths import default_base_checkpoint
 from trainer.rollout import evaluate_episodes
 
 

@@ -102,7 +102,8 @@ def _as_batch(name: str, x, n: int | None = None) -> np.ndarray:
     return a
 
 
-def _as_scale(name: str, scale) -> np.ndarray:
+def as_residual_scale(name: str, scale) -> np.ndarray:
+    """``scale`` as a (7,) array (a scalar is broadcast); ValueError naming ``name`` unless finite and >= 0."""
     s = np.asarray(scale, dtype=np.float64)
     if s.ndim == 0:
         s = np.full(ACTION_DIM, float(s))
@@ -126,7 +127,7 @@ def compose_scaled_actions_batch(
     """
     b = _as_batch("base", base)
     r_in = _as_batch("residual", residual, b.shape[0])
-    bound = _as_scale("residual_scale", residual_scale)
+    bound = as_residual_scale("residual_scale", residual_scale)
     r = np.clip(r_in, -bound, bound)
     raw = np.empty_like(b)
     raw[:, 0:3] = b[:, 0:3] + r[:, 0:3]
@@ -149,7 +150,7 @@ def compose_actions_batch(
     ``r = clip(u, -1, 1) * residual_scale`` (equal to clamping ``u * residual_scale`` to +-residual_scale),
     then as :func:`compose_scaled_actions_batch`.
     """
-    scale = _as_scale("residual_scale", residual_scale)
+    scale = as_residual_scale("residual_scale", residual_scale)
     b = _as_batch("base", base)
     u = _as_batch("residual_raw", residual_raw, b.shape[0])
     return compose_scaled_actions_batch(b, u * scale, scale, spec)

@@ -27,24 +27,17 @@ from residual_core.action import (
     ACTION_NAMES,
     DEFAULT_RESIDUAL_SCALE,
     ActionSpec,
+    as_residual_scale,
     compose_scaled_actions_batch,
 )
 from residual_core.safety import EnvelopeConfig, apply_envelope_batch
-
-
-def check_scale(scale, name: str = "residual_scale") -> np.ndarray:
-    """``scale`` as a (7,) array of finite values >= 0 (ValueError naming ``name`` and the value otherwise)."""
-    s = np.asarray(scale, dtype=np.float64).reshape(-1)
-    if s.shape != (ACTION_DIM,) or not np.all(np.isfinite(s)) or np.any(s < 0):
-        raise ValueError(f"{name} must be {ACTION_DIM} finite values >= 0, got {list(np.asarray(scale).reshape(-1))}")
-    return s
 
 
 def tighten_scale(trained, fraction=(1.0,) * ACTION_DIM) -> np.ndarray:
     """The residual bound to apply: the checkpoint's ``trained`` residual_scale (7,) times ``fraction`` (7,) in
     [0, 1] per component (ValueError naming the component otherwise). Configuration can only tighten the bound a
     residual was trained with, never loosen it."""
-    t = check_scale(trained, "the checkpoint's residual_scale (manifest action_scale)")
+    t = as_residual_scale("the checkpoint's residual_scale (manifest action_scale)", trained)
     f = np.asarray(fraction, dtype=np.float64).reshape(-1)
     if f.shape != (ACTION_DIM,):
         raise ValueError(f"residual_scale_fraction must have {ACTION_DIM} values, got {list(f)}")
@@ -123,7 +116,8 @@ class ActionPipeline:
     """Safety envelope on the target pose and the per-step motion."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "residual_scale", tuple(float(v) for v in check_scale(self.residual_scale)))
+        scale = as_residual_scale("residual_scale", self.residual_scale)
+        object.__setattr__(self, "residual_scale", tuple(float(v) for v in scale))
 
     def step_batch(self, base, residual, tcp_pos, tcp_quat, last_gripper) -> BatchPipelineResult:
         """N rows: base (N, 7), residual (N, 7) in action units or None (base alone, through the same bounds),

@@ -15,6 +15,7 @@ import torch
 from residual_core.action import compose_action, compose_actions_batch
 from residual_core.augment import PoseAugmenter
 from residual_core.observation import Proprio, build_observation, build_observation_batch, layout_for_task
+from residual_core.pipeline import ActionPipeline
 from residual_core.residual_policy import NumpyPolicy
 from residual_core.safety import apply_envelope
 from scipy.spatial.transform import Rotation
@@ -81,6 +82,11 @@ def run(repeats: int = 2000, torch_threads: int | None = None) -> dict[str, tupl
         "apply_envelope (single)",
         lambda: apply_envelope(base[0], np.array([0.5, 0, 0.3]), np.array([1.0, 0, 0, 0]), 0.0),
     )
+    pipe, n = ActionPipeline(), len(base)
+    tcp_p, tcp_q = np.array([0.5, 0, 0.3]), np.array([1.0, 0, 0, 0])
+    bench("ActionPipeline.step (single, the arbiter's)", lambda: pipe.step(base[0], u[0] * 0.01, tcp_p, tcp_q, 0.0))
+    tcp_pn, tcp_qn = np.tile(tcp_p, (n, 1)), np.tile(tcp_q, (n, 1))
+    bench("ActionPipeline.step_batch N=64", lambda: pipe.step_batch(base, u * 0.01, tcp_pn, tcp_qn, np.zeros(n)))
     bench("PoseAugmenter.apply N=64", lambda: aug.apply(batch["obj_pos"], batch["obj_quat"], batch["present"]))
     bench("NumpyPolicy 256x256, 1 obs", lambda: np_actor(obs1))
     with torch.no_grad():

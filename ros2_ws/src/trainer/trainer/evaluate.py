@@ -20,7 +20,12 @@ from pathlib import Path
 import numpy as np
 import tyro
 from residual_core.augment import PoseAugmenter
-from residual_core.checkpoint import CheckpointError, CheckpointNotFoundError
+from residual_core.checkpoint import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    default_base_checkpoint,
+    default_residual_checkpoint,
+)
 from residual_core.observation import layout_for_task
 from residual_core.pipeline import ActionPipeline
 from residual_core.residual_policy import ResidualPolicy
@@ -29,7 +34,6 @@ from residual_core.tasks import TASK_NAMES, check_task
 from residual_learning.base_policy import BasePolicy
 from tqdm import tqdm
 
-from trainer.paths import default_base_checkpoint, default_residual_checkpoint
 from trainer.plots import plot_eval_table
 from trainer.rollout import evaluate_episodes
 

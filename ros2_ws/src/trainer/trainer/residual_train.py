@@ -27,6 +27,7 @@ import tyro
 from franka_sim.tasks import make_task, reward_spec
 from residual_core.action import DEFAULT_RESIDUAL_SCALE
 from residual_core.augment import PoseAugmenter
+from residual_core.checkpoint import default_base_checkpoint
 from residual_core.observation import make_layout
 from residual_core.pipeline import ActionPipeline
 from residual_core.residual_policy import NumpyPolicy
@@ -38,7 +39,6 @@ from tqdm import tqdm
 
 from trainer.closed_loop import ClosedLoop
 from trainer.franka_backend import FrankaSimBackend
-from trainer.paths import default_base_checkpoint
 from trainer.plots import plot_learning_curve
 from trainer.replay import NStepAccumulator, ReplayBuffer
 from trainer.rollout import evaluate_episodes
