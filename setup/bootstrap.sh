@@ -5,7 +5,10 @@
 #      torch==2.13.0 CPU, mujoco, ...)
 #   3. residual_interfaces built with colcon straight into .venv (after repairing the wheels' exported
 #      CMake include paths with setup/fix_ros_wheel_cmake.py)
-#   4. the project's ament_python packages installed into .venv (editable)
+#   4. the stand-in interface packages of ros2_ws/compat (franka_msgs, control_msgs, tf2_msgs: our wire-compatible
+#      definitions of what franka_ros2 and the twin talk in) built the same way, each only where the real package is
+#      not importable (one we built earlier carries share/<pkg>/RESIDUAL_COMPAT and is rebuilt)
+#   5. the project's ament_python packages installed into .venv (editable)
 # A stamp file records a hash of everything these steps read; a second run with nothing changed only
 # checks that the environment still imports, and returns within seconds.
 set -euo pipefail
@@ -14,7 +17,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 VENV="$ROOT/.venv"
 STAMP="$VENV/.setup-stamp"
-PKGS=(residual_core residual_ros residual_learning franka_sim vla_base_node residual_policy_node pose_estimator_node action_arbiter trainer residual_bringup)
+PKGS=(residual_core residual_ros residual_learning franka_sim franka_twin vla_base_node residual_policy_node pose_estimator_node action_arbiter trainer residual_bringup)
 APT_PKGS=(cmake g++ ninja-build python3-dev python3-venv libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6)
 
 say() { printf '[setup] %s\n' "$*"; }
@@ -23,13 +26,26 @@ die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 inputs_hash() {
   # Everything the set-up reads: dependency pins, the interface definitions, the package manifests.
   { cat setup/requirements.txt setup/requirements-build.txt setup/bootstrap.sh setup/fix_ros_wheel_cmake.py
-    find ros2_ws/src/residual_interfaces -type f | sort | xargs cat
+    find ros2_ws/src/residual_interfaces ros2_ws/compat -type f | sort | xargs cat
     for p in "${PKGS[@]}"; do if [ -f "ros2_ws/src/$p/setup.py" ]; then cat "ros2_ws/src/$p/setup.py"; fi; done
   } | sha256sum | cut -d' ' -f1
 }
 
 import_check() {
-  "$VENV/bin/python" -c "import rclpy, residual_interfaces.msg, residual_core, residual_ros, residual_learning, franka_sim, torch, mujoco" 2>/dev/null
+  "$VENV/bin/python" -c "import rclpy, residual_interfaces.msg, residual_core, residual_ros, residual_learning, franka_sim, torch, mujoco
+import franka_msgs.msg, franka_msgs.action, control_msgs.action, tf2_msgs.msg" 2>/dev/null
+}
+
+compat_to_build() {
+  # The ros2_ws/compat packages to build here: those not importable, and those we built before (marker file).
+  local d p
+  for d in ros2_ws/compat/*/; do
+    p=$(basename "$d")
+    [ -f "$d/package.xml" ] || continue
+    if [ -f "$VENV/share/$p/RESIDUAL_COMPAT" ] || ! "$VENV/bin/python" -c "import $p.msg" 2>/dev/null; then
+      echo "$p"
+    fi
+  done
 }
 
 want=$(inputs_hash)
@@ -97,13 +113,26 @@ command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
     --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$VENV/bin/python" "${generator[@]}" ) \
   > build/colcon-interfaces.log 2>&1 || { tail -40 build/colcon-interfaces.log >&2; die "residual_interfaces build failed (full log: build/colcon-interfaces.log)"; }
 
-# --- 5. the project's Python packages ------------------------------------------------------------------
+# --- 5. stand-ins for the interface packages PyPI lacks (only where the real ones are absent) ----------------
+read -r -a compat <<<"$(compat_to_build | tr '\n' ' ')"
+if [ ${#compat[@]} -gt 0 ]; then
+  say "building stand-in interface packages with colcon into .venv: ${compat[*]} (ros2_ws/compat)"
+  ( export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV" PATH="$VENV/bin:$PATH"
+    "$VENV/bin/colcon" --log-base build/colcon-log build --base-paths ros2_ws/compat --packages-select "${compat[@]}" \
+      --build-base build --install-base "$VENV" --merge-install --event-handlers console_cohesion- summary- \
+      --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$VENV/bin/python" "${generator[@]}" ) \
+    > build/colcon-compat.log 2>&1 || { tail -40 build/colcon-compat.log >&2; die "stand-in interface build failed (full log: build/colcon-compat.log)"; }
+else
+  say "franka_msgs, control_msgs, tf2_msgs: the real packages are importable; no stand-ins built"
+fi
+
+# --- 6. the project's Python packages ------------------------------------------------------------------
 say "installing the project's packages into .venv (editable)"
 args=()
 for p in "${PKGS[@]}"; do if [ -f "ros2_ws/src/$p/setup.py" ]; then args+=(-e "ros2_ws/src/$p"); fi; done
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation "${args[@]}" \
   2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
-import_check || die "set-up finished but '.venv/bin/python -c \"import rclpy, residual_interfaces.msg, residual_core\"' fails"
+import_check || die "set-up finished but the import check fails: .venv/bin/python -c \"import rclpy, residual_interfaces.msg, residual_core, franka_msgs.msg, control_msgs.action, tf2_msgs.msg\""
 echo "$want" > "$STAMP"
 say "done in $(( $(date +%s) - t0 )) s: .venv/bin/python -c 'import rclpy, residual_interfaces.msg, residual_core' works, nothing to source"

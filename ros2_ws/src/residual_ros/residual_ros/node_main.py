@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import rclpy
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
@@ -16,6 +17,22 @@ EXECUTOR_ENV = "RESIDUAL_EXECUTOR"
 EXECUTORS = ("events", "single")
 SPIN_PERIOD_S = 0.1
 """Longest single wait of the spin loop (s): how quickly a shutdown is noticed."""
+FASTDDS_PROFILE = Path(__file__).with_name("fastdds_profile.xml")
+"""The stack's Fast DDS defaults (a 100 ms heartbeat for reliable writers; the file says why)."""
+FASTDDS_PROFILE_ENVS = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+"""Where Fast DDS looks for a profile file: the Fast DDS 2.14 of the Jazzy wheels reads only the first (measured:
+a profile given by the second was ignored); newer releases read the second."""
+
+
+def use_fastdds_profile(environ: dict[str, str] | os._Environ = os.environ) -> str:
+    """Point Fast DDS at :data:`FASTDDS_PROFILE` unless a profile file is set already (a lab's own DDS
+    configuration wins); returns the file in effect. Must run before ``rclpy.init`` creates the participant."""
+    for name in FASTDDS_PROFILE_ENVS:
+        if environ.get(name):
+            return environ[name]
+    for name in FASTDDS_PROFILE_ENVS:
+        environ[name] = str(FASTDDS_PROFILE)
+    return str(FASTDDS_PROFILE)
 
 
 def make_executor(kind: str) -> Executor:
@@ -67,6 +84,7 @@ def run_node(executable: str, make_node: Callable[[], Node], args: list[str] | N
     limits the node's BLAS / OpenMP / torch / OpenCV pools once the node is built (0: leave them as they are; see
     :func:`residual_core.runtime.limit_compute_threads`).
     """
+    use_fastdds_profile()
     rclpy.init(args=args)
     node, chosen = None, None
     try:
