@@ -18,6 +18,22 @@ def test_parse_status():
         parse_status("episode 1")
 
 
+@pytest.mark.parametrize("text", [
+    '{"episode": 1e999, "step": 0}',  # inf: int() raised OverflowError
+    '{"episode": 1, "step": 1e999}',
+    '{"episode": -1, "step": 0}',  # an EefAction's episode is a uint32: the setter raised AssertionError
+    f'{{"episode": {2**32}, "step": 0}}',
+    f'{{"episode": 1, "step": {2**64}}}',
+    '{"episode": 1.5, "step": 0}',
+    '{"episode": true, "step": 0}',
+    '{"episode": "1", "step": 0}',
+    "[" * 100_000,  # RecursionError in json
+])
+def test_a_garbage_status_is_a_value_error_and_nothing_else(text):
+    with pytest.raises(ValueError, match="not a simulator episode status"):
+        parse_status(text)
+
+
 def test_lockstep_ticks_when_both_the_step_message_and_its_status_are_in():
     c = EpisodeClock(lockstep=True, follow_sim=True)
     assert c.on_status(1, 0) is None
@@ -73,3 +89,10 @@ def test_status_stamp():
 
     assert status_stamp_ns('{"episode": 1, "step": 3, "stamp_ns": 150000000}') == 150_000_000
     assert status_stamp_ns('{"episode": 1, "step": 3}') == -1 and status_stamp_ns("not json") == -1
+
+
+def test_a_garbage_status_stamp_is_none():
+    from vla_base_node.episodes import status_stamp_ns
+
+    for text in ('{"stamp_ns": 1e999}', '{"stamp_ns": -5}', '{"stamp_ns": "7"}', "[" * 100_000, "[1]"):
+        assert status_stamp_ns(text) == -1, text  # was an OverflowError / RecursionError

@@ -35,10 +35,33 @@ def test_snapshot_waits_for_required_inputs_then_reports_all_fields():
 
 def test_joint_state_without_names_uses_first_seven():
     cache = InputCache(instruction="x")
-    assert cache.update_joint_state([], list(range(9)), [])
-    assert not cache.update_joint_state([], [0.0] * 3, [])
+    assert cache.update_joint_state([], [*range(7), 0.01, 0.01], []) == ""
+    assert cache.update_joint_state([], [0.0] * 3, []) == "too_few_joints"
     cache.update_tcp_pose([0, 0, 0], [0, 0, 0, 1], 0.0)
     np.testing.assert_array_equal(cache.snapshot(0, 0.0)["state"]["joint_pos"], np.arange(7))
+
+
+def test_hostile_values_are_refused_with_a_reason_and_the_previous_ones_stand():
+    """The fault tester's messages, as values: fewer positions than names (was an IndexError), NaN, 1e200, a 1e200
+    quaternion, a bad object among good ones."""
+    cache = InputCache(instruction="x", object_names=("cube",))
+    names = [*ARM, "fr3_finger_joint1", "fr3_finger_joint2"]
+    good = [0.0, -0.5, 0.0, -2.0, 0.0, 1.5, 0.8, 0.02, 0.02]
+    assert cache.update_joint_state(names, good, [0.0] * 9) == ""
+    assert cache.update_joint_state(names, good[:3], []) == "length_mismatch"
+    assert cache.update_joint_state(names, [np.nan] + good[1:], []) == "not_finite"
+    assert cache.update_joint_state(names, [1e200] + good[1:], []) == "out_of_range"
+    assert cache.update_tcp_pose([0.4, 0.0, 0.3], [1, 0, 0, 0], 1.0) == ""
+    assert cache.update_tcp_pose([0.4, 0.0, 0.3], [1e200, 1e200, 0, 0], 1.0) == "bad_quaternion"
+    assert cache.update_tcp_pose([np.nan, 0.0, 0.3], [1, 0, 0, 0], 1.0) == "not_finite"
+    cube = [0.5, 0.0, 0.02, 0, 0, 0, 1]
+    assert cache.update_objects([("cube", cube, 1.0)], 1.0) == {}
+    assert cache.update_objects([("cube", cube[:3] + [1e155, 0, 0, 0], 1.0), ("mug", cube, 1.0)], 1.0) == {
+        "cube": "bad_quaternion"}  # mug: not a task object, skipped
+    obs = cache.snapshot(1, 1.0)["state"]
+    np.testing.assert_array_equal(obs["joint_pos"], good[:7])
+    np.testing.assert_array_equal(obs["tcp_quat"], [1, 0, 0, 0])
+    assert obs["object_present"] == {"cube": True} and list(obs["objects"]["cube"]) == cube
 
 
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8"])

@@ -101,3 +101,16 @@ def test_unencodable_objects_refused():
         packb({1, 2})
     with pytest.raises(MsgpackError, match="64 bits"):
         packb(2**64)
+
+
+@pytest.mark.parametrize("value", [np.array(2.5, dtype=np.float32), np.array(7, dtype=np.int64), np.array(True)])
+def test_zero_d_arrays_keep_shape_and_value(value):
+    raw = packb({"x": value})
+    assert b"\x90" in raw  # the shape is an empty array, as openpi's packer writes ()
+    back = unpackb(raw)["x"]
+    assert isinstance(back, np.ndarray) and back.shape == () and back.dtype == value.dtype and back == value
+
+
+def test_fortran_order_arrays_travel_in_c_order():
+    arr = np.asfortranarray(np.arange(6.0).reshape(2, 3))
+    np.testing.assert_array_equal(unpackb(packb(arr)), arr)

@@ -3,6 +3,10 @@
 Pure Python (no rclpy): the node converts messages to numpy and calls the ``update_*`` methods; a worker
 thread takes :meth:`InputCache.snapshot` for step t. Layout of the observation: see
 :mod:`vla_base_node.backends`.
+
+Every ``update_*`` first checks the values with :mod:`residual_ros.validate` (the node has checked the message, with
+its frame and stamp, already) and stores nothing when they are unusable: it returns the reason, and the previous
+value stands (an object refused is not seen in this message; its previous pose ages out by ``freshness``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from residual_core.observation import PoseFreshness, absent_reasons
+from residual_ros.validate import LIMITS, joint_values_reason, object_values_reason, pose_values_reason
 
 FR3_ARM_JOINTS = tuple(f"fr3_joint{i}" for i in range(1, 8))
 FR3_FINGER_JOINTS = ("fr3_finger_joint1", "fr3_finger_joint2")
@@ -45,8 +50,12 @@ class InputCache:
         self._objects: dict[str, tuple[np.ndarray, float, float]] = {}
         self._image: tuple[np.ndarray, float] | None = None
 
-    def update_joint_state(self, names: Sequence[str], position: Sequence[float], velocity: Sequence[float]) -> bool:
-        """Store arm joint positions/velocities and the gripper width; returns False if too few joints."""
+    def update_joint_state(self, names: Sequence[str], position: Sequence[float], velocity: Sequence[float]) -> str:
+        """Store arm joint positions/velocities and the gripper width; returns "" or why nothing was stored
+        (residual_ros.validate's reasons; "too_few_joints": neither the arm joints' names nor 7 unnamed positions)."""
+        reason = joint_values_reason(names, position, velocity, min_joints=1)
+        if reason:
+            return reason
         pos, vel = np.asarray(position, dtype=np.float64), np.asarray(velocity, dtype=np.float64)
         index = {n: i for i, n in enumerate(names)}
         if all(n in index for n in self.arm_joints):
@@ -54,24 +63,42 @@ class InputCache:
         elif len(pos) >= 7:
             arm = list(range(7))
         else:
-            return False
+            return "too_few_joints"
         fingers = [index[n] for n in self.finger_joints if n in index]
         with self._lock:
             self._joint_pos = pos[arm]
             self._joint_vel = vel[arm] if len(vel) == len(pos) else np.zeros(7)
             if fingers:
                 self._gripper_width = np.array([float(np.sum(pos[fingers]))])
-        return True
+        return ""
 
-    def update_tcp_pose(self, pos: Sequence[float], quat_xyzw: Sequence[float], stamp_s: float) -> None:
+    def update_tcp_pose(self, pos: Sequence[float], quat_xyzw: Sequence[float], stamp_s: float) -> str:
+        """Store the TCP pose; returns "" or why it was not stored."""
+        reason = pose_values_reason(pos, quat_xyzw)
+        if reason:
+            return reason
         with self._lock:
             self._tcp = (np.asarray(pos, dtype=np.float64), np.asarray(quat_xyzw, dtype=np.float64), stamp_s)
+        return ""
 
-    def update_objects(self, objects: Sequence[tuple[str, Sequence[float], float]], stamp_s: float) -> None:
-        """``objects``: (name, pose (7,) pos + quat xyzw, confidence) each, all measured at ``stamp_s``."""
+    def update_objects(self, objects: Sequence[tuple[str, Sequence[float], float]], stamp_s: float) -> dict[str, str]:
+        """``objects``: (name, pose (7,) pos + quat xyzw, confidence) each, all measured at ``stamp_s``. Returns the
+        objects refused, name -> reason (not seen in this message). Objects outside ``object_names`` (when given) are
+        skipped; without ``object_names`` at most ``LIMITS.max_objects`` names are kept."""
+        refused = {}
         with self._lock:
             for name, pose, confidence in objects:
+                if self.object_names and name not in self.object_names:
+                    continue
+                reason = ("length_mismatch" if len(pose) != 7
+                          else object_values_reason(name, pose[:3], pose[3:], confidence))
+                if not reason and name not in self._objects and len(self._objects) >= LIMITS.max_objects:
+                    reason = "too_many"
+                if reason:
+                    refused[str(name)] = reason
+                    continue
                 self._objects[name] = (np.asarray(pose, dtype=np.float64), float(confidence), stamp_s)
+        return refused
 
     def update_image(self, image: np.ndarray, stamp_s: float) -> None:
         with self._lock:

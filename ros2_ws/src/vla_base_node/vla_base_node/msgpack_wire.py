@@ -31,8 +31,8 @@ def _numpy_to_map(obj: Any) -> dict:
     if obj.dtype.kind in ("V", "O", "c"):
         raise MsgpackError(f"unsupported numpy dtype {obj.dtype} (object, void and complex cannot be sent)")
     if isinstance(obj, np.ndarray):
-        arr = np.ascontiguousarray(obj)
-        return {_NDARRAY: True, b"data": arr.tobytes(), b"dtype": arr.dtype.str, b"shape": list(arr.shape)}
+        # tobytes() is C order whatever the layout; not np.ascontiguousarray, which turns a 0-d array into shape (1,)
+        return {_NDARRAY: True, b"data": obj.tobytes(), b"dtype": obj.dtype.str, b"shape": list(obj.shape)}
     return {_NPGENERIC: True, b"data": obj.item(), b"dtype": obj.dtype.str}
 
 

@@ -11,6 +11,12 @@ Episode and step (:mod:`vla_base_node.episodes`): every action carries both. Fol
 own timer count, restarted at 0 by a new episode. Without a simulator (``episode_topic`` none) the node counts
 episodes itself: service ``~/reset`` (std_srvs/Trigger) starts the next one. A new episode resets the chunks and
 the backend; a step index going backwards is never taken for one.
+
+Inputs are checked before use (:mod:`residual_ros.validate`: lengths, ``frame_id`` for poses, finiteness, magnitudes,
+stamps against the node's clock; the values again in :class:`~vla_base_node.inputs.InputCache`); an unusable message
+(a bad object: that object) is dropped, counted per topic and reason, logged (throttled) and reported on
+``/diagnostics``, never fatal; an unparsable status too. ``/sim/step`` needs no check: a step ticks only together
+with the status of the same step.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -28,10 +36,13 @@ from residual_core.action import CONTROL_DT
 from residual_core.observation import PoseFreshness
 from residual_core.tasks import TASK_INSTRUCTIONS, TASK_OBJECTS, check_task
 from residual_interfaces.msg import EefAction, EefActionChunk, ObjectPoseArray
+from residual_ros import validate as v
 from residual_ros.conversions import image_to_rgb
+from residual_ros.diagnostics import diagnostic_array, node_status
 from residual_ros.lockstep import StateWait
 from residual_ros.node_main import run_node
 from residual_ros.params import declare_config
+from residual_ros.qos import latest_input_qos
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String, UInt64
 from std_srvs.srv import Trigger
@@ -67,6 +78,13 @@ class VlaBaseNodeConfig:
     state_wait_s: float = 0.25
     """Lockstep with sim time: how long a re-planning tick waits for its step's joint states and TCP pose (their
     stamps reaching the step's status stamp) before it re-plans on the newest inputs anyway (steady s)."""
+    reliable_inputs: bool = False
+    """Subscribe to the state inputs (joint states, TCP pose, object poses) reliably: only with reliable publishers
+    (the sim's; the graph sets it in lockstep simulation, where a lost state is never replaced); else best effort
+    (franka_ros2 publishes best effort)."""
+    lockstep_pose_wait: bool = False
+    """Lockstep with sim time: a re-planning tick also waits for its step's object poses (the graph sets it in sim,
+    where the base reads the simulator's ground truth, published with every state)."""
     episode_topic: str = "none"
     """Simulator status topic (std_msgs/String JSON with episode and step, e.g. /sim/episode) whose episode ids
     the actions carry (required in lockstep); none: the node's own counter, advanced by ~/reset (real robot)."""
@@ -89,7 +107,9 @@ class VlaBaseNodeConfig:
     min_confidence: float = PoseFreshness().min_confidence
     """Object poses with a lower confidence are reported as not present (as for the residual node)."""
     frame_id: str = "fr3_link0"
-    """Frame written into the action headers (robot base frame)."""
+    """Robot base frame: written into the action headers; the TCP and object poses must be in it."""
+    diagnostics_period_s: float = 1.0
+    """Period of /diagnostics (s)."""
     server_host: str = "127.0.0.1"
     """openpi: server host or ws:// URI."""
     server_port: int = 8000
@@ -98,20 +118,25 @@ class VlaBaseNodeConfig:
     """openvla: URL of the act endpoint."""
     api_key: str = ""
     """openpi: API key (empty: none)."""
+    openpi_preset: str = "libero"
+    """openpi: request layout and reply check of the served config family (vla_base_node.backends.presets): libero
+    (pi0/pi0-FAST/pi05 *_libero), droid (request only: DROID models return joint velocities, refused), or custom
+    (image_keys and state_keys as set)."""
     prompt_key: str = "prompt"
     """openpi: request key of the instruction."""
-    image_keys: tuple[str, ...] = ("observation/image=camera",)
-    """openpi: key=camera|zeros per image the model expects; ["none"]: no image."""
-    state_keys: tuple[str, ...] = ("observation/state=tcp_pos,tcp_rotvec,gripper_width",)
-    """openpi: key=field,field... concatenated state vectors; ["none"]: no state."""
+    image_keys: tuple[str, ...] = ("preset",)
+    """openpi: key=camera|zeros per image the model expects; ["preset"]: the preset's; ["none"]: no image."""
+    state_keys: tuple[str, ...] = ("preset",)
+    """openpi: key=field,field... concatenated state vectors; ["preset"]: the preset's; ["none"]: no state."""
     image_size: int = 224
     """openpi/openvla: square size images are resized (with padding) to; 0: unchanged."""
     actions_key: str = "actions"
     """openpi: reply key of the action chunk."""
     connect_timeout_s: float = 10.0
-    """openpi: connection timeout (s)."""
+    """openpi: time allowed to open a connection and receive the server metadata (s), within infer_timeout_s."""
     infer_timeout_s: float = 5.0
-    """openpi/openvla: timeout of one inference (s)."""
+    """openpi/openvla: longest one inference call takes, (re)connecting included (s); the connection is then dropped
+    and the next call opens a new one."""
     unnorm_key: str = ""
     """openvla: dataset statistics key for un-normalising actions."""
     double_encode: bool = False
@@ -173,26 +198,36 @@ class VlaBaseNode(Node):
         self._last_action: EefAction | None = None
         # Lockstep with sim time: a re-plan of step t reads step t's state. The state's messages and /sim/step travel
         # on different topics, so the tick waits (at most state_wait_s) until the joint states and TCP pose carry a
-        # stamp at least that of step t's status.
-        self.state_wait = StateWait(enabled=cfg.lockstep and bool(self.get_parameter("use_sim_time").value))
+        # stamp at least that of step t's status (and the object poses, with lockstep_pose_wait).
+        watched = ("joint_states", "tcp_pose") + (("object_poses",) if cfg.lockstep_pose_wait else ())
+        self.state_wait = StateWait(watched, enabled=cfg.lockstep and bool(self.get_parameter("use_sim_time").value))
         self._status_stamp_ns = -1
         self.steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._state_timer = self.create_timer(cfg.state_wait_s, self._state_deadline, clock=self.steady)
         self._state_timer.cancel()
+        self.drops = v.DropCounter()
+        self.pose_frames = v.same_frames(cfg.frame_id)  # what pose inputs may be in
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics, clock=self.steady)
 
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.action_pub = self.create_publisher(EefAction, "~/action", reliable)
         self.chunk_pub = self.create_publisher(EefActionChunk, "~/chunk", reliable)
         # Inputs before /sim/step (rclpy serves ready subscriptions in creation order, one message each per round),
-        # depth 1 so a tick never reads an older state queued behind the newest (lockstep episode boundaries).
-        latest = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
-        self.create_subscription(JointState, "/joint_states", self._on_joint_state, latest)
-        self.create_subscription(PoseStamped, "/tcp_pose", self._on_tcp_pose, latest)
-        self.create_subscription(ObjectPoseArray, "/objects/poses", self._on_objects, latest)
+        # depth 1 so a tick never reads an older state queued behind the newest (lockstep episode boundaries); reliable
+        # with reliable_inputs (lockstep simulation, where a lost state is never replaced: residual_ros.qos).
+        latest = latest_input_qos(cfg.reliable_inputs)
+        # Topic names as resolved (remappings applied): the keys of the drop counts.
+        self.topics = {
+            "joints": self.create_subscription(JointState, "/joint_states", self._on_joint_state, latest).topic_name,
+            "tcp": self.create_subscription(PoseStamped, "/tcp_pose", self._on_tcp_pose, latest).topic_name,
+            "objects": self.create_subscription(ObjectPoseArray, "/objects/poses", self._on_objects, latest).topic_name}
         if cfg.use_image:
-            self.create_subscription(Image, "/camera/image_raw", self._on_image, qos_profile_sensor_data)
+            self.topics["image"] = self.create_subscription(Image, "/camera/image_raw", self._on_image,
+                                                            qos_profile_sensor_data).topic_name
         if cfg.follow_sim:  # before /sim/step: when both are ready, the status (published first) is served first
-            self.create_subscription(String, cfg.episode_topic, self._on_status, reliable)
+            self.topics["status"] = self.create_subscription(String, cfg.episode_topic, self._on_status,
+                                                             reliable).topic_name
         else:
             self.create_service(Trigger, "~/reset", self._on_reset)
         if cfg.lockstep:
@@ -217,37 +252,56 @@ class VlaBaseNode(Node):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
+    def _now_ns(self) -> int | None:
+        """The clock stamps are judged against (None before the first /clock under sim time)."""
+        return v.judged_now(self.get_clock().now().nanoseconds)
+
+    def _refused(self, kind: str, reason: str, detail: str = "", part: str = "") -> bool:
+        """True (dropped, counted, logged now and then) when ``reason`` says the message of input ``kind`` (``part``
+        of it, e.g. "[object]") is unusable."""
+        return self.drops.refuse(self.topics[kind] + part, reason, self.get_logger().warn, detail)
+
     def _on_joint_state(self, msg: JointState) -> None:
-        if self.inputs.update_joint_state(msg.name, msg.position, msg.velocity):
-            self._run_ready(self.state_wait.arrived("joint_states", _ns(msg.header.stamp)))
+        reason = v.joint_state_reason(msg, min_joints=1, now_ns=self._now_ns())
+        if self._refused("joints", reason or self.inputs.update_joint_state(msg.name, msg.position, msg.velocity)):
+            return
+        self._run_ready(self.state_wait.arrived("joint_states", _ns(msg.header.stamp)))
 
     def _on_tcp_pose(self, msg: PoseStamped) -> None:
+        if self._refused("tcp", v.pose_stamped_reason(msg, self.pose_frames, self._now_ns())):
+            return
         p, q = msg.pose.position, msg.pose.orientation
-        self.inputs.update_tcp_pose([p.x, p.y, p.z], [q.x, q.y, q.z, q.w], self._now())
+        if self._refused("tcp", self.inputs.update_tcp_pose([p.x, p.y, p.z], [q.x, q.y, q.z, q.w], self._now())):
+            return
         self._run_ready(self.state_wait.arrived("tcp_pose", _ns(msg.header.stamp)))
 
     def _on_objects(self, msg: ObjectPoseArray) -> None:
-        now = self._now()
+        if self._refused("objects", v.object_pose_array_reason(msg, self.pose_frames, self._now_ns())):
+            return
         objs = [(o.name, [o.pose.position.x, o.pose.position.y, o.pose.position.z, o.pose.orientation.x,
                           o.pose.orientation.y, o.pose.orientation.z, o.pose.orientation.w], o.confidence)
                 for o in msg.objects]
-        self.inputs.update_objects(objs, now)
+        for name, reason in self.inputs.update_objects(objs, self._now()).items():  # not seen in this message
+            self._refused("objects", reason, f"object {name[:40]!r}", part="[object]")
+        if self.cfg.lockstep_pose_wait:
+            self._run_ready(self.state_wait.arrived("object_poses", _ns(msg.header.stamp)))
 
     def _on_image(self, msg: Image) -> None:
-        try:
-            img = image_to_rgb(bytes(msg.data), msg.height, msg.width, msg.encoding, msg.step)
-        except ValueError as exc:
-            self.get_logger().error(str(exc), throttle_duration_sec=5.0)
+        if self._refused("image", v.image_reason(msg) or v.stamp_reason(msg.header.stamp, self._now_ns())):
             return
+        img = image_to_rgb(bytes(msg.data), msg.height, msg.width, msg.encoding, msg.step)
         self.inputs.update_image(img, self._now())
 
     def _on_status(self, msg: String) -> None:
         try:
             episode, step = parse_status(msg.data)
         except ValueError as exc:
-            self.get_logger().error(str(exc), throttle_duration_sec=5.0)
+            self._refused("status", "bad_status", str(exc))
             return
-        self._status_stamp_ns = status_stamp_ns(msg.data)
+        stamp = status_stamp_ns(msg.data)
+        if self._refused("status", v.time_ns_reason(stamp, self._now_ns()) if stamp >= 0 else ""):
+            return
+        self._status_stamp_ns = stamp
         self._run(self.episodes.on_status(episode, step))
 
     def _on_reset(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
@@ -343,9 +397,22 @@ class VlaBaseNode(Node):
 
     def _action_msg(self, episode: int, step: int, action: np.ndarray, source: str) -> EefAction:
         msg = EefAction(episode=int(episode), step=int(step), action=[float(v) for v in action], source=source)
-        msg.header.stamp = self.get_clock().now().to_msg()
+        if self.state_wait.enabled and self._status_stamp_ns >= 0:
+            # Lockstep with sim time: the stamp of the step's state (its status), which the residual node and the
+            # arbiter wait for. Not the clock: /clock travels on a topic of its own and may not have reached this
+            # node yet, and an action stamped with the previous state's time lets them compute on that state.
+            msg.header.stamp = Time(sec=self._status_stamp_ns // 1_000_000_000,
+                                    nanosec=self._status_stamp_ns % 1_000_000_000)
+        else:
+            msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self.cfg.frame_id
         return msg
+
+    def _publish_diagnostics(self) -> None:
+        values = {"backend": self.backend.name, "episode": self._episode, "inference_failures": self.failures,
+                  "repeats": self.repeats}
+        status = node_status("base", "ok", values, self.drops)
+        self.diag_pub.publish(diagnostic_array(status, self.get_clock().now().to_msg()))
 
     def destroy_node(self) -> None:
         self._worker.shutdown(wait=True, cancel_futures=True)

@@ -11,9 +11,10 @@ Every backend implements :class:`BasePolicyBackend`: ``reset(instruction)`` at t
 * ``image``: (H, W, 3) uint8 RGB or None.
 
 Modules: :mod:`.adapters` (model action conventions -> ours, :class:`BackendError`), :mod:`.images` (image
-preparation), :mod:`.openpi` (openpi policy server, msgpack over websocket), :mod:`.openvla` (OpenVLA's REST deploy
-server, ``POST /act``, and its json_numpy codec), :mod:`.replay` (a recorded action sequence, open loop). The sim
-BC base policy lives in :mod:`vla_base_node.sim_bc` (it imports torch, so it is imported only when chosen).
+preparation), :mod:`.openpi` (openpi policy server, msgpack over websocket), :mod:`.presets` (the request layouts
+of the model families openpi serves), :mod:`.openvla` (OpenVLA's REST deploy server, ``POST /act``, and its
+json_numpy codec), :mod:`.replay` (a recorded action sequence, open loop). The sim BC base policy lives in
+:mod:`vla_base_node.sim_bc` (it imports torch, so it is imported only when chosen).
 :data:`BACKEND_FACTORIES` is the one plain dict from backend name to factory.
 """
 
@@ -48,6 +49,7 @@ from vla_base_node.backends.openvla import (
     json_numpy_hook,
     make_openvla,
 )
+from vla_base_node.backends.presets import OPENPI_PRESETS, OpenPIPreset
 from vla_base_node.backends.replay import ReplayBackend, ReplayConfig, make_replay
 
 
@@ -110,8 +112,10 @@ __all__ = [
     "BackendError",
     "BackendFactory",
     "BasePolicyBackend",
+    "OPENPI_PRESETS",
     "OpenPIBackend",
     "OpenPIConfig",
+    "OpenPIPreset",
     "OpenVLABackend",
     "OpenVLAConfig",
     "ReplayBackend",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
-import urllib.error
-import urllib.request
+import time
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from vla_base_node.backends.images import prepare_image
 
 def json_numpy_encode(arr: np.ndarray) -> dict:
     """An array as the ``json_numpy`` package encodes it (what OpenVLA's deploy server decodes)."""
-    arr = np.ascontiguousarray(arr)
+    arr = np.asarray(arr)  # not np.ascontiguousarray: it turns a 0-d array into shape (1,); tobytes() is C order
     return {"__numpy__": base64.b64encode(arr.tobytes()).decode("ascii"),
             "dtype": np.lib.format.dtype_to_descr(arr.dtype), "shape": list(arr.shape)}
 
@@ -56,14 +57,18 @@ class OpenVLAConfig:
 
 class OpenVLABackend:
     """One HTTP POST per inference; OpenVLA returns a single action, i.e. a chunk of length 1 (OpenVLA-OFT
-    style servers returning (H, 7) work too)."""
+    style servers returning (H, 7) work too). One call, connecting included, takes at most ``timeout_s``: each phase
+    (connect, send, each read of the reply) gets the time left."""
 
     def __init__(self, cfg: OpenVLAConfig, name: str = "openvla"):
         self.cfg, self.name = cfg, name
         self.instruction = ""
-        # No proxies: the VLA server is on the robot's network, and an http_proxy from the environment would
-        # silently route requests elsewhere.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        url = urllib.parse.urlsplit(cfg.url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"OpenVLA server_url must be http(s)://host[:port]/path, got {cfg.url!r}")
+        self._url = url
+        if not cfg.timeout_s > 0:
+            raise ValueError(f"OpenVLA infer_timeout_s must be > 0, got {cfg.timeout_s}")
 
     def reset(self, instruction: str) -> None:
         self.instruction = instruction
@@ -79,19 +84,55 @@ class OpenVLABackend:
             payload["unnorm_key"] = self.cfg.unnorm_key
         return {"encoded": json.dumps(payload)} if self.cfg.double_encode else payload
 
+    def _post(self, body: bytes) -> tuple[int, bytes]:
+        """POST ``body``; (status, reply body), every phase bounded by what is left of ``timeout_s``. No proxy: the
+        VLA server is on the robot's network (an http_proxy from the environment would route requests elsewhere)."""
+        deadline = time.monotonic() + self.cfg.timeout_s
+
+        def left() -> float:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no complete reply within infer_timeout_s={self.cfg.timeout_s} s")
+            return remaining
+
+        u = self._url
+        cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+        conn = cls(u.hostname, u.port, timeout=left())
+        try:
+            conn.connect()
+            sock = conn.sock  # kept: the response reads from it after getresponse() may have let go of it
+            sock.settimeout(left())  # sendall: the timeout bounds the whole send
+            path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+            conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+            sock.settimeout(left())
+            resp = conn.getresponse()
+            chunks = []
+            while True:
+                sock.settimeout(left())
+                chunk = resp.read1(65536)
+                if not chunk:
+                    return resp.status, b"".join(chunks)
+                chunks.append(chunk)
+        finally:
+            conn.close()
+
     def infer(self, observation: dict) -> np.ndarray:
         body = json.dumps(self.build_request(observation)).encode("utf-8")
-        req = urllib.request.Request(self.cfg.url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+        where = f"OpenVLA server {self.cfg.url}"
         try:
-            with self._opener.open(req, timeout=self.cfg.timeout_s) as resp:
-                text = resp.read().decode("utf-8")
-        except urllib.error.HTTPError as exc:
-            raise BackendError(f"OpenVLA server {self.cfg.url} answered HTTP {exc.code}: "
-                               f"{exc.read()[:500]!r}") from exc
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            raise BackendError(f"cannot reach OpenVLA server {self.cfg.url}: {exc}") from exc
-        return self.cfg.adapter(self.parse_reply(text))
+            status, data = self._post(body)
+        except TimeoutError as exc:
+            raise BackendError(f"{where} sent no complete reply within infer_timeout_s={self.cfg.timeout_s} s (busy "
+                               "or stuck)") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise BackendError(f"cannot reach {where}: {type(exc).__name__}: {exc}") from exc
+        if status != 200:
+            raise BackendError(f"{where} answered HTTP {status}: {data[:500]!r}"
+                               + (" (the request body is not what /act takes)" if status == 422 else ""))
+        try:
+            return self.cfg.adapter(self.parse_reply(data.decode("utf-8")))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BackendError(f"{where} sent a reply that is not JSON: {data[:200]!r}") from exc
 
     @staticmethod
     def parse_reply(text: str) -> np.ndarray:
@@ -99,7 +140,9 @@ class OpenVLABackend:
         value = json.loads(text, object_hook=json_numpy_hook)
         if isinstance(value, str):
             if value.strip().lower() == "error":
-                raise BackendError("OpenVLA server reported an error (see its log); check the request format")
+                raise BackendError("OpenVLA server reported an error (its log has the traceback): deploy.py "
+                                   "answers 'error' for any failure, e.g. an image that is not (H, W, 3) uint8 or an "
+                                   "unnorm_key the model has no statistics for")
             try:
                 value = json.loads(value, object_hook=json_numpy_hook)
             except json.JSONDecodeError as exc:
@@ -117,7 +160,7 @@ class OpenVLABackend:
         return arr
 
     def close(self) -> None:
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        """Nothing to release: every call opens and closes its own connection."""
 
 
 def make_openvla(params: dict) -> OpenVLABackend:
