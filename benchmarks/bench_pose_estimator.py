@@ -1,6 +1,7 @@
 """Accuracy and speed of the ArUco pose estimator (pose_estimator_node) on franka_sim's camera images.
 
-Per task, ``--states`` random initial states (``env.reset(seed=seed + i)``) are rendered from the fixed scene camera;
+Per task, ``--states`` random initial states (``env.reset(seed=seed + i)``) are rendered from the fixed scene camera
+(``--cameras both``: and the front camera, estimated together with ``estimate_views``, as the sim graph does);
 each task object's estimated pose is compared with the simulator's ground truth. With ``--expert``, each state is
 instead taken from a scripted-expert rollout (a random number of steps in [0, horizon)), estimated every
 ``--every`` steps along the way with tracking on (objects grasped, lifted, occluded by the arm, the cup turning
@@ -10,7 +11,7 @@ time per image.
 
     .venv/bin/python benchmarks/bench_pose_estimator.py                       # 100 states x 5 tasks, 640x480
     .venv/bin/python benchmarks/bench_pose_estimator.py --width 1280 --height 960 --tasks cube_lift stand_cup_up
-    .venv/bin/python benchmarks/bench_pose_estimator.py --expert --states 20
+    .venv/bin/python benchmarks/bench_pose_estimator.py --expert --states 20 --cameras both
 
 Timings depend on what else runs on the machine; run it alone.
 """
@@ -48,15 +49,19 @@ def pose_error(pos, quat, gt_pos, gt_quat) -> tuple[float, float]:
     return float(np.linalg.norm(np.asarray(pos) - gt_pos) * 1e3), float(np.degrees(rot))
 
 
+CAMERAS = {"scene": (None,), "front": ("front",), "both": (None, "front")}
+"""--cameras choice -> the env's cameras, in estimation order."""
+
+
 def evaluate(env: FrankaTaskEnv, estimator: ArucoPoseEstimator, stats: dict[str, ObjectStats], times: list[float],
-             stamp_s: float | None) -> None:
+             stamp_s: float | None, cameras: tuple = (None,)) -> None:
     h, w = env.image_size
-    img = env.render()
+    imgs = [env.render(c) for c in cameras]
     t0 = time.perf_counter()
-    gray = image_to_gray(img.tobytes(), h, w, "rgb8", w * 3)
-    cam_pos, cam_quat = env.camera_extrinsics()
-    result = estimator.estimate(gray, CameraModel(env.camera_intrinsics().matrix(), np.zeros(5), w, h),
-                                Extrinsic(cam_pos, cam_quat), stamp_s)
+    views = [(image_to_gray(img.tobytes(), h, w, "rgb8", w * 3),
+              CameraModel(env.camera_intrinsics(c).matrix(), np.zeros(5), w, h), Extrinsic(*env.camera_extrinsics(c)))
+             for img, c in zip(imgs, cameras, strict=True)]
+    result = estimator.estimate_views(views, stamp_s)
     times.append(time.perf_counter() - t0)
     truth = env.object_poses()
     for name, s in stats.items():
@@ -79,18 +84,18 @@ def run_task(task: str, args: argparse.Namespace, config: ArucoConfig) -> tuple[
         env.reset(seed=args.seed + i)
         estimator.reset()
         if not args.expert:
-            evaluate(env, estimator, stats, times, None)
+            evaluate(env, estimator, stats, times, None, CAMERAS[args.cameras])
             continue
         expert = ScriptedExpert(task, rng=np.random.default_rng(args.seed + i))
         steps = int(rng.integers(0, env.horizon))
         for k in range(steps + 1):
             if k % args.every == 0 or k == steps:
-                evaluate(env, estimator, stats, times, env.sim_time)
+                evaluate(env, estimator, stats, times, env.sim_time, CAMERAS[args.cameras])
             if k == steps:
                 break
             _, _, terminated, truncated, _ = env.step(expert.act(env.task_state()))
             if terminated or truncated:
-                evaluate(env, estimator, stats, times, env.sim_time)
+                evaluate(env, estimator, stats, times, env.sim_time, CAMERAS[args.cameras])
                 break
     env.close()
     return stats, times
@@ -130,6 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--expert", action="store_true", help="states from scripted-expert rollouts, with tracking")
     parser.add_argument("--every", type=int, default=10, help="with --expert: estimate every this many steps")
     parser.add_argument("--no-refine", action="store_true", help="use the detector's corners (ablation)")
+    parser.add_argument("--cameras", choices=sorted(CAMERAS), default="scene",
+                        help="which sim cameras' images to estimate from (both: as the sim graph)")
     args = parser.parse_args(argv)
     if args.states < 1 or args.every < 1:
         parser.error("--states and --every must be >= 1")
@@ -138,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     for task in args.tasks:
         results[task] = run_task(task, args, config)
-    print(f"# pose estimator: {args.width}x{args.height}, {'expert rollouts' if args.expert else 'reset states'}, "
+    print(f"# pose estimator: {args.width}x{args.height}, cameras {args.cameras}, "
+          f"{'expert rollouts' if args.expert else 'reset states'}, "
           f"{args.states} per task, seed {args.seed}, corner refinement {'off' if args.no_refine else 'on'}, "
           f"MUJOCO_GL={gl_backend()}, {platform.processor() or platform.machine()}, "
           f"{time.perf_counter() - t0:.0f} s\n")

@@ -69,6 +69,16 @@ def extrinsics(model: mujoco.MjModel, data: mujoco.MjData, camera: str | int) ->
     return data.cam_xpos[cam_id].copy(), Rotation.from_matrix(mat).as_quat()
 
 
+def place_camera(model: mujoco.MjModel, camera: str | int, pos, quat_xyzw) -> None:
+    """Put ``camera``'s optical frame at ``pos`` with orientation ``quat_xyzw`` (x y z w) in the base frame, in
+    ``model`` (a camera fixed to the world body: its pose is its model pose). A batch running its own copy of the
+    model needs it handed over again (``BatchSim.batch.set_models``)."""
+    cam_id = model.camera(camera).id
+    mat = Rotation.from_quat(quat_xyzw).as_matrix() @ _MJ_TO_OPTICAL  # optical -> MuJoCo camera axes (self-inverse)
+    model.cam_pos[cam_id] = np.asarray(pos, dtype=np.float64)
+    model.cam_quat[cam_id] = np.roll(Rotation.from_matrix(mat).as_quat(), 1)  # xyzw -> MuJoCo's wxyz
+
+
 def project(points: np.ndarray, intr: CameraIntrinsics, cam_pos: np.ndarray, cam_quat: np.ndarray) -> np.ndarray:
     """Pixel coordinates (M, 2) of base-frame points (M, 3) (OpenCV convention)."""
     R = Rotation.from_quat(cam_quat).as_matrix()

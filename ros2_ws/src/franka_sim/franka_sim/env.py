@@ -60,7 +60,7 @@ class FrankaTaskEnv(gym.Env):
         self.observation_space = observation_space(len(self._task.objects), self.image_size if render_camera else None)
         spec = self.config.sim.action_spec
         self.action_space = spaces.Box(spec.low, spec.high, dtype=np.float64)
-        self._renderer: cam.SceneRenderer | None = None
+        self._renderers: dict[str, cam.SceneRenderer] = {}
         self._render_data: mujoco.MjData | None = None
         self._elapsed = 0
         self._success = False
@@ -106,18 +106,25 @@ class FrankaTaskEnv(gym.Env):
         }
         return self._observation(), float(total[0]), terminated, truncated, info
 
-    def render(self) -> np.ndarray:
-        """(H, W, 3) uint8 image of the scene camera at ``image_size``."""
-        if self._renderer is None:
+    def camera_name(self, camera: str | None = None) -> str:
+        """The model's name of ``camera``: None or "scene" -> the scene camera, "front" -> the front camera, else as
+        given."""
+        scene = self.config.sim.scene
+        return {None: scene.camera.name, "scene": scene.camera.name, "front": scene.front_camera.name}.get(
+            camera, camera)
+
+    def render(self, camera: str | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 image of the scene camera (or ``camera``, see :meth:`camera_name`) at ``image_size``."""
+        name = self.camera_name(camera)
+        if name not in self._renderers:
             h, w = self.image_size
-            self._renderer = cam.SceneRenderer(self.sim.model, width=w, height=h,
-                                               camera=self.config.sim.scene.camera.name)
-        return self._renderer.render(self.get_data())
+            self._renderers[name] = cam.SceneRenderer(self.sim.model, width=w, height=h, camera=name)
+        return self._renderers[name].render(self.get_data())
 
     def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()
 
     def _observation(self) -> dict[str, np.ndarray]:
         obs = _state_dict_item(batched_observations(self.sim), 0)
@@ -201,14 +208,19 @@ class FrankaTaskEnv(gym.Env):
     def is_success(self) -> bool:
         return self._success
 
+    def success_now(self) -> bool:
+        """The task's success on the current state (also after the state was advanced outside :meth:`step` and
+        :meth:`set_target_pose`, e.g. by a real-time loop stepping ``sim.batch`` itself)."""
+        return bool(self._task.success(self.sim.task_state(with_action=False))[0])
+
     def task_state(self):
         """The batched (N = 1) TaskState that rewards, success and the scripted experts read."""
         return self.sim.task_state()
 
-    def camera_intrinsics(self) -> cam.CameraIntrinsics:
+    def camera_intrinsics(self, camera: str | None = None) -> cam.CameraIntrinsics:
         h, w = self.image_size
-        return cam.intrinsics(self.sim.model, self.config.sim.scene.camera.name, w, h)
+        return cam.intrinsics(self.sim.model, self.camera_name(camera), w, h)
 
-    def camera_extrinsics(self) -> tuple[np.ndarray, np.ndarray]:
+    def camera_extrinsics(self, camera: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Pose of the camera's optical frame (OpenCV: z forward, y down) in the base frame: (pos, quat_xyzw)."""
-        return cam.extrinsics(self.sim.model, self.get_data(), self.config.sim.scene.camera.name)
+        return cam.extrinsics(self.sim.model, self.get_data(), self.camera_name(camera))

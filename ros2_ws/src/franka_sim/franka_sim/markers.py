@@ -1,9 +1,9 @@
 """The MuJoCo plates of the ArUco fiducial markers on the task objects (cv2.aruco DICT_4X4_50).
 
-The marker table itself (``MARKERS``: per object, the marker id, its size and its pose in the object frame; the
-marker frame convention) is a physical fact shared with the pose estimator and lives in :mod:`residual_core.markers`;
-this module draws it: each marker is a thin visual-only plate whose texture is the marker image (made in code with
-``cv2.aruco.generateImageMarker``) framed by a white quiet zone.
+The marker table itself (``MARKERS``: per object, its markers: id, size and pose in the object frame; the marker frame
+convention; the texture layout that prints each marker at its nominal size) is a physical fact shared with the pose
+estimator and lives in :mod:`residual_core.markers`; this module draws it: each marker is a thin visual-only plate
+whose texture is the marker image (made in code with ``cv2.aruco.generateImageMarker``) framed by a white quiet zone.
 """
 
 from __future__ import annotations
@@ -23,16 +23,17 @@ from residual_core.markers import (  # noqa: F401 (re-exported for the task scen
     MARKERS,
     PLATE_HALF_THICKNESS,
     MarkerSpec,
+    texture_layout,
 )
 from scipy.spatial.transform import Rotation
 
 
-def marker_image(marker_id: int, size: float, plate_size: float, pixels_per_cell: int = 16) -> np.ndarray:
-    """RGB (n, n, 3) uint8 image of a marker centred on a white plate of ``plate_size`` (m)."""
-    cell = size / MARKER_CELLS
+def marker_image(marker_id: int, size: float, plate_size: float) -> np.ndarray:
+    """RGB (n, n, 3) uint8 image of a marker centred on a white plate of ``plate_size`` (m), laid out by
+    :func:`residual_core.markers.texture_layout` (n a power of two; the black square exactly ``size`` / ``plate_size``
+    of it)."""
+    plate_px, pixels_per_cell = texture_layout(size, plate_size)
     marker_px = MARKER_CELLS * pixels_per_cell
-    plate_px = int(round(plate_size / cell * pixels_per_cell))
-    plate_px += (plate_px - marker_px) % 2  # symmetric margin
     dictionary = cv2.aruco.getPredefinedDictionary(ARUCO_DICTIONARY)
     marker = cv2.aruco.generateImageMarker(dictionary, marker_id, marker_px, borderBits=1)
     img = np.full((plate_px, plate_px), 255, dtype=np.uint8)
@@ -41,15 +42,24 @@ def marker_image(marker_id: int, size: float, plate_size: float, pixels_per_cell
     return np.repeat(img[:, :, None], 3, axis=2)
 
 
-def add_marker(spec: mujoco.MjSpec, body: mujoco.MjsBody, object_name: str, object_frame_in_body=None) -> str:
-    """Add ``object_name``'s marker plate to ``body``; returns the plate geom's name.
+def add_marker(spec: mujoco.MjSpec, body: mujoco.MjsBody, object_name: str, object_frame_in_body=None) -> list[str]:
+    """Add the plates of all of ``object_name``'s markers to ``body``; returns the plate geoms' names (the main
+    marker's is ``<object>_marker``, the others' ``<object>_marker<id>``).
 
     ``object_frame_in_body``: (pos (3,), quat_xyzw (4,)) of the object frame in the body frame; identity if None.
-    The plate is visual only (no contacts, no mass) and its outer face carries the marker at ``MARKERS``' pose.
+    The plates are visual only (no contacts, no mass): the object's physics is that of its other geoms.
     """
     if object_name not in MARKERS:
         raise KeyError(f"no marker for object {object_name!r}; known: {sorted(MARKERS)}")
-    m = MARKERS[object_name]
+    names = []
+    for k, m in enumerate(MARKERS[object_name]):
+        name = f"{object_name}_marker" if k == 0 else f"{object_name}_marker{m.marker_id}"
+        _add_plate(spec, body, m, name, object_frame_in_body)
+        names.append(name)
+    return names
+
+
+def _add_plate(spec: mujoco.MjSpec, body: mujoco.MjsBody, m: MarkerSpec, name: str, object_frame_in_body) -> None:
     tex_name = f"aruco_{m.marker_id}"
     if spec.texture(tex_name) is None:
         img = marker_image(m.marker_id, m.size, m.plate_size)
@@ -66,7 +76,6 @@ def add_marker(spec: mujoco.MjSpec, body: mujoco.MjsBody, object_name: str, obje
         p_ob, q_ob = object_frame_in_body
         r_ob = Rotation.from_quat(q_ob)
         pos_body, r_body = r_ob.apply(plate_pos_obj) + np.asarray(p_ob), r_ob * r_marker
-    name = f"{object_name}_marker"
     body.add_geom(
         name=name,
         type=mujoco.mjtGeom.mjGEOM_BOX,
@@ -81,4 +90,3 @@ def add_marker(spec: mujoco.MjSpec, body: mujoco.MjsBody, object_name: str, obje
         group=1,
         rgba=[1, 1, 1, 1],
     )
-    return name

@@ -1,5 +1,5 @@
 """Task scenes composed in code: a table at z = 0, the FR3 attached at the world origin (``fr3_link0`` = world =
-base frame), lights, a fixed scene camera, and the task's objects.
+base frame), lights, two fixed cameras (the scene camera and a front one), and the task's objects.
 
 Physics options live here (not in the robot model): implicitfast integrator, elliptic friction cones, a high
 ``impratio`` so that finger friction holds objects firmly.
@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING
 import mujoco
 import numpy as np
 from residual_core.action import CONTROL_DT
-from residual_core.sim_camera import SIM_CAMERA_FOVY, SIM_CAMERA_LOOKAT, SIM_CAMERA_POS, look_at_xyaxes
+from residual_core.sim_camera import (
+    SIM_CAMERA_FOVY,
+    SIM_CAMERA_LOOKAT,
+    SIM_CAMERA_POS,
+    SIM_FRONT_CAMERA_POS,
+    look_at_xyaxes,
+)
 
 from franka_sim import robot
 
@@ -57,7 +63,7 @@ class PhysicsConfig:
 
 @dataclass(frozen=True)
 class CameraConfig:
-    """The fixed scene camera (pinhole, square pixels)."""
+    """A fixed camera (pinhole, square pixels); by default the scene camera."""
 
     name: str = "scene_camera"
     """Camera name in the model."""
@@ -89,10 +95,17 @@ class SceneConfig:
     """Robot physical parameters."""
     camera: CameraConfig = field(default_factory=CameraConfig)
     """Scene camera placement."""
+    front_camera: CameraConfig = field(
+        default_factory=lambda: CameraConfig(name="front_camera", pos=SIM_FRONT_CAMERA_POS))
+    """The second, front camera's placement (the pose estimator's second view; residual_core.sim_camera)."""
+
+    def __post_init__(self) -> None:
+        if self.camera.name == self.front_camera.name:
+            raise ValueError(f"the two cameras need distinct names, both are {self.camera.name!r}")
 
 
 def base_scene(cfg: SceneConfig) -> mujoco.MjSpec:
-    """Table, floor, lights, camera and the robot; no task objects yet."""
+    """Table, floor, lights, cameras and the robot; no task objects yet."""
     spec = mujoco.MjSpec()
     spec.modelname = "franka_scene"
     spec.compiler.degree = False
@@ -124,8 +137,8 @@ def base_scene(cfg: SceneConfig) -> mujoco.MjSpec:
                  specular=[0.1, 0.1, 0.1], castshadow=False)
     wb.add_light(name="fill_light", pos=[1.4, 0.8, 1.2], dir=[-0.6, -0.4, -0.6], diffuse=[0.35, 0.35, 0.35],
                  specular=[0.0, 0.0, 0.0], castshadow=False)
-    cam = cfg.camera
-    wb.add_camera(name=cam.name, pos=list(cam.pos), xyaxes=cam.xyaxes(), fovy=cam.fovy)
+    for cam in (cfg.camera, cfg.front_camera):
+        wb.add_camera(name=cam.name, pos=list(cam.pos), xyaxes=cam.xyaxes(), fovy=cam.fovy)
     robot.attach_robot(spec, cfg.robot)
     return spec
 

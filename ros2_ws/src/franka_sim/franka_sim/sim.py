@@ -134,6 +134,21 @@ class BatchSim:
         self.batch.forward(ids, stage=_STAGE_VEL)
 
     # ---------------------------------------------------------------- control
+    @property
+    def arm_actuators(self) -> np.ndarray:
+        """(7,) ids of the arm's joint-servo actuators (robot.ARM_ACTUATOR_NAMES order)."""
+        return self._arm_act.copy()
+
+    @property
+    def arm_activation_addresses(self) -> np.ndarray:
+        """(7,) addresses of the arm actuators' activations in ``act`` (the servo targets the controller ramps)."""
+        return self._arm_actadr.copy()
+
+    @property
+    def gripper_actuator(self) -> int:
+        """Id of the gripper actuator (ctrl: the opening of each finger, m)."""
+        return int(self._grip_act)
+
     def jacobian(self) -> np.ndarray:
         """(N, 6, 7) TCP Jacobian of every simulation at its current state."""
         return controller.site_jacobian(
@@ -177,12 +192,20 @@ class BatchSim:
         same floating-point path. ``commanded`` (N, 7): the action the target was formed from, recorded as the
         step's action (the reward's action term); None records zeros.
         """
+        err = self.command_pose(target_pos, target_quat, gripper)
+        self.batch.step(nstep=self.substeps, stage=_STAGE_VEL)
+        self.last_action[:] = 0.0 if commanded is None else np.asarray(commanded, dtype=np.float64)
+        return err
+
+    def command_pose(self, target_pos: np.ndarray, target_quat: np.ndarray, gripper: np.ndarray) -> np.ndarray:
+        """The first half of :meth:`step_to_pose`: the IK step towards the targets and the servo ramps over one
+        control step (``substeps`` physics steps), without stepping; returns the (N, 6) pose error. A real-time
+        caller steps the physics itself (``batch.step``) and commands again after ``substeps`` steps or when a new
+        target arrives (the ramps keep integrating while the physics runs)."""
         q = np.asarray(target_quat, dtype=np.float64).reshape(-1, 4)
         target_mat = Rotation.from_quat(q / np.linalg.norm(q, axis=-1, keepdims=True)).as_matrix()
         err = controller.pose_error(self.tcp_pos(), self.tcp_mat(), np.asarray(target_pos).reshape(-1, 3), target_mat)
         self._apply_task_error(err, np.broadcast_to(np.asarray(gripper, dtype=np.float64), (self.num_envs,)))
-        self.batch.step(nstep=self.substeps, stage=_STAGE_VEL)
-        self.last_action[:] = 0.0 if commanded is None else np.asarray(commanded, dtype=np.float64)
         return err
 
     # ---------------------------------------------------------------- state

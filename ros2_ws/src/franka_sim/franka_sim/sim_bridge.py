@@ -5,7 +5,8 @@ The node (:mod:`franka_sim.sim_node`) is glue around this module; everything it 
 
 Per control step the node publishes, in this order: ``/clock`` (when ``publish_clock``), ``/joint_states``,
 ``/tcp_pose``, ``/sim/object_poses_gt`` (and ``/objects/poses`` when ``publish_object_poses``), the camera info
-and image (when ``render_camera`` and due at ``camera_rate_hz``), ``/sim/episode`` and, LAST, ``/sim/step``
+and image of each camera (when ``render_camera`` and due at ``camera_rate_hz``; the scene camera, then the front
+camera with ``front_camera``), ``/sim/episode`` and, LAST, ``/sim/step``
 (std_msgs/UInt64) once all state of the step is out. All messages of a step carry one stamp: its simulated time
 (continuous over episodes) when the node publishes /clock, else the node's clock at publication.
 
@@ -46,6 +47,7 @@ from typing import Any
 import numpy as np
 from residual_core.action import CONTROL_DT
 from residual_core.tasks import check_task
+from residual_ros.validate import pose_values_reason
 
 from franka_sim import robot
 
@@ -56,6 +58,7 @@ FINGER_JOINTS: tuple[str, ...] = tuple(robot.FINGER_JOINT_NAMES)
 BASE_FRAME = "fr3_link0"
 TCP_FRAME = "fr3_hand_tcp"
 CAMERA_FRAME = "camera_color_optical_frame"
+FRONT_CAMERA_FRAME = "camera_front_optical_frame"
 STATUS_REASONS = ("", "success", "horizon")
 
 
@@ -81,6 +84,9 @@ class SimNodeConfig:
     """Also publish the ground-truth object poses on /objects/poses (graph pose_source ground_truth)."""
     render_camera: bool = False
     """Render and publish the scene camera on /camera/image_raw (rgb8) + /camera/camera_info."""
+    front_camera: bool = True
+    """With ``render_camera``: also render the front camera and publish it on /camera_front/image_raw +
+    /camera_front/camera_info (same stamp, size and intrinsics)."""
     image_width: int = 640
     """Camera image width (px). Markers are only detectable from about 480 px."""
     image_height: int = 480
@@ -92,9 +98,16 @@ class SimNodeConfig:
     pose estimator), so every node sees step t's poses; none: do not wait."""
     lockstep_pose_timeout_s: float = 1.0
     """Lockstep: publish /sim/step anyway (with a warning) if the poses take longer than this (wall s)."""
-    resend_period_s: float = 2.0
-    """Lockstep: re-publish the state and /sim/step when no command came for this long (wall s), e.g. for
-    nodes that started late."""
+    lockstep_pose_retry_s: float = 0.1
+    """Lockstep: the wait instead of ``lockstep_pose_timeout_s`` while the previous wait expired and no poses came
+    since (the estimator is down or restarting): the episode goes on at about 1 / this steps per second, not one
+    step per timeout; the first poses that come restore the full wait."""
+    resend_period_s: float = 0.5
+    """Lockstep: re-publish the state and /sim/step when no command came for this long (wall s): a lost message
+    (DDS still matching after a start or restart, a flooded queue) or a node that started late. Every node answers a
+    re-published step idempotently, so this bounds how long lockstep can stand still with every node up."""
+    diagnostics_period_s: float = 1.0
+    """Period of /diagnostics (steady s): episode, step, commands dropped by reason, input messages dropped."""
     frame_id: str = BASE_FRAME
     """Robot base frame of poses and targets."""
     camera_frame_id: str = CAMERA_FRAME
@@ -110,7 +123,10 @@ class SimNodeConfig:
             raise ValueError(f"image size must be positive, got {self.image_width}x{self.image_height}")
         if not (math.isfinite(self.camera_rate_hz) and self.camera_rate_hz > 0):
             raise ValueError(f"camera_rate_hz must be > 0, got {self.camera_rate_hz}")
-        for name in ("lockstep_pose_timeout_s", "resend_period_s"):
+        if not 0 < self.lockstep_pose_retry_s <= self.lockstep_pose_timeout_s:
+            raise ValueError(f"lockstep_pose_retry_s must be in (0, lockstep_pose_timeout_s = "
+                             f"{self.lockstep_pose_timeout_s}], got {self.lockstep_pose_retry_s}")
+        for name in ("lockstep_pose_timeout_s", "resend_period_s", "diagnostics_period_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
@@ -197,7 +213,7 @@ class CommandCheck:
     """"accepted", or one of COMMAND_DROP_REASONS: "not_waiting" (no episode running, or, in lockstep, no step
     outstanding: done, idle, or waiting for poses), "other_episode" (not the sim's current episode), "old_step"
     (lockstep: an earlier step; real time: older than the newest command taken), "future_step" (lockstep: a
-    later step)."""
+    later step; both modes: a step at or beyond the episode's horizon, which it never reaches)."""
 
 
 class EpisodeMachine:
@@ -218,6 +234,8 @@ class EpisodeMachine:
         self.resends = 0
         self.step_sent = False
         """/sim/step was published for the current step (so a command for it may come)."""
+        self.poses_overdue = False
+        """The last wait for poses expired and none came since (see :meth:`pose_timeout`)."""
         self.newest_command_step: int | None = None
         """Real time: step of the newest command taken in this episode."""
         self.dropped: dict[str, int] = dict.fromkeys(COMMAND_DROP_REASONS, 0)
@@ -252,26 +270,36 @@ class EpisodeMachine:
 
     def poses_arrived(self) -> bool:
         """The pose estimator republished this step's poses; True if /sim/step must be published now."""
+        self.poses_overdue = False
         if self.phase != Phase.WAIT_POSES:
             return False
         self.phase, self.step_sent = Phase.WAIT_COMMAND, True
         return True
 
+    def pose_timeout(self, full: float, retry: float) -> float:
+        """How long to wait for this step's poses: ``full``, or ``retry`` while the last wait expired with no poses
+        since (a dead or restarting estimator costs ``retry`` per step, not ``full``)."""
+        return retry if self.poses_overdue else full
+
     def pose_wait_expired(self, now: float, timeout: float) -> bool:
         """True (and /sim/step is due) when the poses did not come within ``timeout``."""
         if self.phase == Phase.WAIT_POSES and now - self.published_at >= timeout:
-            self.phase, self.step_sent = Phase.WAIT_COMMAND, True
+            self.phase, self.step_sent, self.poses_overdue = Phase.WAIT_COMMAND, True, True
             return True
         return False
 
     def check_command(self, episode: int, step: int) -> CommandCheck:
         """May the command for (``episode``, ``step``) be applied now? Only one of the current episode. Lockstep:
         only the current step's, once its /sim/step is out (also while a re-published state waits for its poses:
-        the command answers the first /sim/step). Real time: any step not older than the newest taken."""
+        the command answers the first /sim/step). Real time: any step not older than the newest taken. Never a
+        step the episode does not reach (at or beyond its horizon: a far-future step would, in real time, lock the
+        newest-step rule onto it for the rest of the episode)."""
         if not self.running or (self.lockstep and not self.step_sent):
             return CommandCheck(False, "not_waiting")
         if episode != self.episode:
             return CommandCheck(False, "other_episode")
+        if step >= self.horizon:
+            return CommandCheck(False, "future_step")
         if not self.lockstep:
             newest = self.newest_command_step
             return CommandCheck(False, "old_step") if newest is not None and step < newest else CommandCheck(
@@ -343,18 +371,19 @@ def command_from_target(pos, quat_xyzw, gripper: float) -> tuple[TargetCommand |
     """A command from a target pose + gripper, or (None, why) when it cannot be applied.
 
     Reasons: "ok", "no_target" (all-zero quaternion: the arbiter had no valid command this step),
-    "non_finite", "bad_quaternion" (norm far from 1). The gripper is clipped to [0, 1].
+    "non_finite", "bad_quaternion" (norm far from 1), "out_of_range" (a position no scene has: residual_ros.validate's
+    bound). The gripper is clipped to [0, 1].
     """
     p = np.asarray(pos, dtype=np.float64).reshape(3)
     q = np.asarray(quat_xyzw, dtype=np.float64).reshape(4)
     g = float(gripper)
     if not (np.all(np.isfinite(p)) and np.all(np.isfinite(q)) and math.isfinite(g)):
         return None, "non_finite"
-    n = float(np.linalg.norm(q))
-    if n == 0.0:
+    if not np.any(q):
         return None, "no_target"
-    if not 0.9 < n < 1.1:
-        return None, "bad_quaternion"
+    reason = pose_values_reason(p.tolist(), q.tolist())  # no overflow on a quaternion of 1e200
+    if reason:
+        return None, reason
     # Not normalised here: BatchSim.step_to_pose normalises every target, offline (the trainer's backend) and here
     # alike, so the graph and the closed loop run the same floating-point path.
     return TargetCommand(p, q, min(max(g, 0.0), 1.0), "arbiter"), "ok"

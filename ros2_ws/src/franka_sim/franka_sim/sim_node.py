@@ -4,6 +4,12 @@ Topics, order of publication, /sim/episode JSON, which commands (``/arbiter/comm
 episode ends: see :mod:`franka_sim.sim_bridge` (everything decided there; this file is glue). Service
 ``/sim/reset`` (residual_interfaces/ResetEpisode: task, seed) resets the env and the step counter, starts the next
 episode id and publishes the first state.
+
+Inputs are checked before use (:mod:`residual_ros.validate`): an ``/arbiter/command`` whose content is unusable (a
+valid one: a target not in ``frame_id``, not finite, out of range or not a unit quaternion; a gripper outside [0, 1])
+is dropped before its episode and step are judged (:meth:`~franka_sim.sim_bridge.EpisodeMachine.accept_command`); a
+pose-barrier array in another frame or malformed releases nothing. Drops are counted, logged (throttled) and
+reported on ``/diagnostics`` with the commands dropped by episode/step reason.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import array
 import time
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -19,6 +26,8 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from residual_core.tasks import check_task
 from residual_interfaces.msg import ArbiterCommand, ObjectPose, ObjectPoseArray
 from residual_interfaces.srv import ResetEpisode
+from residual_ros import validate as v
+from residual_ros.diagnostics import diagnostic_array, node_status
 from residual_ros.node_main import run_node
 from residual_ros.params import declare_config
 from rosgraph_msgs.msg import Clock as ClockMsg
@@ -61,17 +70,27 @@ class SimNode(Node):
         if cfg.render_camera:
             self.image_pub = self.create_publisher(Image, "/camera/image_raw", QoSProfile(depth=2))
             self.info_pub = self.create_publisher(CameraInfo, "/camera/camera_info", reliable)
+            if cfg.front_camera:
+                self.front_image_pub = self.create_publisher(Image, "/camera_front/image_raw", QoSProfile(depth=2))
+                self.front_info_pub = self.create_publisher(CameraInfo, "/camera_front/camera_info", reliable)
         self.episode_pub = self.create_publisher(String, "~/episode", latched)
         self.step_pub = self.create_publisher(UInt64, "~/step", reliable)
-        self.create_subscription(ArbiterCommand, "/arbiter/command", self._on_command, reliable)
+        self.drops = v.DropCounter()
+        self.pose_frames = v.same_frames(cfg.frame_id)  # what pose inputs may be in
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics, clock=self.steady)
+        self.command_topic = self.create_subscription(ArbiterCommand, "/arbiter/command", self._on_command,
+                                                      reliable).topic_name
         if cfg.lockstep:
             self.create_timer(0.05, self._lockstep_watch, clock=self.steady)
         else:
             self.create_timer(cfg.control_dt, self._realtime_tick, clock=self.steady)
         if cfg.pose_topic is not None:
-            self.create_subscription(ObjectPoseArray, cfg.pose_topic, self._on_poses, reliable)
+            self.pose_topic = self.create_subscription(ObjectPoseArray, cfg.pose_topic, self._on_poses,
+                                                       reliable).topic_name
         self.create_service(ResetEpisode, "~/reset", self._on_reset)
-        camera = f"{cfg.image_width}x{cfg.image_height}" if cfg.render_camera else "off"
+        camera = (f"{cfg.image_width}x{cfg.image_height}{' + front' if cfg.front_camera else ''}" if cfg.render_camera
+                  else "off")
         self.get_logger().info(f"sim: task={cfg.task} {'lockstep' if cfg.lockstep else 'real-time'} "
                                f"camera={camera} pose barrier={cfg.pose_topic or 'off'}")
         if cfg.autostart:
@@ -123,6 +142,9 @@ class SimNode(Node):
         return sb.hold_command(*self.env.tcp_pose(), self.last_gripper)
 
     def _on_command(self, msg: ArbiterCommand) -> None:
+        if self.drops.refuse(self.command_topic, v.arbiter_command_reason(msg, self.pose_frames),
+                             self.get_logger().warn):
+            return
         check = self.machine.accept_command(int(msg.episode), int(msg.step))
         if not check.accepted:
             if check.reason != "not_waiting":
@@ -141,16 +163,20 @@ class SimNode(Node):
             self._latest = command
 
     def _on_poses(self, msg: ObjectPoseArray) -> None:
+        if self.drops.refuse(self.pose_topic, v.object_pose_array_reason(msg, self.pose_frames),
+                             self.get_logger().warn):
+            return
         # Only the answer to the current state (same stamp) releases the step; a late answer to an older one not.
         if (msg.header.stamp.sec, msg.header.stamp.nanosec) == self._stamp and self.machine.poses_arrived():
             self._publish_step()
 
     def _lockstep_watch(self) -> None:
         now = time.monotonic()
-        if self.machine.pose_wait_expired(now, self.cfg.lockstep_pose_timeout_s):
-            self.get_logger().warn(f"no poses on {self.cfg.pose_topic} within {self.cfg.lockstep_pose_timeout_s} s "
-                                   f"for step {self.machine.step}: publishing /sim/step anyway",
-                                   throttle_duration_sec=5.0)
+        timeout = self.machine.pose_timeout(self.cfg.lockstep_pose_timeout_s, self.cfg.lockstep_pose_retry_s)
+        if self.machine.pose_wait_expired(now, timeout):
+            self.get_logger().warn(f"no poses on {self.cfg.pose_topic} within {timeout} s for step "
+                                   f"{self.machine.step}: publishing /sim/step anyway (until poses come again, "
+                                   f"waiting {self.cfg.lockstep_pose_retry_s} s per step)", throttle_duration_sec=5.0)
             self._publish_step()
         elif self.machine.resend_due(now, self.cfg.resend_period_s):
             self.get_logger().warn(f"no command for step {self.machine.step} after {self.cfg.resend_period_s} s: "
@@ -199,16 +225,28 @@ class SimNode(Node):
         return status
 
     def _publish_camera(self, header: Header) -> None:
-        """camera_info first, so a pose estimator has the intrinsics when the image of the same stamp arrives."""
-        img = self.env.render()
-        cam_header = Header(stamp=header.stamp, frame_id=self.cfg.camera_frame_id)
-        intr = self.env.camera_intrinsics()
-        fields = sb.camera_info_fields(intr.fx, intr.fy, intr.cx, intr.cy)
-        self.info_pub.publish(CameraInfo(header=cam_header, height=intr.height, width=intr.width, **fields))
-        msg = Image(header=cam_header, height=img.shape[0], width=img.shape[1], encoding="rgb8", is_bigendian=0,
-                    step=img.shape[1] * 3)
-        msg.data = array.array("B", img.tobytes())
-        self.image_pub.publish(msg)
+        """The scene camera, then the front camera (``front_camera``); per camera camera_info first, so a pose
+        estimator has the intrinsics when the image of the same stamp arrives."""
+        cameras = [(None, self.cfg.camera_frame_id, self.info_pub, self.image_pub)]
+        if self.cfg.front_camera:
+            cameras.append(("front", sb.FRONT_CAMERA_FRAME, self.front_info_pub, self.front_image_pub))
+        for camera, frame_id, info_pub, image_pub in cameras:
+            img = self.env.render(camera)
+            cam_header = Header(stamp=header.stamp, frame_id=frame_id)
+            intr = self.env.camera_intrinsics(camera)
+            fields = sb.camera_info_fields(intr.fx, intr.fy, intr.cx, intr.cy)
+            info_pub.publish(CameraInfo(header=cam_header, height=intr.height, width=intr.width, **fields))
+            msg = Image(header=cam_header, height=img.shape[0], width=img.shape[1], encoding="rgb8", is_bigendian=0,
+                        step=img.shape[1] * 3)
+            msg.data = array.array("B", img.tobytes())
+            image_pub.publish(msg)
+
+    def _publish_diagnostics(self) -> None:
+        m = self.machine
+        values = {"episode": m.episode, "step": m.step, "phase": m.phase.value, "resends": m.resends,
+                  **{f"commands dropped {reason}": n for reason, n in m.dropped.items()}}
+        status = node_status("sim", "ok", values, self.drops)
+        self.diag_pub.publish(diagnostic_array(status, self.get_clock().now().to_msg()))
 
     def _publish_step(self) -> None:
         self.step_pub.publish(UInt64(data=self.machine.step))

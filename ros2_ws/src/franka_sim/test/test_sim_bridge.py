@@ -89,6 +89,24 @@ def test_pose_barrier_holds_the_step_until_poses_or_timeout():
     assert EpisodeMachine(lockstep=False, wait_for_poses=True).wait_for_poses is False
 
 
+def test_pose_wait_is_short_while_the_estimator_is_down():
+    """10-minute lockstep soak: with the pose estimator killed, every step waited the full 1 s for poses (three
+    gaps of 1.05 s between commands); after one expired wait the next steps wait only the retry time."""
+    m = EpisodeMachine(lockstep=True, wait_for_poses=True)
+    m.begin("cube_lift", 0, horizon=10)
+    assert m.pose_timeout(1.0, 0.1) == 1.0
+    m.state_published(now=0.0)
+    assert m.pose_wait_expired(now=1.0, timeout=m.pose_timeout(1.0, 0.1))
+    m.advanced(False)
+    m.state_published(now=2.0)
+    assert m.pose_timeout(1.0, 0.1) == 0.1 and m.pose_wait_expired(now=2.1, timeout=m.pose_timeout(1.0, 0.1))
+    m.advanced(False)
+    m.state_published(now=3.0)
+    assert m.poses_arrived() and m.pose_timeout(1.0, 0.1) == 1.0  # the estimator is back: the full wait again
+    with pytest.raises(ValueError, match="lockstep_pose_retry_s"):
+        SimNodeConfig(lockstep_pose_retry_s=2.0)
+
+
 def test_resend_is_due_after_the_period_without_a_command():
     m = EpisodeMachine(lockstep=True)
     m.begin("cube_lift", 0, horizon=10)
@@ -126,6 +144,8 @@ def test_commands_from_targets():
     assert sb.command_from_target([np.nan, 0, 0.2], [0, 0, 0, 1], 0.0) == (None, "non_finite")
     assert sb.command_from_target([0.5, 0, 0.2], [0, 0, 0, 1], np.inf) == (None, "non_finite")
     assert sb.command_from_target([0.5, 0, 0.2], [0, 0, 0, 0.5], 0.0) == (None, "bad_quaternion")
+    assert sb.command_from_target([0.5, 0, 0.2], [1e200, 1e200, 0, 0], 0.0) == (None, "bad_quaternion")
+    assert sb.command_from_target([0.5, 1e200, 0.2], [0, 0, 0, 1], 0.0) == (None, "out_of_range")  # was taken
     hold = sb.hold_command([0.3, 0.0, 0.5], [1.0, 0.0, 0.0, 0.0], 0.4)
     assert hold.source == "hold" and hold.gripper == 0.4 and list(hold.pos) == [0.3, 0.0, 0.5]
 
@@ -205,6 +225,19 @@ def test_real_time_takes_the_newest_command_of_the_current_episode():
         m.advanced(False)
     assert m.phase == Phase.DONE and m.accept_command(2, 1).reason == "not_waiting"
     assert m.dropped == {"not_waiting": 2, "other_episode": 2, "old_step": 1, "future_step": 0}
+
+
+def test_a_step_the_episode_never_reaches_is_never_taken():
+    """Real time took any step not older than the newest: one far-future command (a step of 10**12) made every
+    later command of the episode an old step, so the sim held the forged target to the end. (Lockstep takes only
+    the current step anyway.)"""
+    for lockstep in (False, True):
+        m = EpisodeMachine(lockstep=lockstep)
+        m.begin("cube_lift", 0, horizon=100)
+        m.state_published(now=0.0)
+        for step in (100, 10**12, 2**64 - 1):
+            assert m.accept_command(1, step).reason == "future_step", (lockstep, step)
+        assert m.accept_command(1, 0).accepted and m.dropped["future_step"] == 3
 
 
 def test_a_command_answering_the_first_step_message_is_taken_while_a_resend_waits_for_poses():

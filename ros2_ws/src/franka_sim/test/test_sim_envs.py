@@ -3,6 +3,7 @@
 import franka_sim  # noqa: F401
 import numpy as np
 import pytest
+from franka_sim import robot
 from franka_sim.env import FrankaTaskEnv
 from franka_sim.sim import BatchSim, SimConfig
 from franka_sim.tasks import TASKS, make_task
@@ -145,3 +146,13 @@ def test_vector_env_per_env_seeds_fix_the_episode_start_whatever_the_index():
     assert not np.array_equal(oa["object_pos"][0], oa["object_pos"][1])
     with pytest.raises(ValueError, match="one seed per reset env"):
         a.reset(ids=[0, 1], seeds=[1])
+
+
+def test_public_actuators_and_success_now():
+    env = FrankaTaskEnv("cube_lift", seed=0)
+    env.reset(seed=0)
+    m, sim = env.model, env.sim
+    assert [m.actuator(int(i)).name for i in sim.arm_actuators] == list(robot.ARM_ACTUATOR_NAMES)
+    assert list(sim.arm_activation_addresses) == [int(m.actuator_actadr[i]) for i in sim.arm_actuators]
+    assert m.actuator(sim.gripper_actuator).name == robot.GRIPPER_ACTUATOR_NAME
+    assert env.success_now() is env.is_success() is False

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from residual_core.sim_camera import SIM_CAMERA_LOOKAT, SIM_CAMERA_POS, look_at_xyaxes
+from residual_core.sim_camera import SIM_CAMERA_LOOKAT, SIM_CAMERA_POS, SIM_FRONT_CAMERA_POS, look_at_xyaxes
 from residual_ros.conversions import image_pixels
+from residual_ros.validate import DISTORTION_LENGTHS
 from scipy.spatial.transform import Rotation
 
 
@@ -36,8 +37,9 @@ class CameraModel:
         D = np.asarray(self.D, dtype=np.float64).ravel()
         if not (np.all(np.isfinite(K)) and K[0, 0] > 0 and K[1, 1] > 0):
             raise ValueError(f"camera matrix K must be finite with fx, fy > 0 (uncalibrated camera?), got {K.tolist()}")
-        if not np.all(np.isfinite(D)):
-            raise ValueError(f"distortion coefficients must be finite, got {D.tolist()}")
+        if not np.all(np.isfinite(D)) or D.size not in DISTORTION_LENGTHS:
+            raise ValueError(f"distortion coefficients must be finite, {' / '.join(map(str, DISTORTION_LENGTHS))} of "
+                             f"them (OpenCV), got {D.tolist()}")
         if self.width < 1 or self.height < 1:
             raise ValueError(f"image size must be positive, got {self.width}x{self.height}")
         object.__setattr__(self, "K", K)
@@ -103,6 +105,20 @@ def sim_camera_extrinsic(camera=None) -> Extrinsic:
     mj = np.stack([x, y, np.cross(x, y)], axis=1)
     optical = mj @ np.diag([1.0, -1.0, -1.0])
     return Extrinsic(np.asarray(pos, dtype=np.float64), Rotation.from_matrix(optical).as_quat(canonical=True))
+
+
+class _FrontCamera:
+    pos = SIM_FRONT_CAMERA_POS
+
+    @staticmethod
+    def xyaxes() -> list[float]:
+        return look_at_xyaxes(SIM_FRONT_CAMERA_POS, SIM_CAMERA_LOOKAT)
+
+
+def sim_front_camera_extrinsic() -> Extrinsic:
+    """The optical frame of the sim's second, front camera in the base frame (residual_core.sim_camera's numbers, as
+    franka_sim's default ``SceneConfig.front_camera``)."""
+    return sim_camera_extrinsic(_FrontCamera)
 
 
 _GRAY_CODES = {"rgb8": cv2.COLOR_RGB2GRAY, "bgr8": cv2.COLOR_BGR2GRAY, "rgba8": cv2.COLOR_RGBA2GRAY,

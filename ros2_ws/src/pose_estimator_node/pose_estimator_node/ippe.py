@@ -41,3 +41,31 @@ def object_pose_from_marker(
     r_base_obj = r_base_marker * r_obj_marker.inv()
     return p_base_marker - r_base_obj.apply(np.asarray(spec.pos)), r_base_obj
 
+
+
+def object_in_camera(r_cam_marker: Rotation, t_cam_marker: np.ndarray, spec: MarkerSpec) -> tuple[Rotation, np.ndarray]:
+    """The object's pose in the optical frame (rotation, translation (3,)) from one of its markers' pose there."""
+    r_cam_obj = r_cam_marker * Rotation.from_quat(spec.quat_xyzw).inv()
+    return r_cam_obj, np.asarray(t_cam_marker, dtype=np.float64) - r_cam_obj.apply(np.asarray(spec.pos))
+
+
+def refine_object_pose(
+    object_points: np.ndarray, image_points: np.ndarray, K: np.ndarray, r_cam_obj: Rotation, t_cam_obj: np.ndarray
+) -> tuple[Rotation, np.ndarray, float]:
+    """One pose for all of an object's marker corners: Levenberg-Marquardt (``cv2.solvePnPRefineLM``) from the given
+    object pose in the optical frame over ``object_points`` (N, 3) in the object frame and their undistorted pixels
+    ``image_points`` (N, 2). Returns (rotation, translation (3,), RMS reprojection error px). Corners of markers on
+    differently oriented faces fix the pose without the two-fold ambiguity of a single small square."""
+    obj = np.asarray(object_points, dtype=np.float64).reshape(-1, 1, 3)
+    img = np.asarray(image_points, dtype=np.float64).reshape(-1, 1, 2)
+    rvec = r_cam_obj.as_rotvec().reshape(3, 1).copy()
+    tvec = np.asarray(t_cam_obj, dtype=np.float64).reshape(3, 1).copy()
+    rvec, tvec = cv2.solvePnPRefineLM(obj, img, K, None, rvec, tvec)
+    proj, _ = cv2.projectPoints(obj, rvec, tvec, K, None)
+    err = float(np.sqrt(np.mean(np.sum((proj.reshape(-1, 2) - img.reshape(-1, 2)) ** 2, axis=1))))
+    return Rotation.from_rotvec(rvec.ravel()), tvec.ravel(), err
+
+
+def camera_to_base(r_cam_obj: Rotation, t_cam_obj: np.ndarray, extrinsic: Extrinsic) -> tuple[np.ndarray, Rotation]:
+    """An object pose in the optical frame -> (position, rotation) in the base frame."""
+    return extrinsic.rotation.apply(t_cam_obj) + extrinsic.pos, extrinsic.rotation * r_cam_obj

@@ -7,8 +7,10 @@ about a uniformly random axis with angle ~ N(0, noise_rot_rad^2), each object dr
 rot_noise_per_m), so ``noise_rot_rad`` > 0 needs ``noise_pos_m`` > 0.
 
 Output: one entry per task object, in the task's order. A dropped object keeps its (noisy) pose with confidence
-0 (what "not seen" means in ObjectPose); an object missing from the input, or with confidence 0 or a non-finite
-pose, is passed on untouched with confidence 0.
+0 (what "not seen" means in ObjectPose); an object with confidence 0 is passed on untouched with confidence 0; one
+missing from the input or not usable (residual_ros.validate.object_values_reason: not finite, out of range, not a unit
+quaternion, a confidence outside [0, 1]) as all zeros with confidence 0: nothing unusable reaches the noise maths
+(a quaternion of 1e200 made scipy raise) or the output.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from residual_core.augment import PoseAugmenter
+from residual_ros.validate import object_values_reason
 
 
 @dataclass(frozen=True)
@@ -82,12 +85,11 @@ class NoisyGroundTruth:
         present = np.zeros((1, k), dtype=bool)
         conf = np.zeros(k)
         for i, name in enumerate(self.object_names):
-            if name not in objects:
+            if name not in objects or object_values_reason(name, *objects[name]):
                 continue
             p, q, c = objects[name]
             pos[0, i], quat[0, i], conf[i] = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64), c
-            present[0, i] = (c > 0 and np.all(np.isfinite(pos[0, i])) and np.all(np.isfinite(quat[0, i]))
-                             and np.linalg.norm(quat[0, i]) > 1e-9)
+            present[0, i] = c > 0
         noisy_pos, noisy_quat, kept = self.augmenter.apply(pos, quat, present)
         out = []
         for i, name in enumerate(self.object_names):

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from franka_sim.markers import MARKER_CELLS, marker_image
+from franka_sim.markers import MARKER_CELLS, marker_image, texture_layout
 
 SUPERSAMPLE = 8
-PIXELS_PER_CELL = 16
 
 
 def marker_texture(marker_id: int, size: float, plate_size: float) -> tuple[np.ndarray, np.ndarray]:
     """(grey plate texture (P, P) uint8, (4, 2) marker corners in texture pixel coordinates, detection order)."""
-    tex = marker_image(marker_id, size, plate_size, PIXELS_PER_CELL)[:, :, 0]
+    tex = marker_image(marker_id, size, plate_size)[:, :, 0]
     p = tex.shape[0]
-    m = MARKER_CELLS * PIXELS_PER_CELL
+    m = MARKER_CELLS * texture_layout(size, plate_size)[1]
     off = (p - m) // 2
     lo, hi = off - 0.5, off + m - 0.5  # edges of the black square (pixel-centre convention)
     return tex, np.array([[lo, lo], [hi, lo], [hi, hi], [lo, hi]])

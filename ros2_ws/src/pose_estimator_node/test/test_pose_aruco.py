@@ -40,7 +40,7 @@ def project(points: np.ndarray, camera: CameraModel = CAMERA, extrinsic: Extrins
 def marker_corners(name: str, pos=None, rot=None, camera: CameraModel = CAMERA) -> np.ndarray:
     p, r = POSES[name]
     p, r = (p if pos is None else pos), (r if rot is None else rot)
-    return project(r.apply(MARKERS[name].corners_in_object()) + np.asarray(p), camera)
+    return project(r.apply(MARKERS[name][0].corners_in_object()) + np.asarray(p), camera)
 
 
 def angle_deg(q, r: Rotation) -> float:
@@ -52,7 +52,7 @@ def test_exact_corners_give_the_exact_object_pose(name):
     est = ArucoPoseEstimator([name], EXACT).estimate_marker(name, GRAY, marker_corners(name), CAMERA, EXTRINSIC)
     pos, rot = POSES[name]
     assert np.linalg.norm(est.pos - pos) < 1e-6 and angle_deg(est.quat_xyzw, rot) < 1e-4
-    assert est.marker_id == MARKERS[name].marker_id and est.reproj_err_px < 1e-6 and not est.refined
+    assert est.marker_id == MARKERS[name][0].marker_id and est.reproj_err_px < 1e-6 and not est.refined
     assert est.resolution in ("reprojection", "prior")
 
 
@@ -68,7 +68,7 @@ def test_lens_distortion_is_undone():
 
 def test_ambiguous_marker_poses_are_decided_by_tracking_then_the_normal_prior():
     corners = marker_corners("cube")
-    (_, _, e0), (_, _, e1) = marker_pose_solutions(CAMERA.undistort(corners), MARKERS["cube"].size, K)
+    (_, _, e0), (_, _, e1) = marker_pose_solutions(CAMERA.undistort(corners), MARKERS["cube"][0].size, K)
     assert e1 - e0 < EXACT.ambiguity_margin_px, "this view must be ambiguous (a small marker seen at ~40 deg)"
     truth = POSES["cube"][1]
     up = ArucoPoseEstimator(["cube"], EXACT).estimate_marker("cube", GRAY, corners, CAMERA, EXTRINSIC)
@@ -131,6 +131,8 @@ def test_camera_extrinsic_and_image_inputs_are_validated():
         CameraModel.from_camera_info([1.0] * 4, [], 640, 480)
     cam = CameraModel.from_camera_info(K.ravel(), [], 640, 480)
     assert not cam.has_distortion and cam.D.shape == (0,)
+    with pytest.raises(ValueError, match="OpenCV"):  # 3 coefficients: cv2.undistortPoints raised cv2.error
+        CameraModel.from_camera_info(K.ravel(), [0.1, 0.01, 0.001], 640, 480)
     with pytest.raises(ValueError, match="not \\(close to\\) unit length"):
         Extrinsic(np.zeros(3), np.zeros(4))
     with pytest.raises(ValueError, match="finite position"):
@@ -152,19 +154,33 @@ def test_camera_extrinsic_and_image_inputs_are_validated():
 
 def test_estimate_reports_missing_objects_unknown_ids_and_keeps_the_best_duplicate():
     plate = np.array([[40.3, 30.7], [92.1, 33.2], [90.4, 81.9], [38.2, 78.8]])
-    img, _ = render_markers((240, 320), [(1, 0.03, 0.04, plate), (7, 0.03, 0.04, plate + [150.0, 10.0]),
+    img, _ = render_markers((240, 320), [(1, 0.03, 0.04, plate), (40, 0.03, 0.04, plate + [150.0, 10.0]),
                                          (1, 0.03, 0.04, plate + [60.0, 120.0])])
     # Spoil the second cube marker's quiet zone along one edge: its corners cannot be refined.
     cv2.rectangle(img, (98, 196), (152, 203), 30, thickness=-1)
     camera = CameraModel(K, np.zeros(5), 320, 240)
     estimator = ArucoPoseEstimator(["cube", "target"])
     found = estimator.detect(img)
-    assert sorted(found) == [1, 7] and len(found[1]) == 2
+    assert sorted(found) == [1, 40] and len(found[1]) == 2
     result = estimator.estimate(img, camera, EXTRINSIC)
-    assert list(result.objects) == ["cube"] and result.missing == ("target",) and result.unknown_ids == (7,)
+    assert list(result.objects) == ["cube"] and result.missing == ("target",) and result.unknown_ids == (40,)
     each = [estimator.estimate_marker("cube", img, c, camera, EXTRINSIC) for c in found[1]]
     assert sorted(e.refined for e in each) == [False, True]
     assert result.objects["cube"].refined and result.objects["cube"].confidence == max(e.confidence for e in each)
     assert result.total_s >= result.detect_s > 0
     with pytest.raises(ValueError, match="image is 320x240 but the camera info says 640x480"):
         estimator.estimate(img, CAMERA, EXTRINSIC)
+
+
+def test_the_prior_expects_a_side_markers_normal_to_be_horizontal():
+    """A marker on a cube's side face points sideways while the cube rests upright (residual_core.markers.RESTING_UP):
+    when its two IPPE solutions are ambiguous, the prior takes the one whose normal is closest to horizontal, which
+    here is the true one (an "as up as possible" prior, right for top markers, takes the other: 119 deg off)."""
+    side = MARKERS["cube"][4]  # the -y face, towards the sim camera
+    p, r = POSES["cube"]
+    corners = project(r.apply(side.corners_in_object()) + np.asarray(p))
+    sols = marker_pose_solutions(corners, side.size, K)
+    assert len(sols) == 2 and sols[1][2] - sols[0][2] < EXACT.ambiguity_margin_px, "this view must be ambiguous"
+    est = ArucoPoseEstimator(["cube"], EXACT).estimate_marker("cube", GRAY, corners, CAMERA, EXTRINSIC, spec=side)
+    assert est.resolution == "prior" and est.marker_ids == (side.marker_id,)
+    assert np.linalg.norm(est.pos - p) < 1e-6 and angle_deg(est.quat_xyzw, r) < 1e-4

@@ -47,6 +47,18 @@ def test_missing_unseen_and_invalid_objects_pass_as_not_seen():
     assert [p.status for p in out] == ["missing", "missing"]
 
 
+@pytest.mark.parametrize("noise", [0.0, 0.01])
+def test_hostile_values_pass_as_missing_instead_of_raising(noise):
+    """The fault tester's finite but enormous quaternions (1e155 .. 1e200) overflowed the norm and scipy raised."""
+    gt = NoisyGroundTruth(["cube", "target"], NoisyGroundTruthConfig(noise_pos_m=noise, noise_rot_rad=10 * noise))
+    for quat in ([1e200, 1e200, 0.0, 0.0], [1e155, 0.0, 0.0, 0.0], [0.0, 0.0, -1e180, 1.0]):
+        out = gt.apply({"cube": (CUBE[0], quat, 1.0), "target": ([0.0, 1e300, 0.0], TARGET[1], 1.0)})
+        assert [(p.status, p.confidence) for p in out] == [("missing", 0.0), ("missing", 0.0)], quat
+        assert not any(np.any(p.pos) or np.any(p.quat_xyzw) for p in out)  # nothing of it is passed on
+    out = gt.apply({"cube": (CUBE[0], CUBE[1], 2.0), "target": TARGET})  # a confidence outside [0, 1]
+    assert [p.status for p in out] == ["missing", "seen"]
+
+
 def test_config_is_validated():
     with pytest.raises(ValueError, match="noise_rot_rad=0.1 needs noise_pos_m > 0"):
         NoisyGroundTruthConfig(noise_rot_rad=0.1)

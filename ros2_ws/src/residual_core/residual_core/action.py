@@ -112,6 +112,26 @@ def as_residual_scale(name: str, scale) -> np.ndarray:
     return s
 
 
+def residual_bound_problems(scale, spec: ActionSpec = ActionSpec()) -> list[str]:
+    """Why ``scale`` cannot be a residual's bound (a checkpoint's ``action_scale``) under ``spec``: one phrase per
+    problem, [] when it can. A bound is ACTION_DIM finite values, each in [0, ``spec.high``] of its component
+    (``max_translation``, ``max_rotation``, 1 for the gripper): a residual allowed more than the whole action's
+    bound is a corrupted or mislabelled checkpoint, not a policy."""
+    s = np.asarray(scale, dtype=np.float64)
+    if s.shape != (ACTION_DIM,):
+        return [f"{ACTION_DIM} values are needed, got shape {s.shape}"]
+    limits = ("ActionSpec.max_translation",) * 3 + ("ActionSpec.max_rotation",) * 3 + ("the gripper range",)
+    problems = []
+    for name, value, high, limit in zip(ACTION_NAMES, s, spec.high, limits, strict=True):
+        if not np.isfinite(value):
+            problems.append(f"{name} is {value}")
+        elif value < 0.0:
+            problems.append(f"{name} {value:g} < 0")
+        elif value > high:
+            problems.append(f"{name} {value:g} > {high:g} ({limit})")
+    return problems
+
+
 def compose_scaled_actions_batch(
     base: np.ndarray,
     residual: np.ndarray,

@@ -2,9 +2,12 @@
 
 Loading never executes code (no pickle, no torch.load): the weights are safetensors, the manifest is
 plain JSON. A manifest that does not match what the loader expects (kind, task, observation layout) is
-refused with an error that names the mismatch. Both files are written atomically (temporary file, then
-rename; the weights first): a crash between the two renames leaves new weights next to the old manifest,
-which loading reports as a sha256 mismatch instead of loading a wrong pair.
+refused with an error that names the mismatch, and so is a consistent checkpoint (its sha256 matches) that must
+not run: NaN or inf in the weights or the manifest, a residual bound (``action_scale``) outside the action spec,
+a residual whose observation layout is not its own task's (:func:`check_manifest`, :func:`check_finite_tensors`).
+Both files are written atomically (temporary file, then rename; the weights first): a crash between the two
+renames leaves new weights next to the old manifest, which loading reports as a sha256 mismatch instead of
+loading a wrong pair.
 
 Format version 1 manifest keys: format_version, kind, task, observation_layout ([[name, size], ...] or
 null), normalization, action_scale, network, training, steps, evaluation, code_version, created,
@@ -31,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from residual_core.observation import ObservationLayout
+from residual_core.action import ActionSpec, residual_bound_problems
+from residual_core.observation import ObservationLayout, layout_for_task
 from residual_core.tasks import TASK_NAMES
 
 FORMAT_VERSION = 1
@@ -99,7 +103,19 @@ class TaskMismatchError(CheckpointError):
 
 
 class LayoutMismatchError(CheckpointError):
-    """The checkpoint's observation layout differs from the expected one."""
+    """The checkpoint's observation layout differs from the expected one, or from its own task's layout."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The checkpoint is readable and its sha256 matches, but what it holds must not run (see the subclasses)."""
+
+
+class NonFiniteValuesError(UnsafeCheckpointError):
+    """NaN or inf in a weight tensor or in a number of the manifest."""
+
+
+class ActionScaleError(UnsafeCheckpointError):
+    """A residual's bound (manifest action_scale) lies outside the action spec (:class:`ActionSpec` bounds)."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -313,9 +329,50 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
             f"manifest {manifest_path} has format_version {version}; this code reads version {FORMAT_VERSION}"
         )
     try:
-        return Manifest.from_dict(data)
+        _jsonable(data, "manifest")  # json.loads reads NaN, Infinity and 1e999; the writer never writes them
+    except ValueError as exc:
+        raise NonFiniteValuesError(f"manifest {manifest_path}: {exc}") from None
+    try:
+        manifest = Manifest.from_dict(data)
     except (TypeError, ValueError) as exc:
         raise CheckpointCorruptError(f"manifest {manifest_path} is invalid: {exc}") from None
+    return check_manifest(manifest, manifest_path)
+
+
+def check_manifest(manifest: Manifest, source: str | os.PathLike) -> Manifest:
+    """``manifest`` if what it describes may run, else the error naming ``source`` (its file) and what is wrong.
+
+    A well-formed manifest can still describe a checkpoint that must not run; for a residual, refused are:
+
+    - a residual bound (``action_scale``) outside the action spec: :class:`ActionScaleError` unless it is 7 values,
+      each in [0, the default :class:`ActionSpec` bound of its component] (max_translation, max_rotation, 1 for the
+      gripper; :func:`residual_core.action.residual_bound_problems`). The arbiter clamps the residual to this
+      bound, so a bound of 1e6 would let any residual through;
+    - an observation layout that is not the layout of the manifest's own task
+      (:func:`residual_core.observation.layout_for_task`): :class:`LayoutMismatchError`. A checkpoint relabelled
+      with another task would otherwise pass every check against that task's name.
+
+    :func:`read_manifest` calls this, so every loader (:func:`load_checkpoint`, ``ResidualPolicy``,
+    ``BasePolicy``) and every reader of the manifest alone (the arbiter's residual bound) gets these checks.
+    """
+    if manifest.kind != "residual":
+        return manifest
+    problems = residual_bound_problems(manifest.action_scale)
+    if problems:
+        raise ActionScaleError(
+            f"manifest {source}: the residual bound action_scale {manifest.action_scale} is outside the action spec "
+            f"(each component >= 0 and <= {ActionSpec().high.tolist()}): {'; '.join(problems)}"
+        )
+    layout, task = manifest.observation_layout, manifest.task
+    expected = layout_for_task(task)
+    mismatch = expected.describe_mismatch(layout)
+    if mismatch:
+        raise LayoutMismatchError(
+            f"manifest {source} names task {task!r}, but its observation layout (objects {list(layout.object_names)}, "
+            f"{layout.size} values) is not {task}'s (objects {list(expected.object_names)}, {expected.size} values): "
+            f"{mismatch}. Was the checkpoint relabelled with another task?"
+        )
+    return manifest
 
 
 def load_checkpoint(
@@ -326,8 +383,11 @@ def load_checkpoint(
 ) -> tuple[dict[str, Any], Manifest]:
     """Load (tensors as np.ndarray by name, manifest), refusing a checkpoint that does not match expectations.
 
-    Checks, in order: both files exist, the manifest parses and has format version 1, kind, task (a base
-    checkpoint with task "all" matches any task), observation layout, then the weights' sha256 and format.
+    Checks, in order: both files exist, the manifest parses, has format version 1, finite numbers and passes
+    :func:`check_manifest` (a residual's bound within the action spec, its layout its task's), kind, task (a base
+    checkpoint with task "all" matches any task), observation layout, then the weights' sha256 and format, and that
+    every floating-point tensor is finite (a matching sha256 only says the weights are the ones the manifest was
+    written for, not that they are sane: NaN weights are refused with :class:`NonFiniteValuesError`).
     """
     if expected_kind is not None and expected_kind not in KINDS:
         raise ValueError(f"expected_kind must be one of {KINDS} or None, got {expected_kind!r}")
@@ -361,4 +421,20 @@ def load_checkpoint(
         tensors = st_load(blob)
     except Exception as exc:  # safetensors raises its own error type for malformed files
         raise CheckpointCorruptError(f"weights {weights_path} are not a valid safetensors file: {exc}") from None
+    check_finite_tensors(tensors, weights_path)
     return tensors, manifest
+
+
+def check_finite_tensors(tensors: Mapping[str, np.ndarray], source: str | os.PathLike) -> None:
+    """:class:`NonFiniteValuesError` naming ``source`` and each floating-point tensor that holds NaN or inf."""
+    bad = []
+    for name, t in tensors.items():
+        if t.dtype.kind in "fc":
+            count = t.size - int(np.count_nonzero(np.isfinite(t)))
+            if count:
+                bad.append(f"{name} ({count} of {t.size} values)")
+    if bad:
+        raise NonFiniteValuesError(
+            f"weights {source} hold NaN or inf in {len(bad)} tensor(s): {', '.join(bad)}. The sha256 matches the "
+            "manifest, so the file was written like this (a diverged training run?) or rewritten with its manifest"
+        )

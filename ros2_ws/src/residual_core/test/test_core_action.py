@@ -12,6 +12,7 @@ from residual_core.action import (
     compose_scaled_action,
     compose_scaled_actions_batch,
     pose_delta,
+    residual_bound_problems,
 )
 from scipy.spatial.transform import Rotation
 
@@ -173,3 +174,16 @@ def test_compose_errors(base, u, scale, match):
 def test_compose_batch_shape_mismatch():
     with pytest.raises(ValueError, match=r"residual_raw must have shape \(3, 7\)"):
         compose_actions_batch(np.zeros((3, 7)), np.zeros((4, 7)))
+
+
+def test_residual_bound_problems_name_each_component_outside_the_spec():
+    assert residual_bound_problems(DEFAULT_RESIDUAL_SCALE) == []
+    assert residual_bound_problems(ActionSpec().high) == []  # the bound itself is allowed
+    assert residual_bound_problems(np.zeros(ACTION_DIM)) == []
+    assert residual_bound_problems([1e6, 0.01, -0.01, 0.05, np.nan, 0.26, 1.01]) == [
+        "dx 1e+06 > 0.05 (ActionSpec.max_translation)", "dz -0.01 < 0", "dry is nan",
+        "drz 0.26 > 0.25 (ActionSpec.max_rotation)", "gripper 1.01 > 1 (the gripper range)"]
+    # another spec's bounds
+    assert residual_bound_problems([0.1] * 6 + [1.0], ActionSpec(max_translation=0.1, max_rotation=0.1)) == []
+    assert residual_bound_problems([0.01] * 6) == ["7 values are needed, got shape (6,)"]
+    assert residual_bound_problems(0.01) == ["7 values are needed, got shape ()"]

@@ -151,6 +151,16 @@ def test_layout_mismatch_is_refused(base_ckpt, tmp_path):
     assert "layout" in r.stderr.lower()
 
 
+def test_residual_scale_outside_the_action_spec_is_refused_before_training():
+    from trainer.residual_train import Args
+
+    with pytest.raises(ValueError, match=r"must lie within the action spec: dx 1e\+06 > 0\.05"):
+        Args(task="cube_lift", residual_scale=(1e6,) * 7)
+    with pytest.raises(ValueError, match=r"7 values are needed, got shape \(6,\)"):
+        Args(task="cube_lift", residual_scale=(0.01,) * 6)
+    assert Args(task="cube_lift", residual_scale=(0.05,) * 3 + (0.25,) * 3 + (1.0,)).residual_scale[6] == 1.0
+
+
 def test_sac_trains_resumes_and_writes_the_same_checkpoint_format(base_ckpt, tmp_path):
     out = tmp_path / "sac"
     sac = ["--algo", "sac", "--sac.batch-size", "64", "--sac.hidden", "64", "64", "--sac.critic-warmup", "4"]

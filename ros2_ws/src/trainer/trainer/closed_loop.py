@@ -5,9 +5,11 @@ graph with offline evaluation all run this loop, so an episode offline is the ep
 
 1. :class:`BaseChunkRunner` plays the frozen base as a VLA is played: it predicts a chunk of actions from the
    current state and executes ``execute_steps`` of them open-loop before re-planning (per env);
-2. the perception model (:class:`residual_core.augment.PoseAugmenter`: pose noise and whole-object dropout)
-   decides what the residual sees of the object poses; which objects are present is decided by
-   ``residual_core.observation.present_mask``, the definition the residual node uses at run time;
+2. the perception model decides what the residual sees of the object poses: the true poses with pose noise and
+   whole-object dropout (:class:`residual_core.augment.PoseAugmenter`; which objects are present is decided by
+   ``residual_core.observation.present_mask``, the definition the residual node uses at run time), or the graph's
+   camera path (:class:`trainer.camera_path.CameraPerception`: the rendered camera, the ArUco pose estimator and the
+   residual node's pose inputs);
 3. the residual (a function of the observations, in action units) is composed with the base by
    :class:`residual_core.pipeline.ActionPipeline` (the checkpoint's bound, the action spec, the safety envelope:
    what the arbiter runs);
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from residual_core.augment import PoseAugmenter
@@ -29,6 +32,12 @@ from residual_core.pipeline import ActionPipeline, BatchPipelineResult, GripperM
 from residual_learning.base_policy import BasePolicy, base_features_batch, embed_instruction
 
 from trainer.sim_backend import BatchState, SimBackend, StepResult
+
+if TYPE_CHECKING:  # (not imported at run time: the camera path pulls in OpenCV and the pose estimator)
+    from trainer.camera_path import CameraPerception
+
+    Perception = PoseAugmenter | CameraPerception
+    """What the residual sees of the object poses: noise and dropout on the true poses, or the camera path."""
 
 
 class BaseChunkRunner:
@@ -74,17 +83,21 @@ ResidualFn = Callable[[np.ndarray], np.ndarray]
 
 
 def residual_observation(object_names: Sequence[str], s: BatchState, base_actions: np.ndarray,
-                         perception: PoseAugmenter | None) -> tuple[np.ndarray, np.ndarray]:
+                         perception: Perception | None) -> tuple[np.ndarray, np.ndarray]:
     """The residual's observation (N, D) for the current state, through the perception model if one is given.
 
-    Returns (observations, present mask (N, K)). The perception model's dropouts become absent objects through
-    :func:`residual_core.observation.present_mask` (a dropout is a pose that never arrived).
+    Returns (observations, present mask (N, K)). A PoseAugmenter's dropouts become absent objects through
+    :func:`residual_core.observation.present_mask` (a dropout is a pose that never arrived); the camera path says
+    itself which objects are present (the residual node's rule on the estimator's poses).
     """
-    pos, quat = s.obj_pos, s.obj_quat
-    arrived = np.ones(pos.shape[:2], dtype=bool)
-    if perception is not None:
-        pos, quat, arrived = perception.apply(pos, quat, arrived)
-    present = present_mask(pos, quat, arrived)
+    if perception is None or isinstance(perception, PoseAugmenter):
+        pos, quat = s.obj_pos, s.obj_quat
+        arrived = np.ones(pos.shape[:2], dtype=bool)
+        if perception is not None:
+            pos, quat, arrived = perception.apply(pos, quat, arrived)
+        present = present_mask(pos, quat, arrived)
+    else:
+        pos, quat, present = perception.view(s)
     obs = build_observation_batch(tuple(object_names), pos, quat, present, s.joint_pos, s.joint_vel,
                                   s.gripper_width, s.tcp_pos, s.tcp_quat, base_actions)
     return obs, present
@@ -116,7 +129,7 @@ class ClosedLoop:
     """Runs :mod:`this module's <trainer.closed_loop>` loop over the ``num_envs`` envs of a backend."""
 
     def __init__(self, backend: SimBackend, base: BasePolicy, pipeline: ActionPipeline | None = None,
-                 perception: PoseAugmenter | None = None):
+                 perception: Perception | None = None):
         self.backend = backend
         self.pipeline = pipeline or ActionPipeline()
         self.perception = perception

@@ -1,9 +1,14 @@
 """`residual-eval`: success of the frozen base alone and of base + residual on the same seeded episodes.
 
 For each task, episode i starts from the initial state drawn with seed ``seed_offset + i`` (the same
-seeds for both runs and for every invocation), so the table is reproducible. The residual sees object
-poses with evaluation pose noise (fixed sigma) and whole-object dropout; the base sees the true state
-(it stands in for a VLA, which sees the scene itself).
+seeds for both runs and for every invocation), so the table is reproducible. The base sees the true state (it stands
+in for a VLA, which sees the scene itself). What the residual sees of the object poses (``--pose-source``):
+
+* ``gt``: the true poses with evaluation pose noise (fixed sigma) and whole-object dropout;
+* ``camera``: the ROS graph's camera path, offline (trainer.camera_path): every step the two sim cameras (scene and
+  front) are rendered from the env's state, the ArUco pose estimator (the node's code and configuration, tracking per
+  episode) estimates the poses, and the residual node's rule decides which objects are present. Episodes run one at
+  a time, as in the graph; ``residual-demo --pose-source camera`` runs the same seeds through the graph.
 
 Prints the table of the reference work (per task: base successes / N, base + residual successes / N, mean
 steps-to-success of the successful episodes) and can write JSON and a PNG bar chart.
@@ -16,9 +21,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import tyro
+from franka_sim.sim_bridge import SimNodeConfig
 from residual_core.augment import PoseAugmenter
 from residual_core.checkpoint import (
     CheckpointError,
@@ -52,12 +59,22 @@ class Args:
     """Base policy checkpoint (default: the shipped checkpoints/base/base_policy)."""
     residual_checkpoint: Path | None = None
     """Residual checkpoint (only with a single task; default: the shipped checkpoints/residual/<task>)."""
+    pose_source: Literal["gt", "camera"] = "gt"
+    """What the residual sees of the object poses: gt (the true poses with --pose-noise and --dropout) or camera (the
+    graph's camera path offline: the two sim cameras rendered from each env's state every step, the ArUco pose
+    estimator with the node's configuration, the residual node's presence rule; --pose-noise and --dropout do not
+    apply, and episodes run one env at a time, as in the graph)."""
     pose_noise: float = 0.005
-    """Pose noise seen by the residual: fixed sigma per episode (m). 0 disables."""
+    """gt: pose noise seen by the residual: fixed sigma per episode (m). 0 disables."""
     dropout: float = 0.1
-    """Whole-object pose dropout probability per step seen by the residual. 0 disables."""
+    """gt: whole-object pose dropout probability per step seen by the residual. 0 disables."""
+    image_width: int = SimNodeConfig.image_width
+    """camera: rendered image width (px); the default is the sim node's."""
+    image_height: int = SimNodeConfig.image_height
+    """camera: rendered image height (px); the default is the sim node's (the scene's offscreen buffer allows up to
+    1280x960)."""
     num_envs: int = 10
-    """Parallel envs (episodes run in batches of this size)."""
+    """Parallel envs (episodes run in batches of this size; camera: always 1)."""
     json_out: Path | None = None
     """Write the results as JSON here."""
     png_out: Path | None = None
@@ -70,14 +87,22 @@ class Args:
             raise ValueError("--residual-checkpoint needs a single --task (each task has its own residual)")
         if self.episodes < 1:
             raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
+        if not (1 <= self.image_width <= 1280 and 1 <= self.image_height <= 960):
+            raise ValueError(f"--image-width/--image-height must be within 1280x960 (the scene's offscreen buffer), "
+                             f"got {self.image_width}x{self.image_height}")
+
+    @property
+    def envs(self) -> int:
+        """Envs per batch: the camera path runs one at a time (as the graph: same floating-point path, no batch)."""
+        return 1 if self.pose_source == "camera" else min(self.num_envs, self.episodes)
 
 
 def evaluate_task(task: str, args: Args, base: BasePolicy) -> dict:
     from trainer.franka_backend import FrankaSimBackend
 
     seeds = list(range(args.seed_offset, args.seed_offset + args.episodes))
-    backend = FrankaSimBackend(task, min(args.num_envs, args.episodes), seed=0)
-    row: dict = {"task": task, "episodes": args.episodes, "seeds": seeds}
+    backend = FrankaSimBackend(task, args.envs, seed=0)
+    row: dict = {"task": task, "episodes": args.episodes, "seeds": seeds, "pose_source": args.pose_source}
     t0 = time.time()
     with tqdm(total=args.episodes, desc=f"{task}: base", unit="ep", leave=False) as bar:
         row["base"] = evaluate_episodes(backend, base, seeds, progress=bar.update).to_dict()
@@ -95,7 +120,12 @@ def evaluate_task(task: str, args: Args, base: BasePolicy) -> dict:
             backend.close()
             return row
         aug = None
-        if args.pose_noise > 0 or args.dropout > 0:
+        if args.pose_source == "camera":
+            from trainer.camera_path import CameraPathConfig, CameraPerception
+
+            aug = CameraPerception(backend, CameraPathConfig(image_width=args.image_width,
+                                                             image_height=args.image_height))
+        elif args.pose_noise > 0 or args.dropout > 0:
             aug = PoseAugmenter(max_sigma=args.pose_noise, dropout_p=args.dropout, seed=777, fixed_sigma=True)
         pipeline = ActionPipeline(residual_scale=tuple(policy.manifest.action_scale))
         with tqdm(total=args.episodes, desc=f"{task}: base+residual", unit="ep", leave=False) as bar:
@@ -103,6 +133,9 @@ def evaluate_task(task: str, args: Args, base: BasePolicy) -> dict:
                                     progress=bar.update)
         row["residual"] = res.to_dict()
         row["residual_checkpoint"] = str(path)
+        if args.pose_source == "camera":
+            row["camera"] = {"image": f"{args.image_width}x{args.image_height}", "frames": aug.frames,
+                             "detected_fraction": {o: n / max(aug.frames, 1) for o, n in aug.detected.items()}}
     row["wall_s"] = round(time.time() - t0, 1)
     backend.close()
     return row
@@ -148,11 +181,26 @@ def main(argv: list[str] | None = None) -> int:
         except (CheckpointError, FileNotFoundError) as e:
             print(f"residual-eval: {task}: cannot load the residual checkpoint: {e}", file=sys.stderr)
             return 2
-    noise = "" if args.no_residual else \
-        f" (residual sees pose noise {args.pose_noise * 1000:g} mm, dropout {args.dropout:g})"
+    if args.no_residual:
+        noise = ""
+    elif args.pose_source == "camera":
+        noise = (f" (residual sees the poses the ArUco estimator found in the {args.image_width}x{args.image_height} "
+                 "images of the sim's two cameras)")
+    else:
+        noise = f" (residual sees pose noise {args.pose_noise * 1000:g} mm, dropout {args.dropout:g})"
     print(f"\nSuccess over {args.episodes} seeded episodes per task (seeds {args.seed_offset}.."
           f"{args.seed_offset + args.episodes - 1}){noise}:\n")
     print(format_table(rows, args))
+    if any(r.get("residual") for r in rows):
+        print("\nFraction of steps the residual saw each object (base + residual):")
+        for r in rows:
+            if r.get("residual"):
+                seen = ", ".join(f"{o} {f:.2f}" for o, f in r["residual"]["present_fraction"].items())
+                detected = ""
+                if r.get("camera"):
+                    detected = "; marker detected in " + ", ".join(
+                        f"{o} {f:.2f}" for o, f in r["camera"]["detected_fraction"].items()) + " of the images"
+                print(f"  {r['task']:>13}: {seen}{detected}")
     print("\nFailed episodes by what happened to the manipulated object:")
     for r in rows:
         for who in ("base", "residual"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from franka_sim.camera import CameraIntrinsics, SceneRenderer
 from franka_sim.tasks import make_task
 from franka_sim.vector_env import VectorEnvConfig, VectorFrankaEnv
 
@@ -23,6 +24,8 @@ class FrankaSimBackend:
         self.object_names = tuple(self.env.objects)
         self.instruction = self.env.instruction
         self.max_reward = make_task(task).max_reward()  # from the terms' declared bounds (tested in franka_sim)
+        self._renderers: dict[tuple[int, int, str], SceneRenderer] = {}
+        self._render_data = None
 
     def reset(self, seeds: Sequence[int], env_ids: Sequence[int] | None = None) -> None:
         ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids, dtype=np.int64)
@@ -45,5 +48,32 @@ class FrankaSimBackend:
                           joint_vel=o["joint_vel"], gripper_width=o["gripper_width"].reshape(-1),
                           tcp_pos=o["tcp_pos"], tcp_quat=o["tcp_quat"])
 
+    def elapsed_steps(self) -> np.ndarray:
+        """(N,) control steps since each env's reset."""
+        return self.env.elapsed.copy()
+
+    def _renderer(self, width: int, height: int, camera: str | None = None) -> SceneRenderer:
+        scene = self.env.config.sim.scene
+        name = scene.front_camera.name if camera == "front" else scene.camera.name
+        key = (int(width), int(height), name)
+        if key not in self._renderers:
+            self._renderers[key] = SceneRenderer(self.env.sim.model, width=key[0], height=key[1], camera=name)
+        return self._renderers[key]
+
+    def render_camera(self, env_id: int, width: int, height: int, camera: str | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 image of env ``env_id``'s scene camera (``camera="front"``: the front camera), rendered as
+        the sim node renders it (one franka_sim.camera.SceneRenderer per image size and camera, reused for every
+        env)."""
+        self._render_data = self.env.sim.get_data(int(env_id), self._render_data)
+        return self._renderer(width, height, camera).render(self._render_data)
+
+    def camera_intrinsics(self, width: int, height: int, camera: str | None = None) -> CameraIntrinsics:
+        """Intrinsics of the scene (or front) camera at ``width`` x ``height`` (what the sim node publishes as
+        CameraInfo)."""
+        return self._renderer(width, height, camera).intrinsics()
+
     def close(self) -> None:
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()
         self.env.close()

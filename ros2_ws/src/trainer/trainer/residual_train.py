@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import tyro
 from franka_sim.tasks import make_task, reward_spec
-from residual_core.action import DEFAULT_RESIDUAL_SCALE
+from residual_core.action import DEFAULT_RESIDUAL_SCALE, residual_bound_problems
 from residual_core.augment import PoseAugmenter
 from residual_core.checkpoint import default_base_checkpoint
 from residual_core.observation import make_layout
@@ -92,7 +92,8 @@ class Args:
     reward_scale: float = 0.1
     """Multiplier on the task reward (keeps Q targets O(10-100))."""
     residual_scale: tuple[float, ...] = tuple(DEFAULT_RESIDUAL_SCALE.tolist())
-    """Residual bound per action component: actor output in [-1, 1] times this (m, m, m, rad, rad, rad, 1)."""
+    """Residual bound per action component: actor output in [-1, 1] times this (m, m, m, rad, rad, rad, 1); each
+    in [0, the ActionSpec bound of its component] (the checkpoint loaders refuse a wider one)."""
     pose_noise: float = 0.005
     """Training pose noise: sigma ~ U(0, pose_noise) per episode (m)."""
     dropout: float = 0.1
@@ -125,8 +126,10 @@ class Args:
 
     def __post_init__(self):
         check_task(self.task)
-        if len(self.residual_scale) != 7:
-            raise ValueError(f"residual_scale needs 7 values, got {len(self.residual_scale)}")
+        problems = residual_bound_problems(self.residual_scale)
+        if problems:  # the checkpoint loaders would refuse this bound (its manifest action_scale): fail before training
+            raise ValueError(f"residual_scale {list(self.residual_scale)} must lie within the action spec: "
+                             f"{'; '.join(problems)}")
         if not 0.0 <= self.offline_ratio <= 1.0:
             raise ValueError(f"offline_ratio must be in [0, 1], got {self.offline_ratio}")
         if self.reset_best and not self.resume:

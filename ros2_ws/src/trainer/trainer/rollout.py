@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from residual_core.augment import PoseAugmenter
 from residual_core.pipeline import ActionPipeline
 from residual_learning.base_policy import BasePolicy
 
 from trainer.closed_loop import ClosedLoop, ResidualFn
+
+if TYPE_CHECKING:
+    from trainer.closed_loop import Perception
 from trainer.sim_backend import SimBackend
 
 FAILURE_MODES = ("never moved the object", "moved it without lifting (pushed; drawer part-closed)",
@@ -67,16 +70,21 @@ class EvalResult:
 
 
 def evaluate_episodes(backend: SimBackend, base: BasePolicy, seeds: Sequence[int],
-                      residual_fn: ResidualFn | None = None, augmenter: PoseAugmenter | None = None,
+                      residual_fn: ResidualFn | None = None, augmenter: Perception | None = None,
                       pipeline: ActionPipeline | None = None,
-                      progress: Callable[[int], None] | None = None) -> EvalResult:
+                      progress: Callable[[int], None] | None = None, record_present: bool = False) -> EvalResult:
     """Run one episode per seed (in batches of ``backend.num_envs``); an episode ends at its first success.
 
     ``residual_fn`` None evaluates the base alone (through the same action bounds and safety envelope).
-    ``augmenter`` is the perception model: it perturbs the residual's view of the object poses (never the base's:
-    the base stands in for a VLA that sees the scene itself). ``pipeline`` composes and guards every command
-    (default :class:`~residual_core.pipeline.ActionPipeline` with the default bounds and envelope; pass one with
-    the residual checkpoint's ``residual_scale``).
+    ``augmenter`` is the perception model: it decides the residual's view of the object poses (never the base's:
+    the base stands in for a VLA that sees the scene itself): a PoseAugmenter (noise and dropout on the true poses)
+    or a :class:`trainer.camera_path.CameraPerception` (the graph's camera path). ``pipeline`` composes and guards
+    every command (default :class:`~residual_core.pipeline.ActionPipeline` with the default bounds and envelope; pass
+    one with the residual checkpoint's ``residual_scale``).
+
+    With a residual, ``extra["present_fraction"]`` holds per object the fraction of the episodes' steps in which the
+    residual saw it; ``record_present`` adds ``extra["present"]``: per episode (in ``seeds`` order) the per-step
+    present masks (steps x objects, 0/1).
     """
     seeds = [int(x) for x in seeds]
     n_env = backend.num_envs
@@ -85,6 +93,8 @@ def evaluate_episodes(backend: SimBackend, base: BasePolicy, seeds: Sequence[int
     loop = ClosedLoop(backend, base, pipeline, augmenter if residual_fn is not None else None)
     res_sum, res_count, enveloped_steps, all_steps = 0.0, 0, 0, 0
     failures: list[str] = []
+    seen_steps = np.zeros(len(backend.object_names))
+    present_trace: list[list[list[int]]] = [[] for _ in seeds]
     for start in range(0, len(seeds), n_env):
         batch = seeds[start:start + n_env]
         m = len(batch)
@@ -98,8 +108,12 @@ def evaluate_episodes(backend: SimBackend, base: BasePolicy, seeds: Sequence[int
         for t in range(backend.horizon):
             seen = loop.observe()
             res = None if residual_fn is None else np.asarray(residual_fn(seen.residual_obs), dtype=np.float64)
-            out = loop.step(seen.base, res)
             live = ~done
+            seen_steps += seen.present[live].sum(axis=0)
+            if record_present:
+                for j in np.flatnonzero(live[:m]):
+                    present_trace[start + j].append(seen.present[j].astype(int).tolist())
+            out = loop.step(seen.base, res)
             if res is not None:
                 res_sum += float(np.abs(out.pipeline.residuals[live]).sum())
                 res_count += int(live.sum()) * res.shape[1]
@@ -119,7 +133,12 @@ def evaluate_episodes(backend: SimBackend, base: BasePolicy, seeds: Sequence[int
                 failures.append(classify_failure(max_rise[j], np.linalg.norm(last_pos[j, :2] - first_pos[j, :2])))
         if progress is not None:
             progress(m)
+    extra = {"failure_modes": {k: failures.count(k) for k in FAILURE_MODES if k in failures},
+             "envelope_step_fraction": enveloped_steps / all_steps if all_steps else 0.0}
+    if residual_fn is not None:
+        extra["present_fraction"] = {o: float(n / all_steps) if all_steps else 0.0
+                                     for o, n in zip(backend.object_names, seen_steps, strict=True)}
+    if record_present:
+        extra["present"] = present_trace
     return EvalResult(task=backend.task, seeds=seeds, success=success, steps_to_success=steps,
-                      residual_abs_mean=res_sum / res_count if res_count else 0.0,
-                      extra={"failure_modes": {k: failures.count(k) for k in FAILURE_MODES if k in failures},
-                             "envelope_step_fraction": enveloped_steps / all_steps if all_steps else 0.0})
+                      residual_abs_mean=res_sum / res_count if res_count else 0.0, extra=extra)

@@ -76,3 +76,19 @@ class SimBackend(Protocol):
 
     def close(self) -> None:
         """Release worker threads/processes."""
+
+
+@runtime_checkable
+class CameraBackend(SimBackend, Protocol):
+    """A SimBackend that can also render each env's scene camera (``residual-eval --pose-source camera``)."""
+
+    def elapsed_steps(self) -> np.ndarray:
+        """(N,) control steps since each env's reset."""
+
+    def render_camera(self, env_id: int, width: int, height: int, camera: str | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 RGB image of env ``env_id``'s scene camera (``camera="front"``: the front camera), as the
+        ROS sim node renders and publishes it."""
+
+    def camera_intrinsics(self, width: int, height: int, camera: str | None = None):
+        """Pinhole intrinsics at that image size (``franka_sim.camera.CameraIntrinsics``: fx, fy, cx, cy, width,
+        height), as the sim node publishes them in its CameraInfo."""

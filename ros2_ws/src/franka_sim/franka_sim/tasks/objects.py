@@ -1,6 +1,6 @@
 """Object builders used by the task scenes: cubes, the flat target square, the drawer cabinet, the cup.
 
-Every task object gets a site named after it (its pose is the object's pose) and an ArUco marker plate
+Every task object gets a site named after it (its pose is the object's pose) and its ArUco marker plates
 (see :mod:`franka_sim.markers`). Objects collide with the table, each other and the robot, never by weld or
 equality: grasping is contact and friction only.
 """
@@ -23,7 +23,7 @@ GREEN = (0.2, 0.75, 0.25, 1.0)
 
 
 def add_cube(spec: mujoco.MjSpec, name: str, half: float, mass: float, rgba, pos=(0.5, 0.0, None)) -> mujoco.MjsBody:
-    """A free cube of half-size ``half`` with site ``name`` at its centre and its marker on the top face."""
+    """A free cube of half-size ``half`` with site ``name`` at its centre and its markers on the top and side faces."""
     z = half if pos[2] is None else pos[2]
     body = spec.worldbody.add_body(name=name, pos=[pos[0], pos[1], z])
     body.add_freejoint(name=f"{name}_joint")
@@ -104,7 +104,8 @@ CUP_BOTTOM_HALF = 0.003
 
 
 def add_cup(spec: mujoco.MjSpec, name: str = "cup", mass: float = 0.1) -> mujoco.MjsBody:
-    """A free cup: an octagonal wall of boxes and a bottom disk; the marker is on the facet along the cup's +x."""
+    """A free cup: an octagonal wall of boxes and a bottom disk; its markers are on every second facet (the first
+    along the cup's +x) and on the bottom."""
     body = spec.worldbody.add_body(name=name, pos=[0.5, 0.0, CUP_APOTHEM])
     body.add_freejoint(name=f"{name}_joint")
     color = [0.9, 0.88, 0.8, 1.0]
