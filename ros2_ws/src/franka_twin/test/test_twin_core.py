@@ -1,0 +1,148 @@
+"""The twin's pure core and physics (no ROS): laws, robot mode, gripper rules, camera placement."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from franka_sim import camera as cam
+from franka_sim.env import FrankaTaskEnv
+from franka_twin import twin_core as tc
+from franka_twin.twin_robot import TwinRobot
+from residual_ros import franka_interfaces as fi
+from scipy.spatial.transform import Rotation
+
+
+def test_so3_log_exp_round_trip():
+    rng = np.random.default_rng(0)
+    for angle in (0.0, 1e-9, 0.3, 2.0, math.pi - 1e-6):
+        axis = rng.normal(size=3)
+        w = angle * axis / np.linalg.norm(axis)
+        mat = tc.so3_exp(w)
+        np.testing.assert_allclose(mat, Rotation.from_rotvec(w).as_matrix(), atol=1e-9)
+        np.testing.assert_allclose(tc.so3_exp(tc.so3_log(mat)), mat, atol=1e-5)  # near pi: ~1e-6
+
+
+def test_per_tick_keeps_the_time_constant():
+    assert tc.per_tick(0.1, 1e-3) == pytest.approx(0.1)
+    # five 1 ms ticks of 0.1 = one 5 ms tick
+    assert 1 - tc.per_tick(0.1, 5e-3) == pytest.approx(0.9**5)
+
+
+def test_crisp_gains_come_from_the_table():
+    g = tc.ImpedanceGains.crisp()
+    assert (g.k_pos, g.k_rot) == (fi.TRACKING_CONTROLLER.law["k_pos"], fi.TRACKING_CONTROLLER.law["k_rot"])
+
+
+def test_impedance_law_clips_the_error_and_limits_the_torque_change():
+    law = tc.ImpedanceLaw(tc.ImpedanceGains.crisp(), 5e-3, np.zeros(7))
+    law.activate(np.zeros(3), np.eye(3))
+    law.filtered = (np.array([1.0, 0.0, 0.0]), np.eye(3))  # 1 m away
+    jac = np.hstack([np.eye(6), np.zeros((6, 1))])
+    out = law.torque(np.zeros(3), np.eye(3), jac, np.zeros(7), np.zeros(7))
+    assert out.clipped and out.error[0] == pytest.approx(fi.TRACKING_CONTROLLER.law["error_clip_pos_m"])
+    assert out.rate_limited and np.max(np.abs(out.tau)) <= law.max_dtau + 1e-12
+
+
+def test_stock_arc_overwrites_the_position():
+    start = np.array([0.4, 0.0, 0.4])
+    np.testing.assert_allclose(tc.stock_arc_position(start, 0.0), start)
+    assert np.linalg.norm(tc.stock_arc_position(start, 2.5) - start) > 0.1
+
+
+def test_steps_to_run_runs_every_due_step_and_drops_only_beyond_the_catch_up_limit():
+    assert tc.steps_to_run(7, 0) == tc.StepsToRun(run=7, dropped=0)
+    assert tc.steps_to_run(21, 10) == tc.StepsToRun(run=11, dropped=0)
+    assert tc.steps_to_run(10, 10) == tc.StepsToRun(run=0, dropped=0)
+    # a tick more than 40 steps late drops the excess: the physics falls behind instead of bursting
+    assert tc.steps_to_run(100, 0) == tc.StepsToRun(run=40, dropped=60)
+    # over many ticks at uneven times every due step runs
+    done = 0
+    for due in np.cumsum(np.random.default_rng(0).integers(0, 17, size=500)):
+        n = tc.steps_to_run(int(due), done)
+        assert n.dropped == 0
+        done += n.run
+        assert done == due
+    with pytest.raises(ValueError):
+        tc.steps_to_run(10, 0, max_steps=0)
+
+
+def test_stiff_law_starts_a_control_period_when_a_target_arrives():
+    """A new target mid-period is executed at once for a full period (as the sim executes each command), so a
+    target arriving at any phase of the twin's clock moves the arm as far as one sim step."""
+    r = TwinRobot(tc.TwinConfig(law="stiff", image_width=64, image_height=48))
+    r.reset("cube_lift", 0)
+    p0, q0 = r.tcp_pose()
+    r.advance(3, None, True)  # 15 ms into a period holding the start pose
+    target = (p0 + np.array([0.01, 0.0, -0.01]), q0)
+    r.advance(10, target, True)  # the new target's full period
+    reached = np.linalg.norm(r.tcp_pose()[0] - target[0])
+    sim = FrankaTaskEnv("cube_lift")
+    sim.reset(seed=0)
+    sim.set_target_pose(*target, 0.0)
+    assert reached < 1e-3 + np.linalg.norm(sim.tcp_pose()[0] - target[0]), reached
+
+
+def test_robot_mode_reflex_and_recovery():
+    m = tc.RobotModeMachine()
+    assert m.accepts_target()
+    m.fault("reflex")
+    assert m.mode == fi.ROBOT_MODES["REFLEX"] and not m.accepts_target() and "cartesian_reflex" in m.errors
+    ok, _ = m.recover()
+    assert ok and m.accepts_target() and not m.errors and "cartesian_reflex" in m.last_motion_errors
+    m.fault("user_stop")
+    assert m.recover()[0] is False
+    m.release_user_stop()
+    assert m.recover()[0] and m.accepts_target()
+
+
+def test_gripper_goal_rules():
+    assert tc.move_goal_reason(0.05, 0.1, homed=True) == ""
+    assert "homed" in tc.move_goal_reason(0.05, 0.1, homed=False)
+    assert "outside" in tc.move_goal_reason(0.09, 0.1, homed=True)
+    assert tc.grasp_success(0.05, 0.05, 0.005, 0.005) and not tc.grasp_success(0.0, 0.05, 0.005, 0.005)
+
+
+def test_config_checks():
+    with pytest.raises(ValueError, match="law"):
+        tc.TwinConfig(law="nope")
+    with pytest.raises(ValueError, match="camera_extrinsic"):
+        tc.TwinConfig(camera_extrinsic=[0.0] * 6)
+    assert tc.TwinConfig().camera_pose is None
+
+
+def _track(law: str, seconds: float = 1.5) -> tuple[np.ndarray, TwinRobot]:
+    r = TwinRobot(tc.TwinConfig(law=law, image_width=64, image_height=48))
+    r.reset("cube_lift", 0)
+    p0, q0 = r.tcp_pose()
+    target = (p0 + np.array([0.05, 0.0, -0.05]), q0)
+    r.advance(round(seconds / r.dt), target, True)
+    return r.tcp_pose()[0] - target[0], r
+
+
+@pytest.mark.parametrize("law,tol_mm", [("impedance", 6.0), ("stiff", 1.0)])
+def test_tracking_laws_reach_a_5cm_target(law, tol_mm):
+    err, _ = _track(law)
+    assert np.linalg.norm(err) * 1000 < tol_mm
+
+
+def test_stock_example_does_not_follow_its_target():
+    """Why the stock cartesian_impedance_example_controller cannot be used: it overwrites the target's position."""
+    err, _ = _track("stock_example")
+    assert np.linalg.norm(err) > 0.03
+
+
+def test_held_arm_does_not_move_and_camera_sits_at_the_extrinsic():
+    rng = np.random.default_rng(3)
+    pos = np.array([0.9, 0.0, 0.6]) + rng.uniform(-0.05, 0.05, 3)
+    quat = Rotation.from_euler("xyz", [math.pi - 0.8, 0.0, math.pi / 2]).as_quat()
+    r = TwinRobot(tc.TwinConfig(camera_extrinsic=[*pos, *quat], image_width=64, image_height=48))
+    r.reset("cube_lift", 1)
+    got_pos, got_quat = cam.extrinsics(r.env.model, r.env.get_data(), r.env.config.sim.scene.camera.name)
+    np.testing.assert_allclose(got_pos, pos, atol=1e-9)
+    assert (Rotation.from_quat(got_quat) * Rotation.from_quat(quat).inv()).magnitude() < 1e-6
+    r.hold()
+    p0 = r.tcp_pose()[0]
+    r.advance(100, (p0 + 0.1, r.tcp_pose()[1]), active=False)
+    assert np.linalg.norm(r.tcp_pose()[0] - p0) < 2e-3

@@ -1,0 +1,179 @@
+"""Episodes to success through ``residual-launch --mode real --robot twin``, in real time, and faults on the twin.
+
+The graph is the real-mode graph (twin, gripper bridge, pose estimator, sim base, residual, arbiter) started as
+tools/twin_episodes.py starts it: the twin's camera sits at a fixed extrinsic 5-8 cm from the sim camera's, which the
+graph learns only through ``--hand-eye``; targets reach the twin on the controller topic (/target_pose), the gripper
+through the franka_gripper actions (the gripper bridge's goals). The residual and the arbiter read the estimator's
+object poses; the base (the sim BC policy standing in for a VLA) reads the twin's true poses, as in sim mode.
+
+* a base + residual episode succeeds in real time within the task's horizon (100 steps of 50 ms of twin time), with
+  the estimates through hand_eye within a few mm of the truth (a graph that ignored hand_eye would be > 12 mm off:
+  test_twin_graph.py measures that case); a base-only episode runs through the same graph (its success is not
+  asserted: measured 0/10 through the twin);
+* faults: a reflex mid-episode (current_pose stops): no target is composed from a TCP pose older than the arbiter's
+  ``tcp.max_age_s``; after error recovery the first target is within one step of the measured TCP; a camera dropout:
+  the residual keeps being applied with the objects masked as dropouts, as in training.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from action_arbiter.tcp_gate import TcpLimits
+from franka_msgs.action import ErrorRecovery
+from franka_msgs.msg import FrankaRobotState
+from geometry_msgs.msg import PoseStamped
+from rclpy.action import ActionClient
+from residual_interfaces.msg import Correction
+from residual_ros import franka_interfaces as fi
+from std_srvs.srv import SetBool, Trigger
+from test_graph_support import shipped_checkpoints
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import twin_episodes as te  # noqa: E402
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+TASK = "cube_lift"
+POSE_TOL_M = 0.006
+"""Median estimated vs true object position over an episode (marker detection at 640x480)."""
+MAX_STEP_M = 0.05
+"""The arbiter's max_translation_step in these graphs (the sim's, as the policies were trained)."""
+
+
+def _stamp_s(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+@pytest.fixture
+def twin_graph(launch_node, ros_probe):
+    """Start the graph (``law``) and return a :class:`twin_episodes.TwinWatch` on the probe node once it is up."""
+
+    def start(law: str, task: str = TASK) -> te.TwinWatch:
+        found = shipped_checkpoints(task)
+        if isinstance(found, str):
+            pytest.skip(found)
+        residual, base = found
+        graph = launch_node(te.graph_command(task, law, te.camera_extrinsic(te.EXTRINSIC_SEED), str(base),
+                                             str(residual)), name="graph")
+
+        def spin_until(predicate, timeout, what):
+            def check():
+                assert graph.running(), graph.output()[-3000:]
+                return predicate()
+            return ros_probe.spin_until(check, timeout, what)
+
+        watch = te.TwinWatch(ros_probe.node, spin_until)
+        watch.wait_up(residual=True)
+        return watch
+
+    return start
+
+
+def _until_success(watch: te.TwinWatch, task: str, seeds: list[int], residual: bool) -> list[te.EpisodeResult]:
+    """Episodes of ``seeds`` in turn until one succeeds (each to success or its horizon)."""
+    out = []
+    for seed in seeds:
+        out.append(watch.run_episode(task, seed, residual))
+        if out[-1].success:
+            break
+    return out
+
+
+def test_base_plus_residual_episode_succeeds_through_the_twin(twin_graph):
+    """close_drawer, stiff law (the policies' controller): base + residual succeeded in 6 and 7 of seeds 0-9 in two
+    runs through the twin (docs/RESULTS.md, "Real mode through the franka_ros2 twin"); seeds that succeeded in both
+    (0, 1, 3, 9), then 2, are tried in turn until one succeeds. The base alone runs the same graph but is not asserted
+    to succeed: measured 0/10 (its lockstep sim counterpart 6/10; open, see franka_twin/README.md "Status")."""
+    watch = twin_graph("stiff", "close_drawer")
+    base = watch.run_episode("close_drawer", 0, residual=False)
+    with_residual = _until_success(watch, "close_drawer", [0, 1, 3, 9, 2], residual=True)
+    runs = [base, *with_residual]
+    assert with_residual[-1].success, f"no base + residual episode succeeded: {runs}"
+    assert with_residual[-1].steps <= with_residual[-1].horizon
+    for r in runs:
+        assert r.pose_error_mm < 1e3 * POSE_TOL_M, f"estimates through hand_eye off: {r}"
+        assert r.target_hz > 10.0, f"the arbiter did not drive the controller topic: {r}"
+        assert r.rtf > 0.5, f"the twin fell far behind the wall clock: {r}"
+
+
+def test_reflex_recovery_and_camera_dropout_on_the_twin(twin_graph, ros_probe):
+    watch = twin_graph("impedance")
+    node = ros_probe.node
+    poses = ros_probe.collect(PoseStamped, fi.CURRENT_POSE.name, qos=fi.CURRENT_POSE.qos.profile())
+    states = ros_probe.collect(FrankaRobotState, fi.ROBOT_STATE.name, qos=fi.ROBOT_STATE.qos.profile())
+    targets = ros_probe.collect(PoseStamped, fi.TRACKING_CONTROLLER.target.name, qos=200)
+    corrections = ros_probe.collect(Correction, "/arbiter/correction", qos=200)
+    diagnostics = []
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    node.create_subscription(DiagnosticArray, "/diagnostics",
+                             lambda m: diagnostics.extend(s for s in m.status if s.name == "residual_policy"), 50)
+    from residual_interfaces.srv import ResetEpisode
+
+    assert watch.call(watch.enable_client, SetBool.Request(data=True)).success
+    assert watch.call(watch.reset_client, ResetEpisode.Request(task=TASK, seed=0)).success
+    episode = watch.spin_until(lambda: watch.statuses[-1][1]["seed"] == 0 and watch.statuses[-1][1]["episode"], 20.0,
+                               "the episode")
+    watch.spin_until(lambda: watch.statuses[-1][1]["step"] >= 20, 30.0, "step 20 (the arm moving)")
+
+    # --- reflex: current_pose stops; no target may be composed from a TCP pose older than tcp.max_age_s
+    max_age = TcpLimits().max_age_s
+    assert watch.call(node.create_client(Trigger, "/franka_twin/fault/reflex"), Trigger.Request()).success
+    watch.spin_until(lambda: states and states[-1].robot_mode == fi.ROBOT_MODES["REFLEX"], 10.0, "robot_mode REFLEX")
+    reflex_time = watch.statuses[-1][1]["time"]
+    watch.spin_until(lambda: watch.statuses[-1][1]["time"] > reflex_time + 1.5, 30.0, "1.5 s of twin time in REFLEX")
+    last_pose = max(_stamp_s(p.header.stamp) for p in poses)
+    in_reflex_end = _stamp_s(states[-1].header.stamp)
+    late = [round(_stamp_s(t.header.stamp) - last_pose, 3) for t in targets
+            if last_pose + max_age + 0.02 < _stamp_s(t.header.stamp) <= in_reflex_end]
+    assert not late, f"targets composed after the last TCP pose went stale (s after it): {late}"
+    stale_holds = [c for c in corrections if _stamp_s(c.header.stamp) > last_pose + max_age + 0.02
+                   and _stamp_s(c.header.stamp) <= in_reflex_end]
+    assert stale_holds and all("tcp_stale" in c.clip_reasons for c in stale_holds), \
+        [list(c.clip_reasons) for c in stale_holds[:5]]
+
+    # --- error recovery: the controller starts at the measured pose; the first target is within one step of it
+    recover = ActionClient(node, ErrorRecovery, fi.ERROR_RECOVERY.name)
+    assert recover.wait_for_server(timeout_sec=20.0)
+    n_targets = len(targets)
+    send = recover.send_goal_async(ErrorRecovery.Goal())
+    handle = watch.spin_until(lambda: send.result() if send.done() else None, 20.0, "recovery accepted")
+    result = handle.get_result_async()
+    watch.spin_until(lambda: result.done(), 20.0, "recovery done")
+    first = watch.spin_until(lambda: next((t for t in targets[n_targets:] if _stamp_s(t.header.stamp) > in_reflex_end),
+                                          None), 20.0, "a target after recovery")
+    measured = min((p for p in poses if _stamp_s(p.header.stamp) <= _stamp_s(first.header.stamp)),
+                   key=lambda p: _stamp_s(first.header.stamp) - _stamp_s(p.header.stamp))
+    gap = np.linalg.norm(np.subtract(*[(m.pose.position.x, m.pose.position.y, m.pose.position.z)
+                                       for m in (first, measured)]))
+    assert gap <= MAX_STEP_M + 1e-3, f"first target after recovery {gap:.4f} m from the measured TCP"
+    assert states[-1].robot_mode == fi.ROBOT_MODES["MOVE"]
+
+    # --- camera dropout: no images, so no estimates; the residual is still applied, its objects masked (absent)
+    assert watch.call(node.create_client(SetBool, "/franka_twin/fault/camera_dropout"),
+                      SetBool.Request(data=True)).success
+    n_diag = len(diagnostics)
+
+    def masked_window():
+        for d in diagnostics[n_diag + 1:]:  # the first report may straddle the dropout
+            kv = {k.key: k.value for k in d.values}
+            calls = int(kv.get("recent_calls", 0))
+            if calls and int(kv.get("recent_absent_cube", 0)) == calls == int(kv.get("recent_status_ok", 0)):
+                return d
+        return None
+
+    watch.spin_until(masked_window, 20.0, "a residual diagnostics window with the cube masked at every step")
+    n_corr = len(corrections)
+    watch.spin_until(lambda: len(corrections) > n_corr + 10, 10.0, "corrections during the dropout")
+    during = [c for c in corrections[n_corr:] if c.episode == episode]
+    # the arbiter does not skip the residual for the stale poses (stale_pose_policy ignore: the residual node masks
+    # them, as in training); a residual past the arbiter's 20 ms deadline on this loaded machine is "late"
+    statuses = [c.residual_status for c in during]
+    assert during and set(statuses) <= {"ok", "late"}, statuses
+    assert sum(c.residual_applied for c in during) >= len(during) / 2, statuses
+    assert watch.call(node.create_client(SetBool, "/franka_twin/fault/camera_dropout"),
+                      SetBool.Request(data=False)).success

@@ -1,0 +1,321 @@
+"""Episodes through the real-mode graph against the franka_ros2 twin, in real time: success per task and seed, base
+alone and base + residual.
+
+    .venv/bin/python tools/twin_episodes.py --tasks all --seeds 0-9 --law impedance --json-out docs/results_twin.json
+
+Per task one graph (``residual-launch --mode real --robot twin``: twin, gripper bridge, pose estimator, sim base,
+residual, arbiter) with the shipped checkpoints; the twin's camera sits at a fixed extrinsic 5-8 cm from the sim
+camera's, which the graph learns only through ``--hand-eye``. Per seed the twin's ``~/reset`` starts the episode and
+the arbiter's ``~/enable_residual`` chooses base alone or base + residual; the episode runs in real time until the
+twin reports success or the task's horizon (steps of 50 ms of the twin's physics time, as in the sim's episodes).
+Targets reach the twin on the controller topic (/target_pose) and the gripper through the franka_gripper actions;
+the residual and the arbiter read the object poses the estimator derives from the camera through hand_eye; the base
+(the sim BC policy, a VLA's stand-in) reads the twin's true poses, as it does in sim mode.
+
+Prints one line per episode and a markdown table; ``--json-out`` writes every episode. Real time on a shared machine:
+the twin reports how far its physics fell behind the wall clock (``rtf``, real-time factor), and the object pose rate
+and largest gap are measured per episode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+TASKS = ("cube_lift", "pick_place", "stack_cube", "close_drawer", "stand_cup_up")
+EXTRINSIC_SEED = 1
+"""The fixed camera extrinsic of the table (``camera_extrinsic(EXTRINSIC_SEED)``)."""
+
+
+def optical_pose(pos: np.ndarray, lookat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Optical frame (z forward, x right, y down) of a camera at ``pos`` aimed at ``lookat``, world z up."""
+    from scipy.spatial.transform import Rotation
+
+    z = np.asarray(lookat, dtype=np.float64) - pos
+    z /= np.linalg.norm(z)
+    x = np.cross(z, [0.0, 0.0, 1.0])  # image right
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)  # image down
+    return np.asarray(pos, dtype=np.float64), Rotation.from_matrix(np.stack([x, y, z], axis=1)).as_quat()
+
+
+def camera_extrinsic(seed: int | None) -> list[float]:
+    """x y z qx qy qz qw of a camera optical frame 5-8 cm from the sim camera's, aimed at a point moved up to 3 cm
+    (``seed`` None: a random one)."""
+    from residual_core.sim_camera import SIM_CAMERA_LOOKAT, SIM_CAMERA_POS
+
+    rng = np.random.default_rng(seed)
+    offset = rng.normal(size=3)
+    pos = np.array(SIM_CAMERA_POS) + offset / np.linalg.norm(offset) * rng.uniform(0.05, 0.08)
+    pos, quat = optical_pose(pos, np.array(SIM_CAMERA_LOOKAT) + rng.uniform(-0.03, 0.03, 3))
+    return [*map(float, pos), *map(float, quat)]
+
+
+def sim_camera_pose() -> list[float]:
+    """The sim camera's own optical frame (what a graph that ignores hand_eye would assume)."""
+    from residual_core.sim_camera import SIM_CAMERA_LOOKAT, SIM_CAMERA_POS
+
+    pos, quat = optical_pose(np.array(SIM_CAMERA_POS), np.array(SIM_CAMERA_LOOKAT))
+    return [*map(float, pos), *map(float, quat)]
+
+
+def graph_command(task: str, law: str, extrinsic: list[float], base_checkpoint: str, checkpoint: str,
+                  hand_eye: list[float] | None = None, residual: bool = True, extra: tuple[str, ...] = ()) -> list[str]:
+    """``residual-launch --mode real --robot twin`` with the twin's camera at ``extrinsic`` and ``hand_eye`` (default:
+    the same numbers) given to the graph; ``residual`` False leaves the residual node out."""
+    exe = str(Path(sys.executable).parent / "residual-launch")
+    nodes = ["franka_twin", "gripper_bridge", "pose_estimator", "base", "arbiter"] + (["residual"] if residual else [])
+    cmd = [exe, "--mode", "real", "--robot", "twin", "--task", task,
+           "--hand-eye", *map(str, hand_eye or extrinsic), "--allow-missing", "--base-backend", "sim_bc",
+           "--base-checkpoint", str(base_checkpoint), "--checkpoint", str(checkpoint), "--only", *nodes,
+           "--set", f"franka_twin.camera_extrinsic={list(extrinsic)}", "--set", f"franka_twin.law={law}",
+           # real.yaml sets the openpi (LIBERO) action convention for the robot's VLA; the sim base speaks ours
+           "--set", "base.action_convention=ours",
+           # real.yaml starts the robot slowly (1 cm per step); the policies were trained with the sim's 5 cm
+           "--set", "arbiter.envelope.max_translation_step=0.05", "--set", "arbiter.envelope.max_rotation_step=0.25"]
+    for item in extra:
+        cmd += ["--set", item]
+    return cmd
+
+
+@dataclass
+class EpisodeResult:
+    """One episode through the twin."""
+
+    task: str
+    seed: int
+    residual: bool
+    success: bool
+    steps: int
+    """Steps (50 ms of twin time) to the first success; the horizon when it failed."""
+    horizon: int
+    wall_s: float
+    rtf: float
+    """Twin physics time / wall time over the episode (1: real time)."""
+    camera_hz: float
+    """Images the twin published per wall second."""
+    pose_hz: float
+    """Object pose messages per wall second (/objects/poses, the estimator's)."""
+    pose_max_gap_s: float
+    seen: float
+    """Fraction of the pose messages in which the first task object was detected (confidence > 0)."""
+    pose_error_mm: float
+    """Median distance of the detected objects' estimated positions to the twin's truth (nearest status in time)."""
+    target_hz: float
+    """Targets on the controller topic per wall second."""
+
+
+@dataclass
+class TwinWatch:
+    """Subscriptions and clients on an rclpy node: the twin's status, the estimates, the controller targets."""
+
+    node: object
+    spin_until: Callable
+    """spin_until(predicate, timeout_s, what) -> the predicate's truthy value (raises on timeout)."""
+    statuses: list = field(default_factory=list)
+    estimates: list = field(default_factory=list)
+    targets: list = field(default_factory=list)
+    actions: dict = field(default_factory=dict)
+    """Topic -> EefActions received (/base/action, /residual/action)."""
+
+    def __post_init__(self) -> None:
+        from geometry_msgs.msg import PoseStamped
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from residual_interfaces.msg import EefAction, ObjectPoseArray
+        from residual_interfaces.srv import ResetEpisode
+        from residual_ros import franka_interfaces as fi
+        from std_msgs.msg import String
+        from std_srvs.srv import SetBool
+
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        n = self.node
+        n.create_subscription(String, f"/{fi.TWIN.name}/episode",
+                              lambda m: self.statuses.append((time.monotonic(), json.loads(m.data))), latched)
+        n.create_subscription(ObjectPoseArray, "/objects/poses", lambda m: self.estimates.append((time.monotonic(), m)),
+                              50)
+        n.create_subscription(PoseStamped, fi.TRACKING_CONTROLLER.target.name,
+                              lambda m: self.targets.append(time.monotonic()), 50)
+        for topic in ("/base/action", "/residual/action"):
+            self.actions[topic] = []
+            n.create_subscription(EefAction, topic, lambda m, t=topic: self.actions[t].append(m), 50)
+        self.reset_client = n.create_client(ResetEpisode, f"/{fi.TWIN.name}/reset")
+        self.enable_client = n.create_client(SetBool, "/arbiter/enable_residual")
+
+    def call(self, client, request, timeout: float = 30.0):
+        assert client.wait_for_service(timeout_sec=timeout), f"service {client.srv_name} not available"
+        future = client.call_async(request)
+        return self.spin_until(lambda: future.result() if future.done() else None, timeout, client.srv_name)
+
+    def wait_up(self, residual: bool, timeout: float = 180.0) -> None:
+        """Until the twin reports, the estimator publishes, the base (and the residual) send actions and the arbiter
+        sends targets (it holds the pose on the controller topic before the base is up: not enough)."""
+        self.spin_until(lambda: self.statuses and self.estimates and self.targets and self.actions["/base/action"]
+                        and (self.actions["/residual/action"] or not residual), timeout,
+                        "twin status, object estimates, base" + (" and residual" if residual else "")
+                        + " actions and controller targets")
+        assert self.enable_client.wait_for_service(timeout_sec=timeout), "arbiter ~/enable_residual"
+
+    def run_episode(self, task: str, seed: int, residual: bool, horizon_factor: float = 1.0,
+                    timeout_factor: float = 3.0) -> EpisodeResult:
+        """Reset the twin to (task, seed), switch the residual, run to success or ``horizon_factor`` x the task's
+        horizon (1: the sim's episodes; success is then reported with the steps it took, ``horizon`` is the limit)."""
+        from residual_interfaces.srv import ResetEpisode
+        from std_srvs.srv import SetBool
+
+        resp = self.call(self.enable_client, SetBool.Request(data=residual))
+        assert resp.success, resp.message
+        resp = self.call(self.reset_client, ResetEpisode.Request(task=task, seed=seed))
+        assert resp.success, resp.message
+        first = len(self.statuses)
+        status = self.spin_until(lambda: next((s for _, s in self.statuses[first:] if s["seed"] == seed), None),
+                                 20.0, f"the twin's status of seed {seed}")
+        episode, horizon = status["episode"], int(round(horizon_factor * int(status["horizon"])))
+        t0, e0, g0 = time.monotonic(), len(self.estimates), len(self.targets)
+
+        def finished():
+            s = self.statuses[-1][1]
+            return s["episode"] == episode and (s["success"] or s["step"] >= horizon)
+
+        # the horizon in twin time; a twin that fell far behind the wall clock still ends (timeout_factor)
+        self.spin_until(finished, timeout_factor * horizon * 0.05 + 30.0, f"episode {episode} to end")
+        t1 = time.monotonic()
+        mine = [(t, s) for t, s in self.statuses if s["episode"] == episode]
+        won = next((s for _, s in mine if s["success"]), None)
+        wall = mine[-1][0] - mine[0][0]
+        rtf = (mine[-1][1]["time"] - mine[0][1]["time"]) / wall if wall > 0 else float("nan")
+        ests = [(t, m) for t, m in self.estimates[e0:] if t <= t1]
+        times = np.array([t for t, _ in ests])
+        gaps = np.diff(np.concatenate([[t0], times, [t1]]))
+        errors, seen = [], []
+        for t, m in ests:
+            truth = min(mine, key=lambda x: abs(x[0] - t))[1]["objects"]
+            if m.objects:
+                seen.append(m.objects[0].confidence > 0)
+            for o in m.objects:
+                if o.confidence > 0 and o.name in truth:
+                    p = o.pose.position
+                    errors.append(float(np.linalg.norm(np.array([p.x, p.y, p.z]) - truth[o.name][:3])))
+        return EpisodeResult(
+            task=task, seed=seed, residual=residual, success=won is not None,
+            steps=int(won["step"]) if won is not None else horizon, horizon=horizon, wall_s=round(t1 - t0, 2),
+            rtf=round(rtf, 3),
+            camera_hz=round((mine[-1][1].get("camera_frames", 0) - mine[0][1].get("camera_frames", 0)) / wall, 2)
+            if wall > 0 else float("nan"),
+            pose_hz=round(len(ests) / max(t1 - t0, 1e-9), 2),
+            pose_max_gap_s=round(float(gaps.max()), 3), seen=round(float(np.mean(seen)) if seen else 0.0, 3),
+            pose_error_mm=round(1e3 * float(np.median(errors)), 2) if errors else float("nan"),
+            target_hz=round((len([t for t in self.targets[g0:] if t <= t1])) / max(t1 - t0, 1e-9), 2))
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``0-9`` or ``1,5,7``."""
+    if "-" in text:
+        lo, hi = text.split("-")
+        return list(range(int(lo), int(hi) + 1))
+    return [int(s) for s in text.split(",")]
+
+
+def table(results: list[EpisodeResult]) -> str:
+    lines = ["| task | base | base + residual | mean steps to success (base / + residual) | twin real-time factor "
+             "(min) | images (Hz, median) | object poses (Hz, median) | largest pose gap (s) | "
+             "pose error (mm, median) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for task in dict.fromkeys(r.task for r in results):
+        rows = [r for r in results if r.task == task]
+        parts = []
+        for residual in (False, True):
+            rs = [r for r in rows if r.residual == residual]
+            parts.append((sum(r.success for r in rs), len(rs),
+                          np.mean([r.steps for r in rs if r.success]) if any(r.success for r in rs) else float("nan")))
+        (bs, bn, bsteps), (rs_, rn, rsteps) = parts
+        med = {k: np.nanmedian([getattr(r, k) for r in rows]) for k in ("camera_hz", "pose_hz", "pose_error_mm")}
+        lines.append(f"| {task} | {bs}/{bn} | {rs_}/{rn} | {bsteps:.1f} / {rsteps:.1f} | "
+                     f"{min(r.rtf for r in rows):.2f} | {med['camera_hz']:.1f} | {med['pose_hz']:.1f} | "
+                     f"{max(r.pose_max_gap_s for r in rows):.2f} | {med['pose_error_mm']:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tasks", nargs="+", default=["all"], help="task names or all")
+    ap.add_argument("--seeds", default="0-9", help="0-9 or 1,5,7")
+    ap.add_argument("--law", default="impedance", choices=("impedance", "stiff", "stock_example"))
+    ap.add_argument("--modes", nargs="+", default=["base", "residual"], choices=("base", "residual"))
+    ap.add_argument("--horizon-factor", type=float, default=1.0,
+                    help="run each episode up to this many times the task's horizon (1: as the sim's episodes)")
+    ap.add_argument("--json-out", default="", help="write every episode here (JSON)")
+    ap.add_argument("--set", action="append", default=[], help="extra residual-launch --set NODE.PARAM=VALUE")
+    args = ap.parse_args()
+    tasks = TASKS if args.tasks == ["all"] else tuple(args.tasks)
+    seeds = parse_seeds(args.seeds)
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from residual_bringup.demo.graph_process import isolated_ros_env, reserve_domain_id, stop_process
+
+    log_dir = Path(tempfile.mkdtemp(prefix="twin_episodes_"))
+    ros = isolated_ros_env(reserve_domain_id(), log_dir)
+    os.environ.pop("ROS_LOCALHOST_ONLY", None)
+    os.environ.update(ros)  # this process's node joins the same domain
+    env = dict(os.environ)
+    extrinsic = camera_extrinsic(EXTRINSIC_SEED)
+    results: list[EpisodeResult] = []
+    print(f"domain {env['ROS_DOMAIN_ID']}, logs {log_dir}, law {args.law}, camera {extrinsic}", flush=True)
+    for task in tasks:
+        ckpt, base = REPO / "checkpoints" / "residual" / task, REPO / "checkpoints" / "base" / "base_policy"
+        cmd = graph_command(task, args.law, extrinsic, str(base), str(ckpt), extra=tuple(args.set))
+        with open(log_dir / f"graph_{task}.log", "wb") as log:
+            graph = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        context = rclpy.Context()
+        rclpy.init(context=context)
+        node = rclpy.create_node("twin_episodes", context=context)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+
+        def spin_until(predicate, timeout, what, _executor=executor, _graph=graph, _task=task):
+            deadline = time.monotonic() + timeout
+            while True:
+                if _graph.poll() is not None:
+                    raise RuntimeError(f"the graph of {_task} exited ({_graph.returncode}): {log_dir}")
+                value = predicate()
+                if value:
+                    return value
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{what}: not within {timeout:.0f} s")
+                _executor.spin_once(timeout_sec=0.02)
+
+        try:
+            watch = TwinWatch(node, spin_until)
+            watch.wait_up(residual=True)
+            for mode in args.modes:
+                for seed in seeds:
+                    r = watch.run_episode(task, seed, residual=mode == "residual", horizon_factor=args.horizon_factor)
+                    results.append(r)
+                    print(json.dumps(asdict(r)), flush=True)
+        finally:
+            executor.shutdown()
+            node.destroy_node()
+            rclpy.shutdown(context=context)
+            stop_process(graph, 20.0, 5.0)
+            graph.wait()
+        if args.json_out:
+            record = {"law": args.law, "seeds": seeds, "horizon_factor": args.horizon_factor,
+                      "camera_extrinsic": extrinsic, "episodes": [asdict(r) for r in results]}
+            Path(args.json_out).write_text(json.dumps(record, indent=1) + "\n")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
