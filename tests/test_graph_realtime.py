@@ -116,7 +116,13 @@ def test_real_time_episodes_run_to_success_through_the_command_path(launch_node,
         assert len(mine) >= final["step"] * 0.5, f"{what}: {len(mine)} commands for {final['step']} sim steps"
         steps = [c.step for c in mine]
         assert steps[0] == 0 and steps == sorted(steps), f"{what}: command steps {steps[:10]} ..."
-        assert all(c.valid and c.header.frame_id == "fr3_link0" for c in mine), what
+        assert all(c.header.frame_id == "fr3_link0" for c in mine), what
+        # No target (valid false) only across a reset: while the newest TCP pose is the simulator's reset pose that
+        # nothing confirmed yet, the arbiter composes from neither pose (actions of the ending episode still
+        # arriving, or a new episode's first step decided before the reset pose came).
+        invalid = [c.step for c in mine if not c.valid]
+        assert len(invalid) <= 4 and all(s < 3 or s >= final["step"] - 1 for s in invalid), f"{what}: {invalid}"
+        mine = [c for c in mine if c.valid]
         targets = np.array([_pos(c.target) for c in mine])
         assert np.all(np.isfinite(targets)) and np.ptp(targets[:, 2]) > 0.02, f"{what}: the TCP was moved"
         assert max(c.gripper for c in mine) > 0.6, f"{what}: the gripper was closed"

@@ -15,9 +15,12 @@ measured TCP pose. The decision:
   envelope at the measured TCP pose (NaN/inf rejected: hold pose, keep the last gripper; steps and workspace
   clipped);
 * base stale (no base action for more than ``base_stale_periods`` control periods): hold the pose the
-  TCP had when the base went stale (latched, so the hold does not drift with the measurement) and the last
-  gripper command;
-* an invalid (non-finite) TCP pose: no command at all (the controller keeps its last target).
+  TCP had when the base went stale (latched, so the hold does not drift with the measurement; put through the
+  same envelope as every command, so a hold is inside the workspace box too; forgotten while the TCP pose is not
+  usable, and latched again where the arm is when something moved it further than one envelope step from the
+  pose held, so a hold target is never further than one step from the measured TCP) and the last gripper command;
+* no usable TCP pose (invalid, stale, in another frame, or jumped: action_arbiter.tcp_gate): no command at all (the
+  controller keeps its last target).
 
 NaN in any input never reaches the command.
 """
@@ -43,8 +46,10 @@ class ArbiterConfig:
 
     control_dt: float = 0.05
     """Control period (s)."""
-    base_stale_periods: int = 3
-    """The base is stale after this many control periods without a base action: hold the pose."""
+    base_stale_periods: float = 1.5
+    """The base is stale after this many control periods without a base action: hold the pose. With the node's
+    watchdog ticking every half period, a missing base action is answered by a hold within one period of when it
+    was due."""
     freshness: PoseFreshness = field(default_factory=PoseFreshness)
     """When object poses count as stale (no ObjectPoseArray newer than ``freshness.timeout_s``)."""
     stale_pose_policy: str = "ignore"
@@ -57,7 +62,7 @@ class ArbiterConfig:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.control_dt) and self.control_dt > 0):
             raise ValueError(f"control_dt must be > 0, got {self.control_dt}")
-        if self.base_stale_periods < 1:
+        if not (math.isfinite(self.base_stale_periods) and self.base_stale_periods >= 1):
             raise ValueError(f"base_stale_periods must be >= 1, got {self.base_stale_periods}")
         if self.stale_pose_policy not in STALE_POSE_POLICIES:
             raise ValueError(f"stale_pose_policy must be one of {STALE_POSE_POLICIES}, got {self.stale_pose_policy!r}")
@@ -169,17 +174,44 @@ class Arbiter:
             target_pos=out.target_pos, target_quat=out.target_quat, gripper=out.gripper, holding=False,
         )
 
-    def _hold(self, step: int, tcp_pos: np.ndarray, tcp_quat: np.ndarray) -> Decision:
+    def _moved_away(self, tcp_pos: np.ndarray, tcp_quat: np.ndarray) -> bool:
+        """The measured TCP is further than one envelope step (translation or rotation) from the pose held."""
+        env = self.cfg.pipeline.envelope
+        pos, quat = self.hold_pose
+        q1, q2 = np.asarray(quat, dtype=np.float64), np.asarray(tcp_quat, dtype=np.float64)
+        cos_half = abs(float(np.dot(q1, q2))) / (float(np.linalg.norm(q1)) * float(np.linalg.norm(q2)))
+        angle = 2.0 * math.acos(min(1.0, cos_half))
+        return (float(np.linalg.norm(np.asarray(tcp_pos, dtype=np.float64) - pos)) > env.max_translation_step
+                or angle > env.max_rotation_step)
+
+    def _hold(self, step: int, tcp_pos: np.ndarray | None, tcp_quat: np.ndarray | None) -> Decision:
         zeros = np.zeros(ACTION_DIM)
-        if self.hold_pose is None and _finite(np.asarray(tcp_pos)) and _finite(np.asarray(tcp_quat)):
-            self.hold_pose = (np.array(tcp_pos, dtype=np.float64), np.array(tcp_quat, dtype=np.float64))
         final = zeros.copy()
         final[6] = self.last_gripper
+        reasons: tuple[str, ...] = ()
+        if tcp_pos is None or tcp_quat is None or not (_finite(tcp_pos) and _finite(tcp_quat)):
+            # Where the arm is is not known now (the node passes NaN for a TCP pose that jumped, is stale or is
+            # awaited): the arm may have been moved (a simulator reset under a long hold was 0.53 m away), so the
+            # pose latched before is forgotten; the next usable TCP pose is held.
+            self.hold_pose = None
+        elif self.hold_pose is not None and self._moved_away(tcp_pos, tcp_quat):
+            # Something else moved the arm further than one step from the pose held (a simulator reset that took
+            # long enough to look like motion, a controller of another kind, a person): the target would be outside
+            # the envelope around the measured TCP (soak: 0.29-0.35 m, dragging the arm back). Hold where it is.
+            self.hold_pose = None
+        if self.hold_pose is None and tcp_pos is not None and tcp_quat is not None:
+            # The pose the TCP has now, through the envelope (a TCP outside the workspace box is pulled in).
+            out = self.cfg.pipeline.step(final, None, tcp_pos, tcp_quat, self.last_gripper)
+            if out.target_pos is not None:
+                self.hold_pose = (out.target_pos, out.target_quat)
+                final, reasons = out.action, tuple(r for r in out.reasons if r != "action_bounds")
         status = "masked" if self.residual_enabled else "disabled"  # nothing to correct without a base action
         pos, quat = self.hold_pose if self.hold_pose is not None else (None, None)
+        if pos is None:
+            reasons += ("tcp_pose_invalid",)
         return Decision(
             step=int(step), base=zeros, residual=zeros, final=final, residual_applied=False, residual_status=status,
-            clipped=False, clip_reasons=("base_stale_hold",), target_pos=pos, target_quat=quat,
+            clipped=False, clip_reasons=("base_stale_hold",) + reasons, target_pos=pos, target_quat=quat,
             gripper=self.last_gripper, holding=True,
         )
 
@@ -226,14 +258,29 @@ class StepMatcher:
 
     Episodes are explicit: every action carries its episode id, and a base action of another episode than the
     current one starts that episode (all undecided state of other episodes is dropped). Nothing is inferred from
-    step indices. Within the episode, a base step at or below the last decided one is a duplicate (equal) or stale
-    (lower) and is ignored. A residual for an already decided step, or of the episode that just ended, is late and
-    counted; a residual of an episode not started yet is kept until its base action starts it. :meth:`take` hands
-    over a step's inputs and supersedes every older undecided step. ``pending`` is the step (of the current
-    episode) whose residual the node is waiting for (its deadline timer runs); taking that step or a newer one
-    clears it.
+    step indices. Within the episode:
+
+    * a base step equal to the last decided one is a duplicate (the sender re-sent it: the node re-sends its
+      command); a lower one is stale and ignored, unless the same stale step arrives again: then its sender is
+      waiting for exactly that step (lockstep re-publication), so the matcher rewinds to it. A lockstep graph
+      therefore never stalls on a decision made for a step the simulator is not at (e.g. after a forged action);
+    * a base step more than ``max_step_gap`` ahead of the last decided one is impossible and dropped, unless it
+      directly follows the previous dropped one (a sequence of steps: the episode really moved on, e.g. after this
+      node was frozen);
+    * a residual for an already decided step, of the episode that just ended, or more than ``max_step_gap`` ahead
+      is late or impossible and counted; a residual of an episode not started yet is kept until its base action
+      starts it.
+
+    At most ``max_pending`` undecided steps are kept (the oldest go first), so a flood of inputs cannot grow the
+    store. :meth:`take` hands over a step's inputs and supersedes every older undecided step. ``pending`` is the
+    step (of the current episode) whose residual the node is waiting for (its deadline timer runs); taking that
+    step or a newer one clears it.
     """
 
+    max_step_gap: int = 20
+    """Largest plausible step ahead of the last decided one (1 s at 20 Hz)."""
+    max_pending: int = 64
+    """Most undecided steps kept."""
     steps: dict[tuple[int, int], StepInputs] = field(default_factory=dict)
     """Undecided inputs by (episode, step)."""
     episode: int | None = None
@@ -247,34 +294,76 @@ class StepMatcher:
     """Residuals dropped because their step was decided or their episode was over."""
     stale_bases: int = 0
     """Base actions dropped because a newer step of their episode was decided already."""
+    impossible: int = 0
+    """Base actions and residuals dropped because their step was implausibly far ahead."""
+    evicted: int = 0
+    """Undecided steps dropped because more than ``max_pending`` were kept."""
+    rewinds: int = 0
+    """Times a re-sent older step was taken up again (see the class doc)."""
+    _last_stale: tuple[int, int] | None = field(default=None, repr=False)
+    _last_impossible: tuple[int, int] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_step_gap < 1 or self.max_pending < 2:
+            raise ValueError(f"max_step_gap must be >= 1 and max_pending >= 2, got {self.max_step_gap}, "
+                             f"{self.max_pending}")
+
+    def _store(self, episode: int, step: int) -> StepInputs:
+        key = (episode, step)
+        if key not in self.steps:
+            while len(self.steps) >= self.max_pending:
+                del self.steps[next(iter(self.steps))]
+                self.evicted += 1
+        return self.steps.setdefault(key, StepInputs())
+
+    def _too_far(self, step: int) -> bool:
+        return self.last_decided is not None and step > self.last_decided + self.max_step_gap
 
     def add_base(self, episode: int, step: int, action, stamp: Any = None) -> str:
         """Store a base action; returns "new_episode" (another episode than the current one: it starts, the
-        other episodes' undecided state is dropped), "added", "duplicate" (its step was just decided: ignored) or
-        "stale" (an older step of this episode than the last decided one: ignored, counted)."""
+        other episodes' undecided state is dropped), "added", "rewound" (added after a rewind), "duplicate" (its step
+        was just decided: ignored), "stale" (an older step than the last decided one: ignored, counted) or
+        "impossible" (too far ahead: ignored, counted)."""
         episode, step = int(episode), int(step)
         result = "added"
         if episode != self.episode:
             self.previous_episode, self.episode = self.episode, episode
             self.steps = {k: v for k, v in self.steps.items() if k[0] == episode}
             self.last_decided, self.pending, result = None, None, "new_episode"
+            self._last_stale = self._last_impossible = None
         elif self.last_decided is not None and step <= self.last_decided:
             if step == self.last_decided:
                 return "duplicate"
-            self.stale_bases += 1
-            return "stale"
-        inputs = self.steps.setdefault((episode, step), StepInputs())
+            if self._last_stale != (episode, step):
+                self._last_stale = (episode, step)
+                self.stale_bases += 1
+                return "stale"
+            self.rewinds += 1
+            self.last_decided, self.pending, self._last_stale, result = step - 1, None, None, "rewound"
+            self.steps = {k: v for k, v in self.steps.items() if k[0] == episode and k[1] >= step}
+        elif self._too_far(step):
+            follows = self._last_impossible == (episode, step - 1)
+            self._last_impossible = (episode, step)
+            if not follows:
+                self.impossible += 1
+                return "impossible"
+        inputs = self._store(episode, step)
         inputs.base, inputs.base_stamp = np.array(action, dtype=np.float64), stamp
         return result
 
     def add_residual(self, episode: int, step: int, action, stamp: Any = None) -> bool:
-        """Store a residual; False (and counted) when its step was already decided or its episode is over."""
+        """Store a residual; False (and counted) when its step was already decided, its episode is over or its step
+        is implausibly far ahead."""
         episode, step = int(episode), int(step)
-        decided = episode == self.episode and self.last_decided is not None and step <= self.last_decided
-        if decided or (episode != self.episode and episode == self.previous_episode):
+        current = episode == self.episode
+        decided = current and self.last_decided is not None and step <= self.last_decided
+        if decided or (not current and episode == self.previous_episode):
             self.late_residuals += 1
             return False
-        inputs = self.steps.setdefault((episode, step), StepInputs())
+        if current and self._too_far(step) and not self.has_base(step):
+            self.impossible += 1
+            return False
+        inputs = self._store(episode, step)
         inputs.residual, inputs.residual_stamp = np.array(action, dtype=np.float64), stamp
         return True
 
@@ -302,6 +391,7 @@ class StepMatcher:
         inputs = self.steps.pop((ep, step))
         self.steps = {k: v for k, v in self.steps.items() if k[0] != ep or k[1] > step}
         self.last_decided = step
+        self._last_stale = self._last_impossible = None
         if self.pending is not None and self.pending <= step:
             self.pending = None
         return inputs

@@ -4,17 +4,25 @@
 command rises above ``close_above``, a *move* to the open width when it falls below ``open_below`` (hysteresis, so
 a command hovering around 0.5 does not chatter), never more often than ``min_interval_s``. The node sends them
 as ``franka_msgs/action/Grasp`` and ``Move`` goals to franka_gripper (needs franka_ros2, imported only when the
-node starts; :class:`GripperBridgeNode` takes another sender for tests).
+node starts: franka_ros2's package on the robot, the set-up's wire-compatible stand-in from ros2_ws/compat elsewhere;
+:class:`GripperBridgeNode` takes another sender for tests). Action names: residual_ros.franka_interfaces.
+
+A command that is not a number in [0, 1] (:func:`residual_ros.validate.gripper_reason`) is dropped, counted, logged
+(throttled) and reported on ``/diagnostics``; :class:`GripperBridge` itself ignores it too.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
+from residual_ros import franka_interfaces as fi
+from residual_ros import validate as v
+from residual_ros.diagnostics import diagnostic_array, node_status
 from residual_ros.node_main import run_node
 from residual_ros.params import declare_config
 from std_msgs.msg import Float64
@@ -42,17 +50,19 @@ class GripperBridgeConfig:
     """Grasp force (N)."""
     min_interval_s: float = 0.5
     """Smallest time between two requests (s)."""
-    grasp_action: str = "/franka_gripper/grasp"
-    """franka_gripper Grasp action name."""
-    move_action: str = "/franka_gripper/move"
-    """franka_gripper Move action name."""
+    grasp_action: str = fi.GRIPPER_GRASP.name
+    """franka_gripper Grasp action name (residual_ros.franka_interfaces)."""
+    move_action: str = fi.GRIPPER_MOVE.name
+    """franka_gripper Move action name (residual_ros.franka_interfaces)."""
     command_topic: str = "/arbiter/gripper"
     """std_msgs/Float64 gripper command of the arbiter."""
+    diagnostics_period_s: float = 1.0
+    """Period of /diagnostics (steady s): state, requests sent, commands dropped."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.open_below < self.close_above <= 1.0:
             raise ValueError(f"need 0 <= open_below < close_above <= 1, got {self.open_below}, {self.close_above}")
-        for name in ("open_width", "speed", "force", "min_interval_s"):
+        for name in ("open_width", "speed", "force", "min_interval_s", "diagnostics_period_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
@@ -76,8 +86,9 @@ class GripperBridge:
         self._last_request_s: float | None = None
 
     def update(self, command: float, now_s: float) -> GripperRequest | None:
-        """The request to send for this command, or None (no change, inside the hysteresis band, too soon, NaN)."""
-        if not math.isfinite(command):
+        """The request to send for this command, or None (no change, inside the hysteresis band, too soon, not a
+        number in [0, 1])."""
+        if v.gripper_reason(command):
             return None
         if command > self.cfg.close_above:
             want = "closed"
@@ -100,11 +111,13 @@ class GripperBridgeError(RuntimeError):
 
 
 def franka_gripper_actions() -> tuple[type, type]:
-    """franka_msgs' (Grasp, Move) action types; GripperBridgeError when franka_ros2 is not installed."""
+    """franka_msgs' (Grasp, Move) action types (franka_ros2's, or the set-up's stand-in from ros2_ws/compat);
+    GripperBridgeError when franka_msgs is not installed."""
     try:
         from franka_msgs.action import Grasp, Move
     except ImportError:
-        raise GripperBridgeError("franka_msgs is not installed (it comes with franka_ros2; real mode only)") from None
+        raise GripperBridgeError("franka_msgs is not installed (it comes with franka_ros2; make setup builds a "
+                                 "stand-in from ros2_ws/compat)") from None
     return Grasp, Move
 
 
@@ -147,9 +160,15 @@ class GripperBridgeNode(Node):
         self.bridge = GripperBridge(cfg)
         self.sender = make_sender(self, cfg)
         self.requests: list[GripperRequest] = []
-        self.create_subscription(Float64, cfg.command_topic, self._on_command, 10)
+        self.drops = v.DropCounter()
+        self.topic = self.create_subscription(Float64, cfg.command_topic, self._on_command, 10).topic_name
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def _on_command(self, msg: Float64) -> None:
+        if self.drops.refuse(self.topic, v.gripper_reason(msg.data), self.get_logger().warn):
+            return
         req = self.bridge.update(msg.data, self.get_clock().now().nanoseconds * 1e-9)
         if req is None:
             return
@@ -159,6 +178,11 @@ class GripperBridgeNode(Node):
             return
         self.requests.append(req)
         self.get_logger().info(f"gripper {req.kind} to {req.width:.3f} m")
+
+    def _publish_diagnostics(self) -> None:
+        status = node_status("gripper_bridge", "ok", {"state": self.bridge.state, "requests": len(self.requests)},
+                             self.drops)
+        self.diag_pub.publish(diagnostic_array(status, self.get_clock().now().to_msg()))
 
 
 def main(args: list[str] | None = None) -> None:

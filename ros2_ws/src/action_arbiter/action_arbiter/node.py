@@ -1,20 +1,31 @@
 """ROS 2 node: base action (step t) + residual (step t, if in time) -> safety envelope -> target pose + gripper.
 
 Thin glue around :class:`action_arbiter.arbiter.Arbiter`. When the base action of step t arrives the node
-waits up to ``residual_deadline_s`` (steady clock, so a paused simulation cannot stall it) for the residual
-of step t, then decides. Base and residual are paired by (episode, step): an action of another episode starts
-that episode (:class:`~action_arbiter.arbiter.StepMatcher`). Outputs: ``~/command`` (ArbiterCommand, every decided
-step, holds included: what the simulator executes), ``~/target_pose`` (PoseStamped) and ``~/gripper`` (Float64)
-(the robot's tracking controller and gripper bridge; only when there is a target), ``~/correction`` (Correction,
-every step, a record for analysis), ``~/markers`` (three arrows), ``~/object_markers`` (the object poses it
-receives, for rviz2), ``/diagnostics``; service
-``~/enable_residual`` (SetBool). In real-time mode a watchdog holds the pose when the base goes stale (in
-lockstep the simulator waits for commands, so there is no wall-clock staleness).
+waits for the residual of step t, then decides: in real time up to ``residual_deadline_s`` (shorter than a control
+period) from the arrival of the oldest undecided base action (a fixed deadline, never restarted by later inputs), in
+lockstep up to ``lockstep_residual_wait_s`` (the simulator waits for the command); both on the steady clock, so a
+paused simulation cannot stall it. Base and residual are paired by (episode, step): an action of another episode
+starts that episode; implausible, stale and re-sent steps are handled by :class:`~action_arbiter.arbiter.StepMatcher`.
+
+Every input is checked by ``residual_ros.validate`` (frame, finiteness, magnitude, stamp against this node's clock)
+and a bad one dropped and counted (/diagnostics "dropped ..."), never fatal; a base action that is not finite or
+absurdly large is still answered (the envelope rejects it: hold the pose, keep the gripper), so a lockstep step is
+never left without a command. The TCP pose composed from passes :class:`~action_arbiter.tcp_gate.TcpGate` (no jumps,
+no out-of-order poses, not stale in real time); without one the decision has no target.
+
+Outputs: ``~/command`` (ArbiterCommand, every decided step, holds included: what the simulator executes),
+``~/target_pose`` (PoseStamped) and ``~/gripper`` (Float64) (the robot's tracking controller and gripper bridge;
+only when there is a target), ``~/correction`` (Correction, every step, a record for analysis), ``~/markers`` (three
+arrows), ``~/object_markers`` (the object poses it receives, for rviz2), ``/diagnostics``; service
+``~/enable_residual`` (SetBool). In real-time mode a watchdog ticking every half control period holds the pose when
+the base goes stale (``base_stale_periods``), and counts the ticks at which more than one control period has passed
+without a command (/diagnostics ``late_ticks``, ``max_command_gap_s``); in lockstep the simulator waits for
+commands, so there is no wall-clock staleness.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -31,6 +42,16 @@ from residual_core.safety import EnvelopeConfig
 from residual_interfaces.msg import ArbiterCommand, Correction, EefAction, ObjectPoseArray
 from residual_ros.node_main import run_node
 from residual_ros.params import declare_config
+from residual_ros.qos import latest_input_qos
+from residual_ros.validate import (
+    DropCounter,
+    eef_action_reason,
+    object_pose_array_reason,
+    object_pose_reason,
+    pose_stamped_reason,
+    same_frames,
+    stamp_ns,
+)
 from std_msgs.msg import Float64
 from std_srvs.srv import SetBool
 from visualization_msgs.msg import MarkerArray
@@ -44,11 +65,12 @@ from action_arbiter.arbiter import (
     base_is_stale,
     poses_are_stale,
 )
+from action_arbiter.tcp_gate import TcpGate, TcpLimits
 from action_arbiter.visuals import action_arrows, command_msg, correction_msg, diagnostics, object_markers
 
 
 def _ns(stamp: Time | None) -> int:
-    return -1 if stamp is None else stamp.sec * 1_000_000_000 + stamp.nanosec
+    return -1 if stamp is None else stamp_ns(stamp)
 
 
 @dataclass
@@ -58,14 +80,29 @@ class ArbiterNodeConfig:
 
     lockstep: bool = False
     """Lockstep simulation: no wall-clock base watchdog (the simulator waits for every command)."""
+    reliable_inputs: bool = False
+    """Subscribe to the TCP and object poses reliably: only with reliable publishers (the sim's; the graph sets it in
+    lockstep simulation, where a lost TCP pose is never replaced); else best effort (franka_ros2 publishes best
+    effort)."""
     control_dt: float = CONTROL_DT
     """Control period (s)."""
     residual_enabled: bool = True
     """Apply the residual at startup (switch with ~/enable_residual)."""
     residual_deadline_s: float = 0.02
-    """How long to wait for the residual of step t after the base action of t arrived (s)."""
-    base_stale_periods: int = 3
-    """Hold the pose after this many control periods without a base action (real-time mode)."""
+    """How long to wait for the residual of step t after the base action of t arrived (s), in real time; must be
+    shorter than control_dt, so a missing residual gives the base action alone within one control period."""
+    lockstep_residual_wait_s: float = 0.2
+    """Lockstep: how long to wait for the residual (s; the simulator waits for each command, so this can be long)."""
+    base_stale_periods: float = 1.5
+    """Real time: hold the pose after this many control periods without a base action (the watchdog ticks every
+    half period, so the hold follows within one period of the missing action's due time)."""
+    base_max_age_s: float = 0.15
+    """Real time: a base action stamped longer ago than this (s, on this node's clock) is stale and dropped."""
+    max_step_gap: int = 20
+    """A base action or residual more than this many steps ahead of the last decided step is implausible and dropped
+    (unless a sequence of steps confirms it)."""
+    tcp: TcpLimits = field(default_factory=TcpLimits)
+    """When the measured TCP pose may be composed from (parameters tcp.max_age_s, tcp.max_speed, ...)."""
     pose_timeout: float = PoseFreshness().timeout_s
     """Object poses older than this are stale (s); the same parameter as the residual and base nodes'."""
     stale_pose_policy: str = "ignore"
@@ -92,13 +129,22 @@ class ArbiterNodeConfig:
     residual_topic: str = "/residual/action"
     """EefAction topic of the residual node (residual already scaled to action units)."""
     controller_pose_topic: str = "none"
-    """Also publish the target pose here (e.g. the Cartesian impedance controller's equilibrium pose); none: off."""
+    """Also publish the target pose here (real mode: the tracking controller's target topic,
+    residual_ros.franka_interfaces.TRACKING_CONTROLLER); none: off."""
     marker_length_gain: float = 10.0
     """Arrow length per metre of action (10: a 1 cm step draws 10 cm)."""
     marker_lifetime_periods: float = 2.0
     """Arrow lifetime in control periods."""
     diagnostics_period_s: float = 1.0
     """Period of /diagnostics (s)."""
+
+    def __post_init__(self) -> None:
+        if not self.lockstep and not 0 < self.residual_deadline_s < self.control_dt:
+            raise ValueError(f"residual_deadline_s must be in (0, control_dt = {self.control_dt}) in real time (a "
+                             f"missing residual must give the base alone within one period), got "
+                             f"{self.residual_deadline_s}")
+        if not self.lockstep_residual_wait_s > 0 or not self.base_max_age_s > 0:
+            raise ValueError("lockstep_residual_wait_s and base_max_age_s must be > 0")
 
     def checkpoint_path(self) -> str:
         if self.checkpoint:
@@ -134,18 +180,24 @@ class ArbiterNode(Node):
                                f"{list(cfg.residual_scale_fraction)})")
         self.stats, self.window = ArbiterStats(), ArbiterStats()
         self.steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self.matcher = StepMatcher()  # base and residual per step; matcher.pending: the deadline timer runs for it
+        # base and residual per step; matcher.pending: the deadline timer runs for it
+        self.matcher = StepMatcher(max_step_gap=cfg.max_step_gap)
+        self.dropped = DropCounter()
+        self.tcp_gate = TcpGate(cfg.tcp)
+        self._frames = same_frames(cfg.frame_id)  # franka_ros2 stamps the TCP pose in "base", identical to fr3_link0
         self._last_command: ArbiterCommand | None = None
         self.resent_commands = 0
         """Commands re-sent for a base action of the step just decided (lockstep re-publication)."""
         self._last_base_s: float | None = None
         self._last_pose_s: float | None = None
-        self._tcp = (np.full(3, np.nan), np.array([0.0, 0.0, 0.0, 1.0]))
+        self._last_command_s: float | None = None
+        self.late_ticks, self._late_ticks_window = 0, 0
+        """Watchdog ticks (real time) at which more than one control period had passed without a command."""
+        self._max_gap_window = 0.0
         self._have_tcp = False
         # Lockstep with sim time: a stamp names a simulated state, and the base stamps its action with the time of
         # the state it saw; step t is decided on a TCP pose at least that new (or at the residual deadline).
         self._match_stamps = cfg.lockstep and bool(self.get_parameter("use_sim_time").value)
-        self._tcp_stamp_ns = -1
 
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.target_pub = self.create_publisher(PoseStamped, "~/target_pose", reliable)
@@ -153,26 +205,33 @@ class ArbiterNode(Node):
                                if cfg.controller_pose_topic not in ("", "none") else None)
         self.gripper_pub = self.create_publisher(Float64, "~/gripper", reliable)
         self.command_pub = self.create_publisher(ArbiterCommand, "~/command", reliable)
-        self.correction_pub = self.create_publisher(Correction, "~/correction", reliable)
+        # The record of every decision (loggers, the demo's session): a deeper history, so that a reader that falls
+        # behind for a moment (a GC pause, a loaded machine) still gets each one (KEEP_LAST drops the oldest unacked).
+        self.correction_pub = self.create_publisher(
+            Correction, "~/correction", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
         self.marker_pub = self.create_publisher(MarkerArray, "~/markers", 10)
         self.object_marker_pub = self.create_publisher(MarkerArray, "~/object_markers", 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # Inputs before actions: when several messages are ready at once, rclpy serves subscriptions in creation
         # order, one message each per round, so the TCP pose of step t is taken before the actions of step t are
-        # decided (lockstep). Depth 1: the newest state only, never an older one queued behind it (e.g. the last
-        # state of an episode and the first of the next arriving together).
-        latest = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
-        self.create_subscription(PoseStamped, "/tcp_pose", self._on_tcp, latest)
-        self.create_subscription(ObjectPoseArray, "/objects/poses", self._on_poses, latest)
+        # decided (lockstep). Object poses: depth 1, the newest only. TCP poses: depth 10, so a flood of forged
+        # poses cannot push the real one out of the queue before it is read; the gate takes them in stamp order
+        # (an older one queued behind a newer one is dropped as out of order). Best effort, or reliable with
+        # reliable_inputs (lockstep simulation: a lost TCP pose is never replaced; residual_ros.qos).
+        self.create_subscription(PoseStamped, "/tcp_pose", self._on_tcp,
+                                 latest_input_qos(cfg.reliable_inputs, depth=10))
+        self.create_subscription(ObjectPoseArray, "/objects/poses", self._on_poses,
+                                 latest_input_qos(cfg.reliable_inputs))
         self.create_subscription(EefAction, cfg.base_topic, self._on_base, reliable)
         self.create_subscription(EefAction, cfg.residual_topic, self._on_residual, reliable)
         self.create_service(SetBool, "~/enable_residual", self._on_enable)
-        # One deadline timer, restarted per waiting step (creating and destroying a timer per step made every
-        # step's wait set change).
-        self._deadline_timer = self.create_timer(cfg.residual_deadline_s, self._deadline, clock=self.steady)
+        # One deadline timer, started when a step starts waiting and never restarted while one waits (creating and
+        # destroying a timer per step made every step's wait set change).
+        wait_s = cfg.lockstep_residual_wait_s if cfg.lockstep else cfg.residual_deadline_s
+        self._deadline_timer = self.create_timer(wait_s, self._deadline, clock=self.steady)
         self._deadline_timer.cancel()
         if not cfg.lockstep:
-            self.create_timer(cfg.control_dt, self._watchdog, clock=self.steady)
+            self.create_timer(cfg.control_dt / 2, self._watchdog, clock=self.steady)
         self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics, clock=self.steady)
 
     # --- inputs --------------------------------------------------------------------------------------------------
@@ -182,28 +241,53 @@ class ArbiterNode(Node):
     def _ros_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
+    def _now_ns(self) -> int | None:
+        """This node's clock for judging stamps; None before a sim-time clock has started (it reads 0)."""
+        now = self.get_clock().now().nanoseconds
+        return now if now > 0 else None
+
+    def _drop(self, topic: str, reason: str) -> None:
+        if self.dropped.drop(topic, reason):
+            self.get_logger().warn(f"dropped a message on {topic}: {reason} "
+                                   f"({self.dropped.counts[f'{topic}/{reason}']} so far)")
+
     def _on_tcp(self, msg: PoseStamped) -> None:
-        p, q = msg.pose.position, msg.pose.orientation
-        self._tcp = (np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w]))
+        reason = pose_stamped_reason(msg, self._frames, self._now_ns())
+        if not reason:
+            p, q = msg.pose.position, msg.pose.orientation
+            reason = self.tcp_gate.offer((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), stamp_ns(msg.header.stamp))
+        if reason:
+            self._drop("/tcp_pose", reason)
+            return
         self._have_tcp = True
-        self._tcp_stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         pending = self.matcher.pending
         if pending is not None and self.matcher.has_base(pending) and self._ready(pending):
             self._decide(pending)
 
+    def _tcp(self) -> tuple[np.ndarray, np.ndarray, str]:
+        """The TCP pose to compose from (NaN when there is none usable) and why not ("" when usable)."""
+        pose, why = self.tcp_gate.current(None if self.cfg.lockstep else self._now_ns())
+        if pose is None:
+            return np.full(3, np.nan), np.array([0.0, 0.0, 0.0, 1.0]), why
+        return pose[0], pose[1], ""
+
     def _tcp_current(self, step: int) -> bool:
-        """The TCP pose is as new as the state the base action of ``step`` was computed on (lockstep, sim time)."""
-        return not self._match_stamps or self._tcp_stamp_ns >= _ns(self.matcher.base_stamp(step))
+        """The TCP pose may be composed from for ``step`` (:meth:`TcpGate.ready_for`)."""
+        return self.tcp_gate.ready_for(_ns(self.matcher.base_stamp(step)) if self._match_stamps else None)
 
     def _ready(self, step: int) -> bool:
         return (self.matcher.has_residual(step) or not self._residual_wanted()) and self._tcp_current(step)
 
     def _on_poses(self, msg: ObjectPoseArray) -> None:
+        reason = object_pose_array_reason(msg, self._frames, self._now_ns())
+        if reason:
+            self._drop("/objects/poses", reason)
+            return
         self._last_pose_s = self._ros_s()
         if self.object_marker_pub.get_subscription_count():
             objs = [(o.name, np.array([o.pose.position.x, o.pose.position.y, o.pose.position.z, o.pose.orientation.x,
                                        o.pose.orientation.y, o.pose.orientation.z, o.pose.orientation.w]),
-                     float(o.confidence)) for o in msg.objects]
+                     float(o.confidence)) for o in msg.objects if not object_pose_reason(o)]
             self.object_marker_pub.publish(object_markers(objs, self.cfg.frame_id, msg.header.stamp,
                                                           lifetime_s=self.cfg.pose_timeout))
 
@@ -218,10 +302,27 @@ class ArbiterNode(Node):
         stale = poses_are_stale(self._ros_s(), self._last_pose_s, self.arbiter.cfg)
         return self.arbiter.residual_enabled and not (stale and self.arbiter.cfg.stale_pose_policy != "ignore")
 
+    def _action(self, msg: EefAction, topic: str) -> np.ndarray | None:
+        """The message's action, NaN when it is not finite or absurd (still answered: the envelope rejects it), None
+        when the message is dropped (another length, a stamp from the future, too old in real time)."""
+        now = self._now_ns()
+        reason = eef_action_reason(msg, now)
+        if not reason and not self.cfg.lockstep and now is not None and topic == self.cfg.base_topic and \
+                now - stamp_ns(msg.header.stamp) > self.cfg.base_max_age_s * 1e9:
+            reason = "stamp_old"
+        if reason:
+            self._drop(topic, reason)
+            if reason in ("not_finite", "out_of_range"):
+                return np.full(ACTION_DIM, np.nan)
+            return None
+        return np.asarray(msg.action, dtype=np.float64)
+
     def _on_base(self, msg: EefAction) -> None:
+        action = self._action(msg, self.cfg.base_topic)
+        if action is None:
+            return
         step = int(msg.step)
-        self._last_base_s = self._steady_s()
-        added = self.matcher.add_base(msg.episode, step, msg.action, msg.header.stamp)
+        added = self.matcher.add_base(msg.episode, step, action, msg.header.stamp)
         if added == "duplicate":
             # The base re-sent the step just decided (the simulator re-published it: our command was lost, e.g.
             # while DDS was still matching): send the same command again, decide nothing new.
@@ -230,21 +331,33 @@ class ArbiterNode(Node):
                 self.resent_commands += 1
                 self.command_pub.publish(last)
             return
-        if added == "stale":
+        if added in ("stale", "impossible"):
+            self._drop(self.cfg.base_topic, f"{added}_step")
             return
+        self._last_base_s = self._steady_s()
+        if added == "rewound":
+            self.get_logger().warn(f"step {step} of episode {msg.episode} re-sent: deciding it again")
         if added == "new_episode":
             self.get_logger().info(f"episode {msg.episode} starts at step {step}")
+            # (a TCP pose older than the episode's first base action may be the previous episode's: see new_episode)
+            self.tcp_gate.new_episode(stamp_ns(msg.header.stamp))
             self._deadline_timer.cancel()
+            self.matcher.pending = None
         if self._ready(step):
             self._decide(step)
         else:
+            if self.matcher.pending is None:  # a fixed deadline: from the oldest waiting base action
+                self._deadline_timer.reset()
             self.matcher.pending = step
-            self._deadline_timer.reset()
 
     def _on_residual(self, msg: EefAction) -> None:
+        action = self._action(msg, self.cfg.residual_topic)
+        if action is None:
+            return
         step = int(msg.step)
-        if self.matcher.add_residual(msg.episode, step, msg.action, msg.header.stamp) and \
-                msg.episode == self.matcher.episode and self.matcher.has_base(step) and self._tcp_current(step):
+        if not self.matcher.add_residual(msg.episode, step, action, msg.header.stamp):
+            return
+        if msg.episode == self.matcher.episode and self.matcher.has_base(step) and self._tcp_current(step):
             self._decide(step)
 
     def _deadline(self) -> None:
@@ -254,10 +367,17 @@ class ArbiterNode(Node):
             self._decide(step)
 
     def _watchdog(self) -> None:
-        if self._have_tcp and base_is_stale(self._steady_s(), self._last_base_s, self.arbiter.cfg):
+        now = self._steady_s()
+        if self._last_command_s is not None and now - self._last_command_s > self.cfg.control_dt:
+            self.late_ticks += 1
+            self._late_ticks_window += 1
+        recently = self._last_command_s is not None and now - self._last_command_s < 0.9 * self.cfg.control_dt
+        if self._have_tcp and not recently and base_is_stale(now, self._last_base_s, self.arbiter.cfg):
+            # (holds at the control rate: the watchdog ticks twice per period to notice a missing action in time)
             last = self.matcher.last_decided
             step = 0 if last is None else last + 1
-            self._publish(self.arbiter.decide(step, None, None, *self._tcp, base_stale=True))
+            pos, quat, why = self._tcp()
+            self._publish(self.arbiter.decide(step, None, None, pos, quat, base_stale=True), why=why)
 
     # --- deciding and publishing ------------------------------------------------------------------------------------
     def _decide(self, step: int) -> None:
@@ -265,10 +385,18 @@ class ArbiterNode(Node):
         if self.matcher.pending is None:
             self._deadline_timer.cancel()
         stale = poses_are_stale(self._ros_s(), self._last_pose_s, self.arbiter.cfg)
-        self._publish(self.arbiter.decide(step, inputs.base, inputs.residual, *self._tcp, poses_stale=stale),
-                      inputs.base_stamp, inputs.residual_stamp)
+        pos, quat, why = self._tcp()
+        self._publish(self.arbiter.decide(step, inputs.base, inputs.residual, pos, quat, poses_stale=stale),
+                      inputs.base_stamp, inputs.residual_stamp, why)
 
-    def _publish(self, d: Decision, base_stamp: Time | None = None, residual_stamp: Time | None = None) -> None:
+    def _publish(self, d: Decision, base_stamp: Time | None = None, residual_stamp: Time | None = None,
+                 why: str = "") -> None:
+        if why and not d.has_command:
+            d = replace(d, clip_reasons=d.clip_reasons + (why,))
+        now = self._steady_s()
+        if self._last_command_s is not None:
+            self._max_gap_window = max(self._max_gap_window, now - self._last_command_s)
+        self._last_command_s = now
         stamp = self.get_clock().now().to_msg()
         episode = self.matcher.episode or 0  # 0: no base action (so no episode) seen yet
         self._last_command = command_msg(d, episode, self.cfg.frame_id, stamp)
@@ -285,10 +413,11 @@ class ArbiterNode(Node):
                 self.controller_pub.publish(target)
             self.gripper_pub.publish(Float64(data=d.gripper))
         elif self._have_tcp:
-            self.get_logger().error("TCP pose is not finite: no target (command valid=false)",
+            self.get_logger().error(f"no usable TCP pose ({why or 'not finite'}): no target (command valid=false)",
                                     throttle_duration_sec=2.0)
         self.correction_pub.publish(correction_msg(d, self.cfg.frame_id, stamp, base_stamp, residual_stamp, episode))
-        self.marker_pub.publish(action_arrows(d, self._tcp[0], self.cfg.frame_id, stamp,
+        tcp_pos = d.target_pos - d.final[0:3] if d.has_command else np.full(3, np.nan)
+        self.marker_pub.publish(action_arrows(d, tcp_pos, self.cfg.frame_id, stamp,
                                               self.cfg.marker_lifetime_periods * self.cfg.control_dt,
                                               self.cfg.marker_length_gain))
         self.stats.add(d)
@@ -296,9 +425,18 @@ class ArbiterNode(Node):
 
     def _publish_diagnostics(self) -> None:
         stale = (not self.cfg.lockstep) and base_is_stale(self._steady_s(), self._last_base_s, self.arbiter.cfg)
+        m = self.matcher
+        extra = [("late_ticks_total", str(self.late_ticks)),
+                 ("max_command_gap_s_recent", f"{self._max_gap_window:.4f}"),
+                 ("resent_commands_total", str(self.resent_commands)), ("stale_steps_total", str(m.stale_bases)),
+                 ("impossible_steps_total", str(m.impossible)), ("late_residuals_total", str(m.late_residuals)),
+                 ("pending_evicted_total", str(m.evicted)), ("rewinds_total", str(m.rewinds)),
+                 ("tcp_jumps_total", str(self.tcp_gate.jumps)), ("tcp_reanchors_total", str(self.tcp_gate.reanchors)),
+                 *self.dropped.key_values()]
         self.diag_pub.publish(diagnostics(self.stats, self.window, self.get_clock().now().to_msg(),
-                                          self.arbiter.residual_enabled, stale))
-        self.window = ArbiterStats()
+                                          self.arbiter.residual_enabled, stale,
+                                          late_ticks_recent=self._late_ticks_window, extra=extra))
+        self.window, self._late_ticks_window, self._max_gap_window = ArbiterStats(), 0, 0.0
 
 
 def main(args: list[str] | None = None) -> None:

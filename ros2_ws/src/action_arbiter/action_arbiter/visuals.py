@@ -8,6 +8,8 @@ translation of each action scaled by ``length_gain`` (default 10: a 1 cm step dr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -132,14 +134,18 @@ def correction_msg(decision: Decision, frame_id: str, stamp: Time, base_stamp: T
 
 def diagnostics(
     stats: ArbiterStats, window: ArbiterStats, stamp: Time, residual_enabled: bool, base_stale: bool,
-    name: str = "action_arbiter", late_warn_ratio: float = 0.2,
+    name: str = "action_arbiter", late_warn_ratio: float = 0.2, late_ticks_recent: int = 0,
+    extra: Sequence[tuple[str, str]] = (),
 ) -> DiagnosticArray:
-    """One DiagnosticStatus: ERROR while the base is stale, WARN when over ``late_warn_ratio`` of the recent
-    steps had a late residual, an action was rejected, or no command could be formed; else OK."""
+    """One DiagnosticStatus: ERROR while the base is stale, WARN when a control period recently passed without a
+    command (``late_ticks_recent``), over ``late_warn_ratio`` of the recent steps had a late residual, an action was
+    rejected, or no command could be formed; else OK. ``extra``: more (key, value) pairs (e.g. dropped inputs)."""
     recent = max(window.steps, 1)
     late_ratio = window.by_status["late"] / recent
     if base_stale:
         level, text = DiagnosticStatus.ERROR, "base action stale: holding pose"
+    elif late_ticks_recent:
+        level, text = DiagnosticStatus.WARN, f"{late_ticks_recent} control ticks without a command"
     elif window.rejected or window.no_command:
         level, text = DiagnosticStatus.WARN, "non-finite action or TCP pose rejected"
     elif residual_enabled and late_ratio > late_warn_ratio:
@@ -153,5 +159,6 @@ def diagnostics(
         **{f"status_{k}_total": v for k, v in stats.by_status.items()},
     }
     status = DiagnosticStatus(level=level, name=name, message=text, hardware_id="residual_vla",
-                              values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+                              values=[KeyValue(key=k, value=str(v)) for k, v in values.items()]
+                              + [KeyValue(key=k, value=v) for k, v in extra])
     return DiagnosticArray(header=Header(stamp=stamp), status=[status])

@@ -104,6 +104,42 @@ def test_stale_base_holds_the_latched_pose_and_last_gripper():
     assert not d3.holding and arb.hold_pose is None
 
 
+def test_a_hold_forgets_its_pose_when_the_tcp_is_no_longer_known():
+    """Soak (real time, base killed 9 s): the episode ended under the hold, the simulator reset the arm 0.53 m away,
+    and the hold kept commanding the pose latched before the reset (22 commands, dragging the arm back). A TCP pose
+    that is not usable (the node passes NaN: it jumped, is stale or awaited) ends the latched hold: no target, then a
+    hold of the pose the arm has when it is known again."""
+    arb = Arbiter()
+    arb.decide(0, BASE, RES, TCP, DOWN)
+    arb.decide(1, None, None, TCP, DOWN, base_stale=True)
+    d = arb.decide(2, None, None, np.full(3, np.nan), DOWN, base_stale=True)
+    assert d.holding and not d.has_command and "tcp_pose_invalid" in d.clip_reasons and arb.hold_pose is None
+    reset = TCP + [0.0, 0.2, 0.05]
+    d = arb.decide(3, None, None, reset, DOWN, base_stale=True)
+    np.testing.assert_allclose(d.target_pos, reset)
+    assert d.gripper == 1.0  # the last gripper command is kept throughout
+
+
+def test_a_hold_follows_the_arm_when_it_was_moved_further_than_one_step():
+    """Soak (real time, base killed, the episode ended under the hold): the simulator's reset took long enough that
+    the reset pose was not a jump for the TCP gate, and the hold kept commanding the pose latched before, 0.29-0.35 m
+    from the arm. A small sag is held against (the latched pose); a displacement beyond one envelope step is not."""
+    arb = Arbiter()
+    step = arb.cfg.pipeline.envelope.max_translation_step
+    arb.decide(0, BASE, RES, TCP, DOWN)
+    arb.decide(1, None, None, TCP, DOWN, base_stale=True)
+    sag = TCP + [0.0, 0.0, -0.5 * step]
+    np.testing.assert_allclose(arb.decide(2, None, None, sag, DOWN, base_stale=True).target_pos, TCP)
+    moved = TCP + [0.0, 0.2, 0.05]
+    d = arb.decide(3, None, None, moved, DOWN, base_stale=True)
+    np.testing.assert_allclose(d.target_pos, moved)
+    np.testing.assert_allclose(arb.decide(4, None, None, moved + [0, 0, -0.003], DOWN, base_stale=True).target_pos,
+                               moved)  # latched again
+    turned = Rotation.from_rotvec([0.0, 0.0, 0.5]) * Rotation.from_quat(DOWN)
+    d = arb.decide(5, None, None, moved, turned.as_quat(), base_stale=True)  # turned by more than one step
+    np.testing.assert_allclose(d.target_quat, turned.as_quat(), atol=1e-9)
+
+
 def test_workspace_clip_from_envelope_is_reported():
     cfg = ArbiterConfig(pipeline=ActionPipeline(envelope=EnvelopeConfig(workspace_max=(0.8, 0.4, 0.295))))
     d = Arbiter(cfg).decide(0, np.array([0, 0, 0.02, 0, 0, 0, 0]), None, TCP, DOWN)
@@ -283,3 +319,129 @@ def test_step_matcher_starts_an_episode_only_on_another_episode_id():
     # The same step index in the old episode is not the new episode's.
     assert not m.add_residual(2, 0, RES) and m.late_residuals == 2
     assert m.add_base(3, 0, BASE) == "added"  # not decided yet: stored again
+
+
+def test_hold_of_a_tcp_outside_the_workspace_is_inside_the_box():
+    """Defect 4: the stale-base hold published the raw latched TCP, once outside the workspace box."""
+    env = EnvelopeConfig()
+    outside = np.array([0.5, 0.0, env.workspace_max[2] + 0.1])
+    d = Arbiter().decide(3, None, None, outside, DOWN, base_stale=True)
+    assert d.holding and d.has_command and "tcp_outside_workspace" in d.clip_reasons
+    assert d.target_pos[2] == pytest.approx(env.workspace_max[2])
+    assert np.all(d.target_pos >= env.workspace_min) and np.all(d.target_pos <= env.workspace_max)
+    d2 = Arbiter().decide(3, None, None, np.array([np.nan, 0, 0]), DOWN, base_stale=True)
+    assert d2.holding and not d2.has_command and "tcp_pose_invalid" in d2.clip_reasons
+
+
+def test_step_matcher_drops_impossible_steps_unless_a_sequence_confirms_them():
+    """Defect 1: a forged far-future base step was decided and every real step after it was 'stale': a stall."""
+    from action_arbiter.arbiter import StepMatcher
+
+    m = StepMatcher(max_step_gap=20)
+    m.add_base(1, 0, BASE)
+    m.take(0)
+    assert m.add_base(1, 10**9, BASE) == "impossible" and m.impossible == 1 and not m.has_base(10**9)
+    assert not m.add_residual(1, 500, RES) and m.impossible == 2  # a residual that far ahead too
+    assert m.add_base(1, 1, BASE) == "added"  # the real next step is untouched
+    m.take(1)
+    # This node was frozen for 3 s: the base is at step 61 and 62 when it resumes; the second confirms the first.
+    assert m.add_base(1, 61, BASE) == "impossible"
+    assert m.add_base(1, 62, BASE) == "added"
+    m.take(62)
+    assert m.last_decided == 62
+
+
+def test_step_matcher_rewinds_to_a_step_its_sender_re_sends():
+    """Defect 1: a decision for a step the simulator is not at must not stall lockstep: the re-sent step is taken."""
+    from action_arbiter.arbiter import StepMatcher
+
+    m = StepMatcher()
+    m.add_base(1, 4, BASE)
+    m.take(4)
+    m.add_base(1, 9, BASE)  # forged (within the gap) and decided
+    m.take(9)
+    assert m.add_base(1, 5, BASE) == "stale" and m.stale_bases == 1  # the simulator's real step 5: once is stale
+    assert m.add_base(1, 5, BASE) == "rewound" and m.rewinds == 1 and m.has_base(5)  # re-sent: it is waited on
+    m.take(5)
+    assert m.add_base(1, 6, BASE) == "added"
+
+
+def test_step_matcher_store_is_bounded():
+    """Defect 2: the pending-step store grew without bound."""
+    from action_arbiter.arbiter import StepMatcher
+
+    m = StepMatcher(max_pending=8)
+    for episode in range(100, 1100):  # residuals of episodes that never start
+        m.add_residual(episode, 0, RES)
+    assert len(m.steps) == 8 and m.evicted == 992
+    m.add_base(1, 0, BASE)
+    for t in range(1, 15):
+        m.add_residual(1, t, RES)
+    assert len(m.steps) <= 8
+
+
+def test_tcp_gate_rejects_jumps_and_out_of_order_poses_and_reanchors_on_agreement():
+    """Defect 4: a /tcp_pose with one wrong field gave commands 0.2-0.56 m from the true TCP."""
+    from action_arbiter.tcp_gate import TcpGate, TcpLimits
+
+    ms = 1_000_000
+    gate = TcpGate(TcpLimits(max_age_s=0.15))
+    assert gate.offer(TCP, DOWN, 1000 * ms) == ""
+    assert gate.offer(TCP + [0.003, 0, 0], DOWN, 1001 * ms) == ""  # a real move
+    assert gate.offer(TCP + [0.3, 0, 0], DOWN, 1002 * ms) == "jump" and gate.jumps == 1
+    assert gate.offer(TCP, Rotation.from_euler("x", 3.0).as_quat(), 1003 * ms) == "jump"  # 3 rad in 2 ms
+    assert gate.offer(TCP, DOWN, 999 * ms) == "out_of_order"
+    # The newest pose jumped: until one confirms or contradicts it, nothing is composed from the old pose.
+    assert gate.current(1003 * ms) == (None, "tcp_jumped")
+    assert gate.offer(TCP + [0.003, 0, 0], DOWN, 1003 * ms) == ""  # agrees with the accepted pose: the jump was false
+    pose, why = gate.current(1003 * ms)
+    assert why == "" and pose[0][0] == pytest.approx(TCP[0] + 0.003)
+    assert gate.current(1200 * ms) == (None, "tcp_stale")  # 197 ms old in real time
+    assert gate.offer(TCP, DOWN, 1003 * ms) == ""
+    # The arm really is somewhere else (two poses agree): re-anchored.
+    assert gate.offer(TCP + [0.2, 0, 0], DOWN, 1004 * ms) == "jump"
+    assert gate.current(None) == (None, "tcp_jumped")
+    assert gate.offer(TCP + [0.201, 0, 0], DOWN, 1005 * ms) == "" and gate.reanchors == 1
+    assert gate.current(None)[0][0][0] == pytest.approx(TCP[0] + 0.201)
+    # Over a longer time the arm may move further (3 m/s x 0.1 s + 2 cm).
+    assert gate.offer(TCP + [0.5, 0, 0], DOWN, 1105 * ms) == ""
+    # A flood of forged poses 0.2-0.5 m off, between the real ones (every 5 ms): the gate never moves to one.
+    rng = np.random.default_rng(0)
+    real = TCP + [0.5, 0, 0]
+    for k in range(1, 201):
+        offset = rng.normal(size=3)
+        assert gate.offer(real + offset * rng.uniform(0.2, 0.5) / np.linalg.norm(offset), DOWN,
+                          (1105 + k) * ms) == "jump"
+        if k % 5 == 0:
+            assert gate.offer(real, DOWN, (1105 + k) * ms) == ""
+    assert gate.current(None)[0][0] == pytest.approx(real)
+
+
+def test_tcp_gate_new_episode_takes_the_reset_pose_or_waits_for_one():
+    from action_arbiter.tcp_gate import TcpGate
+
+    gate = TcpGate()
+    gate.offer(TCP, DOWN, 100)
+    assert gate.offer(TCP + [0, 0.4, 0], DOWN, 200) == "jump"  # the simulator reset the arm
+    # Until the reset is confirmed (a second pose, or the new episode's base action), no hold from the old pose:
+    # with the base down across a reset, a hold from it was 0.49 m from the true TCP (10-minute soak).
+    assert gate.current(None) == (None, "tcp_jumped")
+    gate.new_episode(since_ns=200)
+    assert gate.current(None)[0][0][1] == pytest.approx(0.4)
+    gate.new_episode(since_ns=300)  # an episode whose state is newer than the pose held
+    assert gate.current(None) == (None, "tcp_awaited") and gate.stamp_ns == -1
+    assert gate.offer(TCP, DOWN, 300) == "" and gate.current(None)[0] is not None  # taken without the jump check
+    gate.new_episode(since_ns=300)  # the pose is the new episode's: kept
+    assert gate.current(None)[1] == ""
+
+
+def test_tcp_gate_ready_for_a_step_by_stamp_or_while_no_new_pose_is_awaited():
+    from action_arbiter.tcp_gate import TcpGate
+
+    gate = TcpGate()
+    gate.offer(TCP, DOWN, 100)
+    assert gate.ready_for(100) and not gate.ready_for(101) and gate.ready_for(None)
+    gate.new_episode(since_ns=150)  # real time: the first base action of an episode, sent after the pose held
+    assert not gate.ready_for(None) and not gate.ready_for(100)
+    gate.offer(TCP, DOWN, 160)
+    assert gate.ready_for(None) and gate.ready_for(160)
