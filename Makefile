@@ -1,11 +1,12 @@
 # The project's two commands. Both do all set-up first (idempotent; a second run skips it in ~1 s).
 #   make test   set up, lint (ruff) and run the whole test suite (pytest)
 #   make demo   set up and run the main job (see README)
-# Options: make demo TASK=stack_cube EPISODES=10
+# Options: make demo TASK=stack_cube EPISODES=10 POSES=camera   (POSES: gt (default) or camera)
 
 PY := .venv/bin/python
 TASK ?= cube_lift
 EPISODES ?= 10
+POSES ?= gt
 
 .PHONY: setup test lint demo clean help
 
@@ -22,7 +23,7 @@ test: setup lint
 	@$(PY) -m pytest -q
 
 demo: setup
-	@bash setup/demo.sh "$(TASK)" "$(EPISODES)"
+	@bash setup/demo.sh "$(TASK)" "$(EPISODES)" "$(POSES)"
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

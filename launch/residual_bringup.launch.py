@@ -3,6 +3,7 @@
     ros2 launch residual_bringup residual_bringup.launch.py mode:=sim task:=cube_lift checkpoint:=runs/x.safetensors
     ros2 launch residual_bringup residual_bringup.launch.py mode:=real robot_ip:=172.16.0.2 \
         hand_eye:="x y z qx qy qz qw" checkpoint:=...
+    ros2 launch residual_bringup residual_bringup.launch.py mode:=real robot:=twin hand_eye:="x y z qx qy qz qw"
 
 What is started comes from residual_bringup.graph.describe_graph, the same description ``residual-launch`` (the
 supervisor for machines without ``ros2 launch``) reads, so both start the same nodes with the same parameters.
@@ -26,14 +27,14 @@ ARGUMENTS = (
     ("checkpoint", "", "residual checkpoint (.safetensors next to its .json manifest)"),
     ("use_rviz", "false", "start rviz2 with config/residual.rviz"),
     ("use_sim_time", "auto", "follow /clock: true, false, or auto (true in sim, false on the robot)"),
-    ("robot_ip", "", "FR3 address (mode:=real)"),
+    ("robot", "franka", "mode:=real: franka (FR3 via franka_ros2, RealSense, tracking controller) or twin (the "
+                        "franka_ros2 twin in their place)"),
+    ("robot_ip", "", "FR3 address (mode:=real robot:=franka)"),
     ("base_backend", "", "vla_base_node backend (empty: sim_bc in sim, openpi on the robot)"),
     ("base_checkpoint", "", "checkpoint of the sim BC base policy"),
     ("lockstep", "true", "sim: advance only when the command of the current step has arrived"),
     ("pose_source", "estimator", "sim: object poses from the camera pose estimator or the sim's ground truth"),
-    ("controller", "cartesian_impedance_controller", "real: Cartesian controller taking ~/equilibrium_pose"),
-    ("hand_eye", "", "real: calibrated camera pose 'x y z qx qy qz qw' in camera_parent_frame"),
-    ("camera_parent_frame", "fr3_link0", "real: frame the hand-eye pose is expressed in"),
+    ("hand_eye", "", "real: calibrated pose 'x y z qx qy qz qw' of camera_color_optical_frame in fr3_link0"),
 )
 
 
@@ -57,13 +58,12 @@ def launch_setup(context, *args, **kwargs):
         use_sim_time=None if sim_time == "auto" else _flag(sim_time),
         use_rviz=_flag(arg("use_rviz")),
         robot_ip=arg("robot_ip"),
+        robot=arg("robot"),
         base_backend=arg("base_backend") or None,
         base_checkpoint=arg("base_checkpoint"),
         lockstep=_flag(arg("lockstep")),
         pose_source=arg("pose_source"),
-        controller=arg("controller"),
         hand_eye=hand_eye,
-        camera_parent_frame=arg("camera_parent_frame"),
         config_dir=os.path.join(get_package_share_directory("residual_bringup"), "config"),
     )
     actions = []
@@ -77,6 +77,7 @@ def launch_setup(context, *args, **kwargs):
                 package=entity.package,
                 executable=entity.executable,
                 name=entity.name,
+                namespace=entity.namespace or None,
                 parameters=[*entity.params_files, entity.parameters],
                 remappings=list(entity.remappings),
                 arguments=list(entity.arguments),

@@ -18,8 +18,9 @@ from vla_base_node.node import VlaBaseNodeConfig
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 NODE_CONFIGS = {"sim": SimNodeConfig, "pose_estimator": PoseEstimatorNodeConfig, "base": VlaBaseNodeConfig,
                 "residual": ResidualNodeConfig, "arbiter": ArbiterNodeConfig, "gripper_bridge": GripperBridgeConfig}
-EXTERNAL = {"camera"}
-"""Sections of nodes that are not ours (realsense2_camera): their defaults live in their own package."""
+EXTERNAL = {"/camera/camera"}
+"""Sections of nodes that are not ours (realsense2_camera, namespace and name "camera"): their defaults live in their
+own package."""
 
 
 def _same(value, default) -> bool:

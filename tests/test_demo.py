@@ -66,8 +66,14 @@ def test_demo_runs_both_phases_and_writes_a_readable_run(tmp_path, ros_env, ros_
 
     counts = results["recorded_messages"]
     warm = sum(w["steps"] for w in results["warm_up"])
-    assert counts["/arbiter/correction"] == counts["/sim/step"] == 4 * STEPS + warm
-    assert counts["/arbiter/command"] == counts["/arbiter/correction"], "one command (what the sim executes) per step"
+    assert counts["/arbiter/correction"] == 4 * STEPS + warm
+    # (the sim re-publishes /sim/step when no command came within its resend period: on a loaded machine a few)
+    assert counts["/sim/step"] >= counts["/arbiter/correction"]
+    # One command (what the sim executes) per decision; on a loaded machine the arbiter re-sends the command of a
+    # step whose /sim/step the sim re-published (never a different one: one correction per step, checked above).
+    resends = counts["/sim/step"] - counts["/arbiter/correction"]
+    assert counts["/arbiter/correction"] <= counts["/arbiter/command"] <= counts["/arbiter/correction"] + resends, \
+        "one command (what the sim executes) per step, plus re-sends"
     assert counts["/tcp_pose"] >= 4 * STEPS and counts["/objects/poses"] >= 4 * STEPS
 
     from mcap.reader import make_reader

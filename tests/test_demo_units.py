@@ -135,9 +135,9 @@ def test_plots_are_pngs(tmp_path):
 
 
 DEMO_OPTIONS = ("--task", "--episodes", "--seed-offset", "--checkpoint", "--base-checkpoint", "--phases",
-                "--pose-noise", "--rot-noise", "--dropout", "--noise-seed", "--out-dir", "--no-record",
+                "--pose-source", "--pose-noise", "--rot-noise", "--dropout", "--noise-seed", "--out-dir", "--no-record",
                 "--record-topics", "--startup-timeout", "--episode-timeout", "--set")
-"""Every option the argparse parser had (before tyro), with its spelling."""
+"""Every option the argparse parser had (before tyro), with its spelling, and those added since."""
 
 
 def field_docstrings(cls) -> dict[str, str]:
@@ -163,7 +163,9 @@ def test_cli_help_documents_every_option_once(capsys, monkeypatch):
 
 @pytest.mark.parametrize(("argv", "expected"), [
     ([], {}),
-    (["--task", "cube_lift", "--episodes", "10"], {}),  # setup/demo.sh (make demo)
+    (["--task", "cube_lift", "--episodes", "10", "--pose-source", "gt"], {}),  # setup/demo.sh (make demo)
+    (["--task", "pick_place", "--episodes", "10", "--pose-source", "camera"],  # make demo POSES=camera
+     {"task": "pick_place", "pose_source": "camera"}),
     (["--episodes", "2", "--seed-offset", "3", "--checkpoint", "R", "--base-checkpoint", "B", "--out-dir", "O",
       "--set", "sim.max_steps=30"],  # tests/test_demo.py
      {"episodes": 2, "seed_offset": 3, "checkpoint": "R", "base_checkpoint": "B", "out_dir": "O",
@@ -178,9 +180,11 @@ def test_cli_help_documents_every_option_once(capsys, monkeypatch):
       "episode_timeout_s": 7.0, "noise_seed": 4, "set_params": ("a.b=1", "c.d=x")}),
 ])
 def test_cli_parses_as_the_former_parser(argv, expected):
-    """The values the argparse parser produced for these command lines (recorded before the switch to tyro)."""
+    """The values the argparse parser produced for these command lines (recorded before the switch to tyro; plus
+    --pose-source, added since)."""
     former_defaults = {"task": "cube_lift", "episodes": 10, "seed_offset": 0, "checkpoint": "", "base_checkpoint": "",
-                       "phases": ("base", "residual"), "pose_noise": 0.005, "rot_noise": 0.05, "dropout": 0.1,
+                       "phases": ("base", "residual"), "pose_source": "gt", "pose_noise": 0.005, "rot_noise": 0.05,
+                       "dropout": 0.1,
                        "noise_seed": 0, "out_dir": "runs", "record": True, "record_topics": None,
                        "startup_timeout_s": 180.0, "episode_timeout_s": 120.0, "set_params": ()}
     assert dataclasses.asdict(cli.parse_args(argv)) == {**former_defaults, **expected}
@@ -188,7 +192,8 @@ def test_cli_parses_as_the_former_parser(argv, expected):
 
 @pytest.mark.parametrize(("argv", "option"), [
     (["--task", "juggle"], "--task"), (["--episodes", "many"], "--episodes"), (["--episodes", "0"], "--episodes"),
-    (["--phases", "both"], "--phases"), (["--dropout", "1.5"], "--dropout"), (["--pose-noise", "-1"], "--pose-noise"),
+    (["--phases", "both"], "--phases"), (["--pose-source", "aruco"], "--pose-source"),
+    (["--dropout", "1.5"], "--dropout"), (["--pose-noise", "-1"], "--pose-noise"),
     (["--startup-timeout", "-1"], "--startup-timeout"), (["--set", "oops"], "--set"),
     (["--record-topics", "/nope"], "/nope"), (["--record-topics"], "--record-topics"),
 ])
@@ -216,6 +221,12 @@ def test_config_checks_and_overrides():
     assert "pose_estimator" not in cli.graph_overrides(cli.DemoConfig(), with_estimator=False)
     assert cli.graph_overrides(cli.DemoConfig(set_params=("sim.autostart=true", "base.image_keys=[none]")), False)[
         "sim"] == {"autostart": True, "render_camera": False}
+    camera = cli.graph_overrides(cli.DemoConfig(pose_source="camera"), with_estimator=True)
+    assert camera == {"sim": {"autostart": False, "render_camera": True}, "pose_estimator": {"source": "aruco"}}
+    with pytest.raises(cli.ConfigProblem, match="needs pose-estimator-node"):
+        cli.graph_overrides(cli.DemoConfig(pose_source="camera"), with_estimator=False)
+    assert cli.pose_source_text(cli.DemoConfig(pose_source="camera"), True).startswith("camera: ")
+    assert cli.pose_source_text(cli.DemoConfig(), True).startswith("gt: the sim's ground truth with 5 mm")
     with pytest.raises(ValueError, match="NODE.PARAM=VALUE"):
         cli.DemoConfig(set_params=("oops",))
     cmd = launch_command("cube_lift", "/c/res", "/c/base", "estimator", over)
@@ -248,3 +259,16 @@ def test_mismatched_checkpoint_is_refused(tmp_path):
     (tmp_path / "base").mkdir()
     with pytest.raises(cli.ConfigProblem, match="cannot be used for pick_place"):
         cli.resolve_checkpoints("pick_place", str(res), str(res))
+
+
+def test_session_status_parser_skips_garbage():
+    """A garbage /sim/episode (the graph fuzz test sends some) stopped the demo session's executor thread."""
+    import json
+
+    from residual_bringup.demo.session import parse_status
+
+    good = {"episode": 2, "step": 5, "stamp_ns": 10, "done": False, "success": False, "reason": "", "task": "x"}
+    assert parse_status(json.dumps(good)) == good
+    for text in ("not json", "[1]", "[" * 100_000, json.dumps({**good, "episode": "2"}),
+                 json.dumps({**good, "done": 1}), json.dumps({k: v for k, v in good.items() if k != "step"})):
+        assert parse_status(text) is None, text[:40]

@@ -38,8 +38,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     "vla_base_node": frozenset({"residual_core", "residual_ros", "residual_interfaces", "residual_learning"}),
     # the simulator (MuJoCo, gym) beside the nodes; it still ships the sim ROS node (sim_node.py)
     "franka_sim": frozenset({"residual_core", "residual_ros", "residual_interfaces"}),
-    # offline training and evaluation
-    "trainer": frozenset({"residual_core", "residual_learning", "franka_sim"}),
+    # the franka_ros2 twin (robot:=twin): the sim's model, physics and camera behind franka_ros2's interfaces
+    "franka_twin": frozenset({"residual_core", "residual_ros", "residual_interfaces", "franka_sim"}),
+    # offline training and evaluation; the camera path (residual-eval --pose-source camera) runs the pose estimator's
+    # and the residual node's pure parts, the code the nodes run
+    "trainer": frozenset({"residual_core", "residual_learning", "franka_sim", "pose_estimator_node",
+                          "residual_policy_node"}),
     # the top: graph description, supervisor, launch, demo; nothing imports it
     "residual_bringup": frozenset({"residual_core", "residual_ros", "residual_interfaces", "residual_learning"}),
 }

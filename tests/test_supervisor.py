@@ -6,6 +6,8 @@ import io
 import os
 import re
 import signal
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,7 +51,7 @@ def test_supervisor_runs_base_and_arbiter_then_stops_them(launch_node, ros_probe
             [console_script("residual-launch")],
             ["--only", "base", "arbiter", "--no-lockstep", "--no-use-sim-time", "--base-backend", "openpi",
              "--set", f"base.server_port={server.port}", "--set", "base.image_keys=[none]",
-             "--set", "arbiter.residual_deadline_s=0.5",
+             "--set", "arbiter.residual_deadline_s=0.045",
              # No simulator here: the base node counts episodes itself (as on the robot).
              "--set", "base.episode_topic=none"],
             name="residual-launch",
@@ -86,12 +88,32 @@ def test_supervisor_runs_base_and_arbiter_then_stops_them(launch_node, ros_probe
 def test_supervisor_stops_the_graph_when_a_node_dies(launch_node):
     sup = launch_node([console_script("residual-launch")],
                       ["--only", "base", "arbiter", "--set", "base.backend=no_such_backend"], name="residual-launch")
-    assert sup.popen.wait(timeout=40) == 1, sup.output()
+    assert sup.popen.wait(timeout=40) == 2, sup.output()  # the base node's configuration error
     out = sup.output()
-    assert "node base (pid" in out and "exited with status 2" in out
+    assert "node base (pid" in out and "exited with status 2 (a configuration error)" in out
     assert "unknown backend 'no_such_backend'" in out
     started = pids_started(out)
     assert not any(alive(pid) for pid in started.values())
+
+
+def python_node(name: str, code: str) -> NodeSpec:
+    """A stand-in node: this interpreter running ``code`` (no ROS arguments)."""
+    return NodeSpec("none", Path(sys.executable).name, name, arguments=("-c", code), ros_node=False)
+
+
+@pytest.mark.parametrize(("status", "expected"), [(2, 2), (1, 1), (3, 1), (-signal.SIGKILL, 1)])
+def test_exit_status_says_whether_the_dead_node_had_a_configuration_error(status, expected):
+    """A node exits with status 2 on a configuration error (residual_ros.node_main.run_node): residual-launch then
+    exits with 2 as for its own configuration problems; any other death of a node gives 1."""
+    die = f"import sys; print('giving up', flush=True); sys.exit({status})" if status >= 0 else \
+        f"import os; print('giving up', flush=True); os.kill(os.getpid(), {-status})"
+    specs = [python_node("steady", "import time; time.sleep(60)"), python_node("fragile", die)]
+    out = io.StringIO()
+    assert run_graph(specs, {}, out=out, stop_timeout=5.0, install_signals=False) == expected, out.getvalue()
+    text = out.getvalue()
+    why = " (a configuration error)" if status == 2 else ""
+    assert f"exited with status {status}{why}; stopping the graph" in text and "fragile: giving up" in text, text
+    assert not any(alive(pid) for pid in pids_started(text).values())
 
 
 def test_missing_executable_is_reported_before_anything_starts(ros_env):

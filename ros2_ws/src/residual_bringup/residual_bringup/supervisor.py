@@ -1,10 +1,13 @@
-"""``residual-launch``: start the sim-mode graph as subprocesses where ``ros2 launch`` is not available.
+"""``residual-launch``: start the graph as subprocesses where ``ros2 launch`` is not available: sim mode, and real mode
+with the franka_ros2 twin (``--mode real --robot twin``); real mode on the FR3 needs ``ros2 launch`` (franka_bringup).
 
 Reads the same :func:`residual_bringup.graph.describe_graph` as the launch file, writes one params file per
 node (config/<mode>.yaml merged with the launch-argument values and ``--set`` overrides), starts every node
 with ``--ros-args``, prefixes each output line with the node name, and stops them all by PID (SIGINT, then
 SIGTERM, then SIGKILL) on Ctrl-C / SIGTERM or as soon as one of them dies. Exit status: 0 after a requested
-shutdown, 1 when a node died, 2 for a configuration problem (bad argument, missing executable).
+shutdown; 2 for a configuration problem: a bad argument, a missing executable, or a node that exited with
+status 2, which every node of the stack does on a configuration error (a bad parameter, a refused checkpoint;
+residual_ros.node_main.run_node); 1 when a node died otherwise (crashed, killed, any other status).
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ import yaml
 from residual_core.tasks import TASK_NAMES
 from residual_ros.params import flatten_values
 
-from residual_bringup.graph import POSE_SOURCES, IncludeSpec, NodeSpec, describe_graph, node_specs
+from residual_bringup.graph import POSE_SOURCES, ROBOTS, IncludeSpec, NodeSpec, describe_graph, node_specs
 
 PREFIX = "[residual-launch]"
+CONFIG_ERROR_STATUS = 2
+"""Exit status of a configuration problem: residual-launch's own, and each node's (residual_ros.node_main.run_node)."""
 
 
 # --- pure helpers ------------------------------------------------------------------------------------------------
@@ -80,13 +85,15 @@ def resolve_executable(spec: NodeSpec) -> str | None:
 
 
 def node_parameters(spec: NodeSpec, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Parameters of one node: its params files ("/**" then its own name), then the spec, then ``overrides``; nested
-    configs' parameters by dotted name (``envelope.max_translation_step``), whether written nested or dotted."""
+    """Parameters of one node: its params files ("/**" then its own name, or ``/namespace/name`` for a node in a
+    namespace), then the spec, then ``overrides``; nested configs' parameters by dotted name
+    (``envelope.max_translation_step``), whether written nested or dotted."""
     merged: dict[str, Any] = {}
+    own_keys = (spec.params_key,) if spec.namespace else (spec.name, "/" + spec.name)
     for path in spec.params_files:
         with open(path) as f:
             doc = yaml.safe_load(f) or {}
-        for key in ("/**", spec.name, "/" + spec.name):
+        for key in ("/**", *own_keys):
             section = doc.get(key) or {}
             merged.update(flatten_values(section.get("ros__parameters") or {}))
     merged.update(flatten_values(dict(spec.parameters)))
@@ -97,7 +104,7 @@ def node_parameters(spec: NodeSpec, overrides: dict[str, Any] | None = None) -> 
 def write_params_file(spec: NodeSpec, params: dict[str, Any], directory: Path) -> Path:
     path = directory / f"{spec.name}.yaml"
     with open(path, "w") as f:
-        yaml.safe_dump({spec.name: {"ros__parameters": params}}, f, sort_keys=True)
+        yaml.safe_dump({spec.params_key: {"ros__parameters": params}}, f, sort_keys=True)
     return path
 
 
@@ -106,11 +113,21 @@ def build_command(spec: NodeSpec, executable: str, params_file: Path | None) -> 
     if not spec.ros_node:
         return cmd
     cmd += ["--ros-args", "-r", f"__node:={spec.name}"]
+    if spec.namespace:
+        cmd += ["-r", f"__ns:=/{spec.namespace}"]
     if params_file is not None:
         cmd += ["--params-file", str(params_file)]
     for src, dst in spec.remappings:
         cmd += ["-r", f"{src}:={dst}"]
     return cmd
+
+
+def graph_exit_status(dead_node_status: int | None) -> int:
+    """residual-launch's exit status from the status of the node whose death stopped the graph (None: a requested
+    stop): 0 for a requested stop, CONFIG_ERROR_STATUS when the node reported a configuration error, else 1."""
+    if dead_node_status is None:
+        return 0
+    return CONFIG_ERROR_STATUS if dead_node_status == CONFIG_ERROR_STATUS else 1
 
 
 def _die_with_parent() -> None:
@@ -206,7 +223,7 @@ def run_graph(specs: Sequence[NodeSpec], overrides: dict[str, dict[str, Any]], a
     unknown = set(overrides) - {s.name for s in specs}
     if unknown:
         sup.say(f"--set names node(s) not in the graph: {sorted(unknown)}; nodes: {[s.name for s in specs]}")
-        return 2
+        return CONFIG_ERROR_STATUS
     resolved = {s.name: resolve_executable(s) for s in specs}
     missing = [s for s in specs if resolved[s.name] is None]
     if missing:
@@ -214,12 +231,12 @@ def run_graph(specs: Sequence[NodeSpec], overrides: dict[str, dict[str, Any]], a
         if not allow_missing:
             sup.say(f"missing executable(s): {listing}. Install them, or start the rest with --allow-missing "
                     "or --only.")
-            return 2
+            return CONFIG_ERROR_STATUS
         sup.say(f"skipping missing executable(s): {listing}")
     to_start = [s for s in specs if resolved[s.name] is not None]
     if not to_start:
         sup.say("nothing to start")
-        return 2
+        return CONFIG_ERROR_STATUS
 
     if install_signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -235,11 +252,12 @@ def run_graph(specs: Sequence[NodeSpec], overrides: dict[str, dict[str, Any]], a
         except Exception as exc:  # noqa: BLE001 (whatever failed, stop what was started)
             sup.say(f"error while starting: {exc}")
             sup.stop_all()
-            return 2
+            return CONFIG_ERROR_STATUS
         if dead is not None:
             if dead.reader is not None:
                 dead.reader.join(timeout=2.0)  # its last lines are printed before the summary
-            sup.say(f"node {dead.spec.name} (pid {dead.popen.pid}) exited with status {dead.popen.returncode}; "
+            why = " (a configuration error)" if dead.popen.returncode == CONFIG_ERROR_STATUS else ""
+            sup.say(f"node {dead.spec.name} (pid {dead.popen.pid}) exited with status {dead.popen.returncode}{why}; "
                     "stopping the graph. Its last output:")
             for line in dead.tail:
                 sup.say(f"  {dead.spec.name}: {line}")
@@ -247,7 +265,7 @@ def run_graph(specs: Sequence[NodeSpec], overrides: dict[str, dict[str, Any]], a
             sup.say("stop requested: stopping all nodes")
         codes = sup.stop_all()
         sup.say("all nodes stopped: " + ", ".join(f"{c.spec.name}={codes[c.popen.pid]}" for c in sup.children))
-    return 1 if dead is not None else 0
+    return graph_exit_status(None if dead is None else dead.popen.returncode)
 
 
 # --- CLI -------------------------------------------------------------------------------------------------------------
@@ -255,15 +273,20 @@ def run_graph(specs: Sequence[NodeSpec], overrides: dict[str, dict[str, Any]], a
 
 Task = Literal[TASK_NAMES]  # type: ignore[valid-type]
 PoseSource = Literal[POSE_SOURCES]  # type: ignore[valid-type]
+Robot = Literal[ROBOTS]  # type: ignore[valid-type]
 
 
 @dataclass(frozen=True)
 class LaunchArgs:
-    """Start the residual-VLA ROS graph (sim mode) as supervised subprocesses; the same graph as
-    launch/residual_bringup.launch.py. Ctrl-C stops every node."""
+    """Start the residual-VLA ROS graph as supervised subprocesses (sim mode, or real mode with the franka_ros2
+    twin); the same graph as launch/residual_bringup.launch.py. Ctrl-C stops every node."""
 
     mode: Literal["sim", "real"] = "sim"
-    """sim (MuJoCo) or real (needs ros2 launch and franka_ros2; refused here except with --list)."""
+    """sim (MuJoCo) or real (the FR3 needs ros2 launch and franka_ros2: refused here except with --list; the twin
+    runs here)."""
+    robot: Robot = "franka"
+    """Real mode: franka (the FR3 through franka_ros2 and a RealSense) or twin (the franka_ros2 twin in their
+    place: same topics, actions and QoS)."""
     task: Task = "cube_lift"
     """Task to run."""
     checkpoint: str = ""
@@ -292,10 +315,10 @@ class LaunchArgs:
     stop_timeout: float = 10.0
     """Seconds to wait after SIGINT before SIGTERM/SIGKILL."""
     robot_ip: str = ""
-    """Real mode (--list only): the FR3's address."""
+    """Real mode, robot franka (--list only): the FR3's address."""
     hand_eye: Annotated[tuple[float, float, float, float, float, float, float] | None,
                         tyro.conf.arg(metavar="X Y Z QX QY QZ QW")] = None
-    """Real mode (--list only): calibrated camera pose in the robot base frame."""
+    """Real mode: calibrated pose of the camera's colour optical frame in fr3_link0."""
     list_graph: Annotated[bool, tyro.conf.arg(name="list")] = False
     """Print the graph (nodes, executables, status) and exit."""
 
@@ -319,41 +342,43 @@ def parse_args(argv: Sequence[str] | None = None) -> LaunchArgs:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.mode == "real" and not args.list_graph:
-        print(f"{PREFIX} real mode needs a full ROS 2 Jazzy install with franka_ros2: use "
+    if args.mode == "real" and args.robot == "franka" and not args.list_graph:
+        print(f"{PREFIX} real mode on the FR3 needs a full ROS 2 Jazzy install with franka_ros2: use "
               "`ros2 launch residual_bringup residual_bringup.launch.py mode:=real robot_ip:=... hand_eye:=...` "
-              "(see docker/); `residual-launch --mode real --list ...` shows the graph", file=sys.stderr)
-        return 2
+              "(see docker/); `residual-launch --mode real --list ...` shows the graph; `--robot twin` runs the "
+              "real-mode graph against the franka_ros2 twin", file=sys.stderr)
+        return CONFIG_ERROR_STATUS
     try:
         graph = describe_graph(
             mode=args.mode, task=args.task, checkpoint=args.checkpoint, use_sim_time=args.use_sim_time,
             use_rviz=args.use_rviz, base_backend=args.base_backend, base_checkpoint=args.base_checkpoint,
             lockstep=args.lockstep, pose_source=args.pose_source, config_dir=args.config_dir,
-            robot_ip=args.robot_ip, hand_eye=args.hand_eye,
+            robot_ip=args.robot_ip, hand_eye=args.hand_eye, robot=args.robot,
         )
     except ValueError as exc:
         print(f"{PREFIX} {exc}", file=sys.stderr)
-        return 2
+        return CONFIG_ERROR_STATUS
     includes = [e for e in graph if isinstance(e, IncludeSpec)]
     specs = node_specs(graph)
     if args.list_graph:
         for e in graph:
             if isinstance(e, NodeSpec):
                 where = resolve_executable(e) or "MISSING"
-                print(f"{e.name:16s} {e.package}/{e.executable:28s} {where}\n{'':17s}{e.description}")
+                name = f"{e.namespace}/{e.name}" if e.namespace else e.name
+                print(f"{name:16s} {e.package}/{e.executable:28s} {where}\n{'':17s}{e.description}")
             else:
                 print(f"{'(include)':16s} {e.package}/{e.launch_file}\n{'':17s}{e.description}")
         return 0
-    if includes:  # not reached in sim mode; kept so a future sim include is refused rather than dropped
+    if includes:  # not reached in sim mode or with the twin; kept so an include is refused rather than dropped
         print(f"{PREFIX} the graph includes launch files ({[i.launch_file for i in includes]}): use ros2 launch",
               file=sys.stderr)
-        return 2
+        return CONFIG_ERROR_STATUS
     if args.only:
         names = {s.name for s in specs}
         unknown = [n for n in args.only if n not in names]
         if unknown:
             print(f"{PREFIX} --only names unknown node(s) {unknown}; nodes: {sorted(names)}", file=sys.stderr)
-            return 2
+            return CONFIG_ERROR_STATUS
         specs = [s for s in specs if s.name in args.only]
     return run_graph(specs, args.overrides, allow_missing=args.allow_missing, stop_timeout=args.stop_timeout)
 

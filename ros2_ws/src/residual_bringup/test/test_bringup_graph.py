@@ -8,6 +8,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from action_arbiter.node import ArbiterNodeConfig
@@ -21,7 +22,10 @@ from residual_bringup.supervisor import (
     write_params_file,
 )
 from residual_core.action import ActionSpec
+from residual_core.checkpoint import ActionScaleError, Manifest, save_checkpoint
+from residual_core.observation import layout_for_task
 from residual_core.safety import EnvelopeConfig
+from residual_ros import franka_interfaces as fi
 from residual_ros.params import coerce_value, config_defaults, config_from_values, parameter_docs, to_parameter_dict
 from vla_base_node.node import VlaBaseNodeConfig
 
@@ -53,6 +57,20 @@ def test_sim_graph_nodes_and_parameters():
     assert base["backend"] == "sim_bc" and base["lockstep"] and base["sync_inference"] and not base["use_image"]
     assert base["episode_topic"] == "/sim/episode"  # episode ids are the sim's
     assert nodes["arbiter"].parameters["controller_pose_topic"] == "none"
+    # lockstep reproducible: reliable state inputs, each step computed on its own state and poses, estimator episodes
+    for name in ("base", "residual", "arbiter"):
+        assert nodes[name].parameters["reliable_inputs"] is True, name
+    assert base["lockstep_pose_wait"] and nodes["residual"].parameters["lockstep_pose_wait"]
+    assert nodes["pose_estimator"].parameters["episode_topic"] == "/sim/episode"
+
+
+def test_real_time_and_real_graphs_keep_best_effort_inputs():
+    for graph in (describe_graph("sim", lockstep=False, config_dir=CONFIG),
+                  describe_graph("real", robot_ip="1.2.3.4", hand_eye=HAND_EYE, config_dir=CONFIG)):
+        nodes = by_name(graph)
+        for name in ("base", "residual", "arbiter"):
+            assert nodes[name].parameters["reliable_inputs"] is False, name  # franka_ros2 publishes best effort
+        assert not nodes["residual"].parameters["lockstep_pose_wait"]
 
 
 def test_sim_graph_options():
@@ -69,24 +87,69 @@ def test_real_graph():
     graph = describe_graph("real", "pick_place", robot_ip="172.16.0.2", hand_eye=HAND_EYE, config_dir=CONFIG)
     includes = [e for e in graph if isinstance(e, IncludeSpec)]
     assert [(i.package, i.launch_file) for i in includes] == [("franka_bringup", "launch/franka.launch.py")]
-    assert includes[0].arguments["robot_ip"] == "172.16.0.2"
+    assert includes[0].arguments == {"robot_type": "fr3", "load_gripper": "true", "use_fake_hardware": "false",
+                                     "robot_ip": "172.16.0.2",
+                                     "controllers_yaml": str(CONFIG / "franka_controllers.yaml")}
     nodes = by_name(graph)
     assert "sim" not in nodes and {"camera", "hand_eye_tf", "gripper_bridge", "pose_estimator"} <= set(nodes)
-    assert nodes["spawner_cartesian_impedance_controller"].arguments == ("cartesian_impedance_controller",)
+    assert nodes["spawner_crisp_cartesian_controller"].arguments == (
+        "crisp_cartesian_controller", "--controller-manager-timeout", "30")
+    camera = nodes["camera"]
+    assert (camera.namespace, camera.params_key, camera.parameters["publish_tf"]) == ("camera", "/camera/camera", False)
     assert nodes["hand_eye_tf"].arguments[:2] == ("--x", "0.1")
+    assert nodes["hand_eye_tf"].arguments[-4:] == ("--frame-id", "fr3_link0", "--child-frame-id",
+                                                   "camera_color_optical_frame")
     for name in ("base", "residual", "arbiter"):
         assert ("/tcp_pose", "/franka_robot_state_broadcaster/current_pose") in nodes[name].remappings
         assert nodes[name].parameters["use_sim_time"] is False
-    assert nodes["arbiter"].parameters["controller_pose_topic"] == "/cartesian_impedance_controller/equilibrium_pose"
+    for name in ("base", "pose_estimator"):
+        assert {("/camera/image_raw", "/camera/camera/color/image_raw"),
+                ("/camera/camera_info", "/camera/camera/color/camera_info")} <= set(nodes[name].remappings)
+    estimator = nodes["pose_estimator"].parameters
+    assert (estimator["camera_pos"], estimator["camera_quat_xyzw"]) == ([0.1, 0.2, 0.3], [0.0, 0.0, 0.0, 1.0])
+    assert nodes["arbiter"].parameters["controller_pose_topic"] == "/target_pose"
     assert nodes["base"].parameters["backend"] == "openpi" and not nodes["base"].parameters["lockstep"]
     assert nodes["base"].parameters["episode_topic"] == "none"  # on the robot the base node counts episodes
     assert len(node_specs(graph)) == len(graph) - 1
 
 
+def test_real_graph_with_the_twin_swaps_only_robot_controller_and_camera():
+    franka = by_name(describe_graph("real", "stack_cube", robot_ip="172.16.0.2", hand_eye=HAND_EYE, use_rviz=True,
+                                    config_dir=CONFIG))
+    graph = describe_graph("real", "stack_cube", robot="twin", hand_eye=HAND_EYE, use_rviz=True, config_dir=CONFIG)
+    assert all(isinstance(e, NodeSpec) for e in graph)  # no franka_bringup include: residual-launch can start it
+    twin = by_name(graph)
+    assert set(franka) - set(twin) == {"spawner_crisp_cartesian_controller", "camera"}
+    assert set(twin) - set(franka) == {"franka_twin"}
+    assert (twin["franka_twin"].package, twin["franka_twin"].executable) == ("franka_twin", "franka-twin-node")
+    assert twin["franka_twin"].parameters == {"use_sim_time": False, "task": "stack_cube"}
+    for name in set(twin) & set(franka):  # everything else is the real-mode graph, unchanged
+        assert twin[name] == franka[name], name
+    assert twin["rviz2"].remappings == (("/tcp_pose", "/franka_robot_state_broadcaster/current_pose"),)
+
+
+def test_twin_with_the_sim_base_reads_the_twins_truth_and_episodes_as_in_sim():
+    twin = by_name(describe_graph("real", "cube_lift", robot="twin", hand_eye=HAND_EYE, base_backend="sim_bc",
+                                  config_dir=CONFIG))
+    base = twin["base"]
+    remaps = dict(base.remappings)
+    assert remaps["/objects/poses"] == "/franka_twin/object_poses_gt"  # the VLA stand-in sees the scene, as in sim
+    assert remaps["/tcp_pose"] == "/franka_robot_state_broadcaster/current_pose"
+    assert base.parameters["episode_topic"] == "/franka_twin/episode" and base.parameters["use_image"] is False
+    # the residual and the arbiter keep the estimator's poses (through hand_eye)
+    for name in ("residual", "arbiter"):
+        assert "/objects/poses" not in dict(twin[name].remappings)
+    # a VLA backend on the twin reads the camera like on the robot, and counts its own episodes
+    vla = by_name(describe_graph("real", "cube_lift", robot="twin", hand_eye=HAND_EYE, config_dir=CONFIG))["base"]
+    assert "/objects/poses" not in dict(vla.remappings) and vla.parameters["episode_topic"] == "none"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [({"mode": "gazebo"}, "mode"), ({"task": "juggle"}, "unknown task"), ({"pose_source": "aruco"}, "pose_source"),
-     ({"mode": "real", "hand_eye": HAND_EYE}, "robot_ip"), ({"mode": "real", "robot_ip": "1.2.3.4"}, "hand_eye")],
+     ({"mode": "real", "hand_eye": HAND_EYE}, "robot_ip"), ({"mode": "real", "robot_ip": "1.2.3.4"}, "hand_eye"),
+     ({"mode": "real", "robot": "twin"}, "hand_eye"), ({"mode": "real", "robot": "ur5", "hand_eye": HAND_EYE}, "robot"),
+     ({"mode": "sim", "robot": "twin"}, "real-mode choice")],
 )
 def test_graph_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -112,14 +175,28 @@ def test_field_docs_and_coercion():
             prefix + k: v for k, v in to_parameter_dict(nested).items()}
     arb = config_from_values(ArbiterNodeConfig, {}).to_arbiter_config(trained_scale=(0.01,) * 7)
     assert (arb.pipeline.envelope, arb.pipeline.spec) == (EnvelopeConfig(), ActionSpec())
-    with pytest.raises(ValueError, match="'base_stale_periods'"):
-        coerce_value(ArbiterNodeConfig, "base_stale_periods", 2.5)
+    with pytest.raises(ValueError, match="'max_step_gap'"):
+        coerce_value(ArbiterNodeConfig, "max_step_gap", 2.5)
     with pytest.raises(ValueError, match="'lockstep'"):
         coerce_value(ArbiterNodeConfig, "lockstep", "yes")
     with pytest.raises(ValueError, match="unknown parameter"):
         config_from_values(ArbiterNodeConfig, {"residual_deadline": 0.1})
     cfg = config_from_values(VlaBaseNodeConfig, {"task": "close_drawer", "horizon": 4})
     assert cfg.resolved_instruction == "close the drawer" and to_parameter_dict(cfg)["horizon"] == 4
+
+
+def test_arbiter_refuses_a_residual_bound_outside_the_action_spec(tmp_path):
+    """The arbiter reads only the manifest (its action_scale is the bound the residual is clamped to): a bound of
+    1e6 would let any residual through, so reading it is refused like loading it."""
+    layout = layout_for_task("cube_lift")
+    manifest = Manifest(kind="residual", task="cube_lift", observation_layout=layout, action_scale=[1e6] * 7)
+    path = save_checkpoint(tmp_path / "wide", {"w": np.zeros(1, dtype=np.float32)}, manifest)
+    cfg = config_from_values(ArbiterNodeConfig, {"checkpoint": str(path)})
+    with pytest.raises(ActionScaleError, match=r"wide\.json: the residual bound action_scale .* dx 1e\+06 > 0\.05"):
+        cfg.to_arbiter_config()
+    ok = save_checkpoint(tmp_path / "ok", {"w": np.zeros(1, dtype=np.float32)},
+                         dataclasses.replace(manifest, action_scale=[0.01] * 7))
+    assert config_from_values(ArbiterNodeConfig, {"checkpoint": str(ok)}).trained_residual_scale() == (0.01,) * 7
 
 
 @pytest.mark.parametrize("mode", ["sim", "real"])
@@ -135,12 +212,27 @@ def test_config_files_keep_table_level_grasps_reachable(mode):
     assert dataclasses.is_dataclass(arb)
 
 
-def test_rviz_config_shows_what_the_arbiter_publishes():
+@pytest.mark.parametrize("mode", ["sim", "real"])
+def test_rviz_config_shows_topics_that_exist_in_each_mode(mode):
+    """Every display's topic, after rviz2's remappings in the graph, is one the graph or the robot side publishes,
+    with a QoS that receives from it (real mode: current_pose is best effort)."""
     rviz = yaml.safe_load((CONFIG / "residual.rviz").read_text())
     manager = rviz["Visualization Manager"]
     assert manager["Global Options"]["Fixed Frame"] == "fr3_link0"
-    topics = {d["Topic"]["Value"] for d in manager["Displays"] if "Topic" in d}
-    assert {"/arbiter/markers", "/arbiter/target_pose", "/arbiter/object_markers", "/tcp_pose"} <= topics
+    displays = {d["Topic"]["Value"]: d["Topic"] for d in manager["Displays"] if "Topic" in d}
+    assert {"/arbiter/markers", "/arbiter/target_pose", "/arbiter/object_markers", "/tcp_pose"} <= set(displays)
+    kwargs = {"robot_ip": "172.16.0.2", "hand_eye": HAND_EYE} if mode == "real" else {}
+    rviz_node = by_name(describe_graph(mode, use_rviz=True, config_dir=CONFIG, **kwargs))["rviz2"]
+    remap = dict(rviz_node.remappings)
+    resolved = {remap.get(t, t): qos for t, qos in displays.items()}
+    arbiter_topics = {"/arbiter/markers", "/arbiter/target_pose", "/arbiter/object_markers"}
+    if mode == "sim":  # franka_sim publishes the measured TCP pose as /tcp_pose
+        assert set(resolved) == arbiter_topics | {"/tcp_pose"}
+    else:
+        assert set(resolved) == arbiter_topics | {fi.CURRENT_POSE.name}
+        qos = resolved[fi.CURRENT_POSE.name]
+        assert fi.reader_incompatibility(fi.CURRENT_POSE.qos, qos["Reliability Policy"].lower().replace(" ", "_"),
+                                         qos["Durability Policy"].lower().replace(" ", "_")) == ""
 
 
 # --- supervisor helpers ---------------------------------------------------------------------------------------------
@@ -194,7 +286,7 @@ def test_launch_file_compiles_and_uses_the_graph_description():
     source = LAUNCH.read_text()
     compile(source, str(LAUNCH), "exec")
     assert "describe_graph(" in source and "OpaqueFunction(" in source
-    for name in ("mode", "task", "checkpoint", "use_rviz", "use_sim_time", "robot_ip"):
+    for name in ("mode", "task", "checkpoint", "use_rviz", "use_sim_time", "robot", "robot_ip", "hand_eye"):
         assert f'("{name}",' in source, f"launch argument {name} is not declared"
 
 
@@ -256,13 +348,50 @@ def test_launch_file_builds_the_sim_graph(monkeypatch, tmp_path):
         assert nodes[name]["remappings"] == list(spec.remappings)
 
 
+def _check_nodes(actions, graph):
+    """The launch file's Node actions are the graph description's NodeSpecs, field for field."""
+    nodes = {a.kwargs["name"]: a.kwargs for a in actions if type(a).__name__ == "Node"}
+    expected = by_name(graph)
+    assert list(nodes) == list(expected)
+    for name, spec in expected.items():
+        node = nodes[name]
+        assert (node["package"], node["executable"]) == (spec.package, spec.executable)
+        assert node["namespace"] == (spec.namespace or None)
+        assert node["parameters"] == [*spec.params_files, spec.parameters]
+        assert node["remappings"] == list(spec.remappings) and node["arguments"] == list(spec.arguments)
+
+
 def test_launch_file_builds_the_real_graph(monkeypatch, tmp_path):
-    actions = _run_launch(monkeypatch, tmp_path, {"mode": "real", "robot_ip": "172.16.0.2",
+    """mode:=real robot:=franka: franka_bringup's franka.launch.py with robot_type fr3 and only arguments it declares,
+    then the real-mode nodes."""
+    actions = _run_launch(monkeypatch, tmp_path, {"mode": "real", "robot": "franka", "robot_ip": "172.16.0.2",
                                                   "hand_eye": "0.1 0.2 0.3 0 0 0 1", "use_sim_time": "auto"})
     include = actions[0]
+    assert type(include).__name__ == "IncludeLaunchDescription"
     assert include.args[0].args[0] == str(tmp_path / "franka_bringup" / "launch/franka.launch.py")
-    assert ("robot_ip", "172.16.0.2") in include.kwargs["launch_arguments"]
+    launch_args = dict(include.kwargs["launch_arguments"])
+    share = tmp_path / "residual_bringup" / "config"
+    assert launch_args == {"robot_type": "fr3", "robot_ip": "172.16.0.2", "load_gripper": "true",
+                           "use_fake_hardware": "false", "controllers_yaml": str(share / "franka_controllers.yaml")}
+    assert set(launch_args) <= set(fi.FRANKA_BRINGUP.declared) and "use_rviz" not in launch_args
+    assert [type(a).__name__ for a in actions[1:]] == ["Node"] * (len(actions) - 1)
+    _check_nodes(actions, describe_graph("real", robot_ip="172.16.0.2", hand_eye=HAND_EYE, config_dir=share))
     names = [a.kwargs["name"] for a in actions[1:]]
-    assert "gripper_bridge" in names and "hand_eye_tf" in names
+    assert {"spawner_crisp_cartesian_controller", "camera", "gripper_bridge", "hand_eye_tf"} <= set(names)
     with pytest.raises(ValueError, match="hand_eye"):
         _run_launch(monkeypatch, tmp_path, {"mode": "real", "robot_ip": "172.16.0.2"})
+
+
+def test_launch_file_builds_the_real_graph_with_the_twin(monkeypatch, tmp_path):
+    """mode:=real robot:=twin: no include, the twin node (franka_twin need not exist to parse), the rest unchanged; no
+    robot_ip needed."""
+    actions = _run_launch(monkeypatch, tmp_path, {"mode": "real", "robot": "twin", "task": "close_drawer",
+                                                  "hand_eye": "0.1 0.2 0.3 0 0 0 1", "use_rviz": "true"})
+    assert [type(a).__name__ for a in actions] == ["Node"] * len(actions)
+    share = tmp_path / "residual_bringup" / "config"
+    _check_nodes(actions, describe_graph("real", "close_drawer", robot="twin", hand_eye=HAND_EYE, use_rviz=True,
+                                         config_dir=share))
+    names = [a.kwargs["name"] for a in actions]
+    assert names[0] == "franka_twin" and "camera" not in names and "spawner_crisp_cartesian_controller" not in names
+    with pytest.raises(ValueError, match="robot must be one of"):
+        _run_launch(monkeypatch, tmp_path, {"mode": "real", "robot": "panda", "hand_eye": "0 0 0 0 0 0 1"})

@@ -13,8 +13,8 @@ from residual_bringup.supervisor import LaunchArgs, format_set, main, parse_args
 
 OPTIONS = ("--mode", "--task", "--checkpoint", "--base-backend", "--base-checkpoint", "--use-sim-time",
            "--no-use-sim-time", "--use-rviz", "--lockstep", "--no-lockstep", "--pose-source", "--config-dir", "--only",
-           "--set", "--allow-missing", "--stop-timeout", "--robot-ip", "--hand-eye", "--list")
-"""Every option the argparse parser had (before tyro), with its spelling."""
+           "--set", "--allow-missing", "--stop-timeout", "--robot-ip", "--hand-eye", "--list", "--robot")
+"""Every option the argparse parser had (before tyro), with its spelling, and those added since (--robot)."""
 
 
 def field_docstrings(cls) -> dict[str, str]:
@@ -62,13 +62,14 @@ def test_parsed_values_match_the_former_parser(argv, expected):
                        "pose_source": "estimator", "config_dir": None, "only": None, "set_params": (),
                        "allow_missing": False, "stop_timeout": 10.0, "robot_ip": "", "hand_eye": None,
                        "list_graph": False}
-    assert dataclasses.asdict(parse_args(argv)) == {**former_defaults, **expected}
+    added_since = {"robot": "franka"}
+    assert dataclasses.asdict(parse_args(argv)) == {**former_defaults, **added_since, **expected}
 
 
 @pytest.mark.parametrize(("argv", "option"), [
     (["--task", "juggle"], "--task"), (["--mode", "fake"], "--mode"), (["--stop-timeout", "soon"], "--stop-timeout"),
     (["--hand-eye", "1", "2"], "--hand-eye"), (["--set", "oops"], "--set"), (["--only"], "--only"),
-    (["--pose-source", "gps"], "--pose-source"),
+    (["--pose-source", "gps"], "--pose-source"), (["--mode", "real", "--robot", "ur5"], "--robot"),
 ])
 def test_bad_values_exit_2_naming_the_option(argv, option, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -81,6 +82,26 @@ def test_bad_values_exit_2_naming_the_option(argv, option, capsys):
 def test_real_mode_is_refused_with_status_2(capsys):
     assert main(["--mode", "real"]) == 2
     assert "ros2 launch residual_bringup" in capsys.readouterr().err
+    assert main(["--mode", "real", "--robot", "franka", "--hand-eye", "0", "0", "0", "0", "0", "0", "1"]) == 2
+
+
+HAND_EYE_ARGS = ["--hand-eye", "0.5", "0", "0.6", "0", "0", "0", "1"]
+
+
+def test_real_mode_with_the_twin_needs_no_ros2_launch(capsys):
+    """--robot twin is supervised like sim mode (no include to refuse): it needs hand_eye, not robot_ip. (Listing works
+    whether or not the twin's package, franka_twin, is installed.)"""
+    assert main(["--mode", "real", "--robot", "twin"]) == 2
+    assert "needs hand_eye" in capsys.readouterr().err
+    assert main(["--mode", "real", "--robot", "twin", *HAND_EYE_ARGS, "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "franka_twin" in listed and "franka-twin-node" in listed and "(include)" not in listed
+    assert not any(line.startswith(("camera", "spawner")) for line in listed.splitlines())
+
+
+def test_a_twin_choice_in_sim_mode_is_a_configuration_error(capsys):
+    assert main(["--robot", "twin"]) == 2
+    assert "real-mode choice" in capsys.readouterr().err
 
 
 def test_set_values_are_yaml_and_format_set_round_trips():

@@ -10,12 +10,17 @@ builder the trainer uses) and runs the policy:
   measurement time and its arrival, so a pose is never fresher than when it arrived), has confidence below
   ``min_confidence``, is not finite (or has a zero quaternion), or never arrived: then it is a dropout
   (``present`` 0), exactly as the residual saw dropouts in training. The rule is
-  ``residual_core.observation.absent_reasons``, the one definition the base node and training use too;
+  ``residual_core.observation.absent_reasons``, the one definition the base node and training use too, applied to the
+  received poses by :class:`ObjectPoseInputs` (which ``residual-eval --pose-source camera`` runs as well);
 * proprioception that never arrived -> status ``no_proprio``; older than ``proprio_timeout`` -> ``stale_proprio``:
   no residual for that step (the node publishes nothing; the arbiter then sends the base action alone);
 * a non-finite (or degenerate) base action or proprioception, or a non-finite network output -> zeros and status
   ``rejected_nan``: NaN never leaves this module;
 * otherwise ``ok`` and the scaled residual (7,).
+
+Inputs that are not usable (residual_ros.validate's value checks: lengths, finiteness, magnitudes, unit quaternions,
+confidence in [0, 1]) are refused by the ``update_*`` methods, which say why; the previous value stands (a refused
+object is not seen in that message: its previous pose ages out). NaN can still only come with the base action.
 
 Times are seconds on the node's clock (sim time in simulation). An age below zero means the clock went back (a new
 simulated episode): such inputs count as stale.
@@ -42,6 +47,7 @@ from residual_core.observation import (
 )
 from residual_core.residual_policy import ResidualPolicy
 from residual_core.tasks import TASK_OBJECTS, check_task
+from residual_ros.validate import joint_values_reason, object_values_reason, pose_values_reason
 
 FR3_ARM_JOINTS: tuple[str, ...] = tuple(f"fr3_joint{i}" for i in range(1, 8))
 FR3_FINGER_JOINTS: tuple[str, ...] = ("fr3_finger_joint1", "fr3_finger_joint2")
@@ -108,6 +114,75 @@ class _Stamped:
 
 
 @dataclass(frozen=True)
+class ObjectView:
+    """Which task objects the residual sees at one instant, and why not the others."""
+
+    poses: dict[str, tuple[np.ndarray, np.ndarray]]
+    """Present objects: name -> (position (3,), quaternion x y z w (4,)), base frame."""
+    present: dict[str, bool]
+    """Per task object: in the observation (True) or dropped out."""
+    reasons: dict[str, str]
+    """Per dropped-out object: one of residual_core.observation.ABSENT_REASONS."""
+    ages: dict[str, float | None]
+    """Per task object: age of its latest pose (s), None if none arrived."""
+
+
+class ObjectPoseInputs:
+    """The latest pose of each task object as received (an ObjectPoseArray's entries, checked by
+    residual_ros.validate), and which objects count as present at a given time (residual_core.observation's rule).
+
+    The one place that turns received object poses into the residual's view of them: :class:`ResidualComputer` (the
+    node) and ``residual-eval --pose-source camera`` (which feeds it the pose estimator's published entries, one
+    instance per env) both use it."""
+
+    def __init__(self, object_names: Sequence[str], freshness: PoseFreshness):
+        self.object_names = tuple(object_names)
+        self.freshness = freshness
+        self._objects: dict[str, _Stamped] = {}
+
+    def reset(self) -> None:
+        """Forget every pose."""
+        self._objects = {}
+
+    def update(self, objects: Iterable[ObjectInput], now_s: float) -> dict[str, str]:
+        """Store the latest pose of each task object; returns the objects not stored, name -> why: "unknown_object"
+        (not a task object) or residual_ros.validate's reason (not usable: not seen in this message)."""
+        ignored = {}
+        for o in objects:
+            if o.name not in self.object_names:
+                ignored[str(o.name)] = "unknown_object"
+                continue
+            reason = object_values_reason(o.name, o.pos, o.quat_xyzw, o.confidence)
+            if reason:
+                ignored[o.name] = reason
+                continue
+            value = (np.asarray(o.pos, dtype=np.float64).reshape(3),
+                     np.asarray(o.quat_xyzw, dtype=np.float64).reshape(4), float(o.confidence))
+            self._objects[o.name] = _Stamped(value, now_s, float(o.measured_s))
+        return ignored
+
+    def view(self, now_s: float) -> ObjectView:
+        """The objects present at ``now_s``. A pose's age is rounded to the nanosecond (the stamps' resolution), so
+        whether it is stale does not depend on the clock's offset (a continuous sim clock or an episode's own)."""
+        poses, present, reasons, ages = {}, {}, {}, {}
+        for name in self.object_names:
+            entry = self._objects.get(name)
+            if entry is None:
+                present[name], reasons[name], ages[name] = False, "missing", None
+                continue
+            pos, quat, conf = entry.value
+            age = round(now_s - entry.reference_s(), 9)
+            ages[name] = age
+            reason = str(absent_reasons(pos, quat, True, conf, age, self.freshness))
+            if reason:
+                reasons[name] = reason
+            else:
+                poses[name] = (pos, quat)
+            present[name] = name in poses
+        return ObjectView(poses, present, reasons, ages)
+
+
+@dataclass(frozen=True)
 class ComputeInfo:
     """Details of one :meth:`ResidualComputer.compute` call."""
 
@@ -155,6 +230,7 @@ class ResidualComputer:
         self.layout = expected
         self.object_names: tuple[str, ...] = TASK_OBJECTS[config.task]
         self.freshness = PoseFreshness(timeout_s=config.pose_timeout, min_confidence=config.min_confidence)
+        self.objects = ObjectPoseInputs(self.object_names, self.freshness)
         self.reset()
 
     @classmethod
@@ -170,20 +246,21 @@ class ResidualComputer:
         self._arm: _Stamped | None = None
         self._fingers: _Stamped | None = None
         self._tcp: _Stamped | None = None
-        self._objects: dict[str, _Stamped] = {}
+        self.objects.reset()
 
     # --- inputs ------------------------------------------------------------------------------------------------
     def update_joint_state(self, names: Sequence[str], position: Sequence[float], velocity: Sequence[float],
                            now_s: float) -> tuple[bool, bool]:
-        """Take the arm joints and/or the finger joints from a JointState; returns (arm taken, fingers taken).
+        """Take the arm joints and/or the finger joints from a JointState; returns (arm taken, fingers taken): neither
+        when the values are not usable (residual_ros.validate.joint_values_reason) or the names lack both sets.
 
         Velocities missing from the message (empty list) are taken as zeros.
         """
+        if len(position) != len(names) or joint_values_reason(names, position, velocity, min_joints=1):
+            return False, False
         index = {n: i for i, n in enumerate(names)}
         pos = np.asarray(position, dtype=np.float64)
         vel = np.asarray(velocity, dtype=np.float64)
-        if len(pos) != len(names):
-            return False, False
         has_vel = len(vel) == len(pos)
         arm = all(n in index for n in self.config.arm_joints)
         if arm:
@@ -195,45 +272,26 @@ class ResidualComputer:
             self._fingers = _Stamped(width, now_s)
         return arm, fingers
 
-    def update_tcp_pose(self, pos: Sequence[float], quat_xyzw: Sequence[float], now_s: float) -> None:
+    def update_tcp_pose(self, pos: Sequence[float], quat_xyzw: Sequence[float], now_s: float) -> str:
+        """Store the TCP pose; returns "" or why it was not stored."""
+        reason = pose_values_reason(pos, quat_xyzw)
+        if reason:
+            return reason
         self._tcp = _Stamped((np.asarray(pos, dtype=np.float64).reshape(3),
                               np.asarray(quat_xyzw, dtype=np.float64).reshape(4)), now_s)
+        return ""
 
-    def update_objects(self, objects: Iterable[ObjectInput], now_s: float) -> list[str]:
-        """Store the latest pose of each task object; returns the names that are not task objects (ignored)."""
-        ignored = []
-        for o in objects:
-            if o.name not in self.object_names:
-                ignored.append(o.name)
-                continue
-            value = (np.asarray(o.pos, dtype=np.float64).reshape(3),
-                     np.asarray(o.quat_xyzw, dtype=np.float64).reshape(4), float(o.confidence))
-            self._objects[o.name] = _Stamped(value, now_s, float(o.measured_s))
-        return ignored
+    def update_objects(self, objects: Iterable[ObjectInput], now_s: float) -> dict[str, str]:
+        """Store the latest pose of each task object (:meth:`ObjectPoseInputs.update`); returns the objects not
+        stored, name -> why."""
+        return self.objects.update(objects, now_s)
 
     # --- deciding ----------------------------------------------------------------------------------------------
-    def _objects_now(self, now_s: float):
-        poses, present, reasons, ages = {}, {}, {}, {}
-        for name in self.object_names:
-            entry = self._objects.get(name)
-            if entry is None:
-                present[name], reasons[name], ages[name] = False, "missing", None
-                continue
-            pos, quat, conf = entry.value
-            age = now_s - entry.reference_s()
-            ages[name] = age
-            reason = str(absent_reasons(pos, quat, True, conf, age, self.freshness))
-            if reason:
-                reasons[name] = reason
-            else:
-                poses[name] = (pos, quat)
-            present[name] = name in poses
-        return poses, present, reasons, ages
-
     def compute(self, step: int, base_action: Sequence[float], now_s: float) -> ResidualOutput:
         """The residual for ``step`` given the base action of that step (see the module docstring)."""
         t0 = time.perf_counter()
-        poses, present, reasons, ages = self._objects_now(now_s)
+        view = self.objects.view(now_s)
+        poses, present, reasons, ages = view.poses, view.present, view.reasons, view.ages
         inputs = {"joint_states (arm)": self._arm, "joint_states (fingers)": self._fingers, "tcp_pose": self._tcp}
         missing = [k for k, v in inputs.items() if v is None]
         proprio_age = None if missing else max(now_s - v.received_s for v in inputs.values())

@@ -6,15 +6,22 @@ EefAction with the same episode and step, the residual already scaled, source "r
 status is "ok" (or zeros for "rejected_nan"); nothing when proprioception is missing or stale (the arbiter then
 sends the base action alone). ``/diagnostics`` carries the compute times and counts.
 
-Lockstep simulation needs nothing special here: the simulator publishes /sim/step t only after the pose
-estimator answered step t's image (its pose barrier), so step t's poses are in before the base action of t.
+Inputs are checked before use (:mod:`residual_ros.validate`: lengths, ``frame_id`` of poses, finiteness, magnitudes,
+stamps against the node's clock; the values again in the computer): an unusable message (a bad object: that object) is
+dropped, counted per topic and reason, logged (throttled) and reported on ``/diagnostics``, never fatal. A base action
+of any episode and step is answered (pairing by episode and step is the arbiter's).
+
+Lockstep simulation: the simulator publishes /sim/step t only after the pose estimator answered step t's image (its
+pose barrier), so step t's poses are on their way before the base action of t; with ``lockstep_pose_wait`` the node
+also waits for them (by stamp, like the joint states and TCP pose), so no step is computed on the previous step's
+poses whatever the messages' order.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -22,9 +29,12 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from residual_core.checkpoint import CheckpointError
 from residual_core.observation import PoseFreshness
 from residual_interfaces.msg import EefAction, ObjectPoseArray
+from residual_ros import validate as v
+from residual_ros.diagnostics import diagnostic_array, node_status
 from residual_ros.lockstep import StateWait
 from residual_ros.node_main import run_node
 from residual_ros.params import declare_config
+from residual_ros.qos import latest_input_qos
 from sensor_msgs.msg import JointState
 
 from residual_policy_node.core import ComputeStats, ObjectInput, ResidualComputer, ResidualComputerConfig
@@ -45,7 +55,7 @@ class ResidualNodeConfig:
     proprio_timeout: float = 0.25
     """Joint states or TCP pose older than this (s): no residual."""
     frame_id: str = "fr3_link0"
-    """Frame written into the residual's header."""
+    """Robot base frame: written into the residual's header; the TCP and object poses must be in it."""
     diagnostics_period_s: float = 1.0
     """Period of /diagnostics (s)."""
     lockstep: bool = False
@@ -53,6 +63,14 @@ class ResidualNodeConfig:
     state the base action of t was computed on (their header stamps), or after ``state_wait_s``."""
     state_wait_s: float = 0.25
     """Lockstep: compute anyway (and say so) when the step's state has not arrived after this long (steady s)."""
+    reliable_inputs: bool = False
+    """Subscribe to the state inputs (joint states, TCP pose, object poses) reliably: only with reliable publishers
+    (the sim's; the graph sets it in lockstep simulation, where a lost state is never replaced); else best effort
+    (franka_ros2 publishes best effort)."""
+    lockstep_pose_wait: bool = False
+    """Lockstep: also wait for the object poses of the base action's stamp (the graph sets it with the sim's pose
+    barrier, where every state gets its poses; with a camera slower than the control rate, steps without an image
+    would wait state_wait_s)."""
 
     def computer_config(self) -> ResidualComputerConfig:
         return ResidualComputerConfig(task=self.task, pose_timeout=self.pose_timeout,
@@ -88,15 +106,20 @@ class ResidualPolicyNode(Node):
         self.pub = self.create_publisher(EefAction, "~/action", reliable)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # Inputs first: when several messages are ready at once, rclpy serves subscriptions in creation order.
-        # Inputs keep only the newest message (best effort, depth 1), as in the arbiter: a queued state of the
-        # previous episode must never be the one a new episode's first residual is computed on.
-        latest = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
-        self.create_subscription(JointState, "/joint_states", self._on_joints, latest)
-        self.create_subscription(PoseStamped, "/tcp_pose", self._on_tcp, latest)
-        self.create_subscription(ObjectPoseArray, "/objects/poses", self._on_poses, latest)
-        self.create_subscription(EefAction, "/base/action", self._on_base, reliable)
+        # Inputs keep only the newest message (depth 1), as in the arbiter: a queued state of the previous episode
+        # must never be the one a new episode's first residual is computed on. Reliable with reliable_inputs.
+        latest = latest_input_qos(cfg.reliable_inputs)
+        self.drops = v.DropCounter()
+        self.pose_frames = v.same_frames(cfg.frame_id)  # what pose inputs may be in
+        # Topic names as resolved (remappings applied): the keys of the drop counts.
+        self.topics = {
+            "joints": self.create_subscription(JointState, "/joint_states", self._on_joints, latest).topic_name,
+            "tcp": self.create_subscription(PoseStamped, "/tcp_pose", self._on_tcp, latest).topic_name,
+            "objects": self.create_subscription(ObjectPoseArray, "/objects/poses", self._on_poses, latest).topic_name,
+            "base": self.create_subscription(EefAction, "/base/action", self._on_base, reliable).topic_name}
         self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics, clock=self.steady)
-        self.state_wait = StateWait(enabled=cfg.lockstep and bool(self.get_parameter("use_sim_time").value))
+        watched = ("joint_states", "tcp_pose") + (("object_poses",) if cfg.lockstep_pose_wait else ())
+        self.state_wait = StateWait(watched, enabled=cfg.lockstep and bool(self.get_parameter("use_sim_time").value))
         self._state_timer = self.create_timer(cfg.state_wait_s, self._state_deadline, clock=self.steady)
         self._state_timer.cancel()
         self.get_logger().info(f"residual node: task={cfg.task} checkpoint={path} "
@@ -105,21 +128,43 @@ class ResidualPolicyNode(Node):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
+    def _now_ns(self) -> int | None:
+        """The clock stamps are judged against (None before the first /clock under sim time)."""
+        return v.judged_now(self.get_clock().now().nanoseconds)
+
+    def _refused(self, kind: str, reason: str, detail: str = "", part: str = "") -> bool:
+        """True (dropped, counted, logged now and then) when ``reason`` says the message of input ``kind`` (``part``
+        of it, e.g. "[object]") is unusable."""
+        return self.drops.refuse(self.topics[kind] + part, reason, self.get_logger().warn, detail)
+
     def _on_joints(self, msg: JointState) -> None:
-        arm, _ = self.computer.update_joint_state(msg.name, msg.position, msg.velocity, self._now())
+        if self._refused("joints", v.joint_state_reason(msg, min_joints=1, now_ns=self._now_ns())):
+            return
+        arm, fingers = self.computer.update_joint_state(msg.name, msg.position, msg.velocity, self._now())
+        if self._refused("joints", "" if arm or fingers else "too_few_joints"):
+            return
         if arm:
             self._compute(self.state_wait.arrived("joint_states", _ns(msg.header.stamp)))
 
     def _on_tcp(self, msg: PoseStamped) -> None:
+        if self._refused("tcp", v.pose_stamped_reason(msg, self.pose_frames, self._now_ns())):
+            return
         p, q = msg.pose.position, msg.pose.orientation
-        self.computer.update_tcp_pose((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), self._now())
+        if self._refused("tcp", self.computer.update_tcp_pose((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), self._now())):
+            return
         self._compute(self.state_wait.arrived("tcp_pose", _ns(msg.header.stamp)))
 
     def _on_poses(self, msg: ObjectPoseArray) -> None:
+        if self._refused("objects", v.object_pose_array_reason(msg, self.pose_frames, self._now_ns())):
+            return
         objects = [ObjectInput(o.name, (o.pose.position.x, o.pose.position.y, o.pose.position.z),
                                (o.pose.orientation.x, o.pose.orientation.y, o.pose.orientation.z, o.pose.orientation.w),
                                float(o.confidence), _seconds(o.measured)) for o in msg.objects]
-        self.computer.update_objects(objects, self._now())
+        for name, reason in self.computer.update_objects(objects, self._now()).items():
+            if reason != "unknown_object":  # not seen in this message
+                self._refused("objects", reason, f"object {name[:40]!r}", part="[object]")
+        if self.cfg.lockstep_pose_wait:
+            self._compute(self.state_wait.arrived("object_poses", _ns(msg.header.stamp)))
 
     def _state_deadline(self) -> None:
         held = self.state_wait.expire()
@@ -129,6 +174,8 @@ class ResidualPolicyNode(Node):
             self._compute(held)
 
     def _on_base(self, msg: EefAction) -> None:
+        if self._refused("base", v.eef_action_reason(msg, self._now_ns())):
+            return
         # Lockstep with sim time: compute on the state the base action was computed on (its stamp).
         self._compute(self.state_wait.offer(msg, _ns(msg.header.stamp)))
         if self.state_wait.holding:
@@ -156,13 +203,10 @@ class ResidualPolicyNode(Node):
         bad = window["calls"] and window["status_ok"] < window["calls"]
         level = DiagnosticStatus.WARN if bad else DiagnosticStatus.OK
         text = f"last status: {self._last_status or 'none yet'}"
-        values = {**{f"recent_{k}": v for k, v in window.items()}, **{f"total_{k}": v for k, v in
+        values = {**{f"recent_{k}": x for k, x in window.items()}, **{f"total_{k}": x for k, x in
                                                                        self.stats.summary().items()}}
-        status = DiagnosticStatus(level=level, name="residual_policy", message=text, hardware_id="residual_vla",
-                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
-        arr = DiagnosticArray(status=[status])
-        arr.header.stamp = self.get_clock().now().to_msg()
-        self.diag_pub.publish(arr)
+        status = node_status("residual_policy", text, values, self.drops, level)
+        self.diag_pub.publish(diagnostic_array(status, self.get_clock().now().to_msg()))
         self.window = ComputeStats()
 
 

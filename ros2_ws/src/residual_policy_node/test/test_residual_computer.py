@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
-from residual_core.checkpoint import LayoutMismatchError, TaskMismatchError
+from residual_core.checkpoint import LayoutMismatchError, Manifest, TaskMismatchError
 from residual_core.observation import Proprio, build_observation, layout_for_task, make_layout
-from residual_core.residual_policy import ResidualPolicy
+from residual_core.residual_policy import NumpyPolicy, ResidualPolicy
 from residual_learning.networks import ResidualActor, save_residual_checkpoint
 from residual_policy_node.core import (
     FR3_ARM_JOINTS,
@@ -17,6 +20,7 @@ from residual_policy_node.core import (
     ResidualComputer,
     ResidualComputerConfig,
 )
+from safetensors.numpy import load_file
 
 SCALE = (0.01, 0.01, 0.01, 0.05, 0.05, 0.05, 1.0)
 JOINTS = [0.1, -0.3, 0.05, -2.2, 0.02, 1.9, 0.8]
@@ -99,8 +103,14 @@ def test_layout_mismatch_is_refused(tmp_path):
     path = write_checkpoint(tmp_path, task="pick_place", layout=swapped)
     with pytest.raises(LayoutMismatchError, match="field #0 differs: expected 'obj/cube/pos'"):
         ResidualComputer.from_checkpoint(path, ResidualComputerConfig(task="pick_place"))
-    with pytest.raises(ValueError, match="observation layout .* is not pick_place's"):
-        ResidualComputer(ResidualPolicy.from_checkpoint(path), ResidualComputerConfig(task="pick_place"))
+    # Every checkpoint loader refuses it (its layout is not its own task's), so the computer's own check is reached
+    # only by a policy built in memory.
+    with pytest.raises(LayoutMismatchError, match="names task 'pick_place', but its observation layout"):
+        ResidualPolicy.from_checkpoint(path)
+    manifest = Manifest.from_dict(json.loads(Path(path + ".json").read_text()))
+    policy = ResidualPolicy(NumpyPolicy(load_file(path + ".safetensors")), manifest)
+    with pytest.raises(ValueError, match="the residual checkpoint's observation layout .* is not pick_place's"):
+        ResidualComputer(policy, ResidualComputerConfig(task="pick_place"))
 
 
 def test_stale_low_confidence_and_missing_objects_are_dropouts(ckpt):
@@ -123,7 +133,7 @@ def test_stale_low_confidence_and_missing_objects_are_dropouts(ckpt):
 
     c2 = fed(computer_for(ckpt), objects=[ObjectInput("target", *TARGET, 1.0, 10.0), ObjectInput("mug", *CUBE, 1, 10)])
     assert c2.compute(1, BASE, 10.0).info.absent_reason == {"cube": "missing"}
-    assert c2.update_objects([ObjectInput("mug", *CUBE, 1.0, 10.0)], 10.0) == ["mug"]
+    assert c2.update_objects([ObjectInput("mug", *CUBE, 1.0, 10.0)], 10.0) == {"mug": "unknown_object"}
 
 
 def test_pose_age_uses_arrival_when_the_measurement_time_is_unknown_or_ahead(ckpt):
@@ -158,24 +168,43 @@ def test_nan_in_any_input_never_gives_a_nan_residual(ckpt):
     residual, status, info = fed(computer_for(ckpt)).compute(1, nan_base, 10.0)
     assert status == "rejected_nan" and "base action" in info.detail and np.array_equal(residual, np.zeros(7))
 
+    # NaN proprioception or object poses are refused on input: the previous values stand.
+    good = fed(computer_for(ckpt)).compute(2, BASE, 10.0).residual
     c = fed(computer_for(ckpt))
-    c.update_joint_state(FR3_ARM_JOINTS, [np.nan] + JOINTS[1:], JOINT_VEL, 10.0)
+    assert c.update_joint_state(FR3_ARM_JOINTS, [np.nan] + JOINTS[1:], JOINT_VEL, 10.0) == (False, False)
+    assert c.update_tcp_pose(TCP_POS, [0.0, 0.0, 0.0, 0.0], 10.0) == "bad_quaternion"
+    assert c.update_tcp_pose([np.inf, 0.0, 0.3], TCP_QUAT, 10.0) == "not_finite"
     residual, status, info = c.compute(2, BASE, 10.0)
-    assert status == "rejected_nan" and info.detail == "not finite: joint positions" and not np.any(residual)
-
-    c = fed(computer_for(ckpt))
-    c.update_tcp_pose(TCP_POS, [0.0, 0.0, 0.0, 0.0], 10.0)
-    assert c.compute(3, BASE, 10.0).status == "rejected_nan"
-    c.update_tcp_pose([np.inf, 0.0, 0.3], TCP_QUAT, 10.0)
-    assert c.compute(4, BASE, 10.0).info.detail == "not finite: TCP position"
+    assert status == "ok" and np.array_equal(residual, good)
 
     # A NaN object pose is a dropout (like a failed detection), not a reason to drop the whole residual.
-    c = fed(computer_for(ckpt), objects=[ObjectInput("cube", [np.nan, 0.0, 0.02], CUBE[1], 1.0, 10.0),
-                                         ObjectInput("target", TARGET[0], [0.0, 0.0, 0.0, 0.0], 1.0, 10.0)])
-    residual, status, info = c.compute(5, BASE, 10.0)
-    assert status == "ok" and info.absent_reason == {"cube": "invalid", "target": "invalid"}
+    c = computer_for(ckpt)
+    assert c.update_objects([ObjectInput("cube", [np.nan, 0.0, 0.02], CUBE[1], 1.0, 10.0),
+                             ObjectInput("target", TARGET[0], [0.0, 0.0, 0.0, 0.0], 1.0, 10.0)], 10.0) == {
+        "cube": "not_finite", "target": "bad_quaternion"}
+    residual, status, info = fed(c, objects=[]).compute(5, BASE, 10.0)
+    assert status == "ok" and info.absent_reason == {"cube": "missing", "target": "missing"}
     assert np.all(np.isfinite(residual)) and np.all(np.isfinite(info.observation))
     np.testing.assert_allclose(residual, expected(ckpt, {})[1], rtol=1e-6)
+
+
+def test_hostile_values_are_refused_and_the_residual_is_the_one_of_the_previous_inputs(ckpt):
+    """The fault tester's values (finite but enormous quaternions and positions, fewer positions than names, a
+    confidence outside [0, 1]) were taken, and the residual computed on them."""
+    good = fed(computer_for(ckpt)).compute(1, BASE, 10.0)
+    c = fed(computer_for(ckpt))
+    assert c.update_tcp_pose(TCP_POS, [1e200, 1e200, 0.0, 0.0], 10.0) == "bad_quaternion"
+    assert c.update_tcp_pose([1e200, 0.0, 0.3], TCP_QUAT, 10.0) == "out_of_range"
+    names = FR3_ARM_JOINTS + FR3_FINGER_JOINTS
+    assert c.update_joint_state(names, [1e200] * 9, [0.0] * 9, 10.0) == (False, False)
+    assert c.update_joint_state(names, JOINTS[:3], [], 10.0) == (False, False)
+    assert c.update_objects([ObjectInput("cube", CUBE[0], [1e155, 0.0, 0.0, 0.0], 1.0, 10.0),
+                             ObjectInput("target", [0.0, 1e300, 0.0], TARGET[1], 1.0, 10.0)], 10.0) == {
+        "cube": "bad_quaternion", "target": "out_of_range"}
+    assert c.update_objects([ObjectInput("cube", *CUBE, float("nan"), 10.0)], 10.0) == {"cube": "bad_confidence"}
+    result = c.compute(1, BASE, 10.0)
+    assert result.status == "ok" and np.array_equal(result.residual, good.residual)
+    assert result.info.present == {"cube": True, "target": True}
 
 
 def test_reset_forgets_every_input(ckpt):

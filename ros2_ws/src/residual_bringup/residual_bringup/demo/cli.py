@@ -1,8 +1,11 @@
 """``residual-demo`` (``make demo``): the whole ROS 2 sim graph, base alone vs base + residual, on seeded episodes.
 
-1. Starts the sim graph headless with ``residual-launch`` (sim, pose estimator in ground-truth mode with pose
-   noise and dropout as in ``residual-eval``, base, residual, arbiter) in lockstep with sim time, in a ROS domain
-   of its own (ROS_DOMAIN_ID reserved, ROS_LOG_DIR in the run folder), and waits until every node is up.
+1. Starts the sim graph headless with ``residual-launch`` (sim, pose estimator, base, residual, arbiter) in
+   lockstep with sim time, in a ROS domain of its own (ROS_DOMAIN_ID reserved, ROS_LOG_DIR in the run folder), and
+   waits until every node is up. The residual's object poses (``--pose-source``): ``gt``, the sim's ground truth
+   through the pose estimator in ground-truth mode with pose noise and dropout as in ``residual-eval``; or
+   ``camera``, the sim renders its two cameras (scene and front) every step and the pose estimator finds the ArUco
+   markers in the images (``residual-eval --pose-source camera`` runs the same estimator offline).
 2. Runs N episodes (seeds seed_offset .. seed_offset + N - 1) with the residual switched off at the arbiter
    (``/arbiter/enable_residual``), then the same seeds with it on. Each episode: ``/sim/reset`` (task, seed), run
    until success or the task horizon (``/sim/episode``).
@@ -45,6 +48,8 @@ PREFIX = "[residual-demo]"
 
 Task = Literal[TASK_NAMES]  # type: ignore[valid-type]
 Phase = Literal[PHASES]  # type: ignore[valid-type]
+POSE_SOURCES = ("gt", "camera")
+PoseSource = Literal[POSE_SOURCES]  # type: ignore[valid-type]
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,12 @@ class DemoConfig:
     """Base policy checkpoint; empty: the shipped checkpoints/base/base_policy."""
     phases: tuple[Phase, ...] = PHASES
     """Which phases to run, in order: base (residual switched off) and/or residual (switched on)."""
+    pose_source: PoseSource = "gt"
+    """Where the residual's object poses come from: gt (the sim's ground truth, through the pose estimator with
+    --pose-noise, --rot-noise, --dropout and --noise-seed) or camera (the sim renders its two cameras, scene and
+    front, every step and the pose estimator finds the objects' ArUco markers in the images; the noise options do not
+    apply). The base
+    always reads the true poses (it stands in for a VLA, which sees the scene itself)."""
     pose_noise: float = 0.005
     """Position noise std of the poses the residual sees (m), as residual-eval's --pose-noise."""
     rot_noise: float = 0.05
@@ -167,15 +178,34 @@ def pose_estimator_available() -> bool:
 
 
 def graph_overrides(cfg: DemoConfig, with_estimator: bool) -> dict[str, dict[str, object]]:
-    """Node parameters the demo sets on top of the graph's: episodes only on request, ground-truth poses (with
-    noise and dropout through the estimator when it is installed), no camera; then ``--set`` (YAML-typed)."""
-    out: dict[str, dict[str, object]] = {"sim": {"autostart": False, "render_camera": False}}
-    if with_estimator:
-        out["pose_estimator"] = {"source": "gt", "gt.noise_pos_m": cfg.pose_noise, "gt.noise_rot_rad": cfg.rot_noise,
-                                 "gt.dropout_p": cfg.dropout, "gt.seed": cfg.noise_seed}
+    """Node parameters the demo sets on top of the graph's: episodes only on request; with ``--pose-source gt``
+    ground-truth poses (with noise and dropout through the estimator when it is installed) and no camera, with
+    ``camera`` the rendered camera and the estimator in ArUco mode; then ``--set`` (YAML-typed)."""
+    out: dict[str, dict[str, object]] = {"sim": {"autostart": False}}
+    if cfg.pose_source == "camera":
+        if not with_estimator:
+            raise ConfigProblem("--pose-source camera needs pose-estimator-node, which is not installed")
+        out["sim"]["render_camera"] = True
+        out["pose_estimator"] = {"source": "aruco"}
+    else:
+        out["sim"]["render_camera"] = False
+        if with_estimator:
+            out["pose_estimator"] = {"source": "gt", "gt.noise_pos_m": cfg.pose_noise,
+                                     "gt.noise_rot_rad": cfg.rot_noise, "gt.dropout_p": cfg.dropout,
+                                     "gt.seed": cfg.noise_seed}
     for node, params in parse_set(cfg.set_params).items():
         out.setdefault(node, {}).update(params)
     return out
+
+
+def pose_source_text(cfg: DemoConfig, with_estimator: bool) -> str:
+    """What the residual's object poses are in this run, in words (printed, and in results.json)."""
+    if cfg.pose_source == "camera":
+        return "camera: the sim's two rendered cameras (scene, front) -> ArUco pose estimator"
+    if not with_estimator:
+        return "gt: the sim's ground truth (no noise, no dropout: pose-estimator-node is not installed)"
+    return (f"gt: the sim's ground truth with {cfg.pose_noise * 1000:g} mm / {cfg.rot_noise:g} rad noise and dropout "
+            f"{cfg.dropout:g} (pose estimator, noise seed {cfg.noise_seed})")
 
 
 def make_run_dir(base: str | os.PathLike) -> Path:
@@ -200,25 +230,29 @@ def run_demo(cfg: DemoConfig, residual: Path, base: Path, run_dir: Path) -> tupl
     with_estimator = pose_estimator_available()
     if not with_estimator:
         say("pose-estimator-node is not installed: the sim publishes ground-truth poses (no noise, no dropout)")
+    overrides = graph_overrides(cfg, with_estimator)
+    say(f"pose source {pose_source_text(cfg, with_estimator)}")
     domain = reserve_domain_id()
     os.environ.update(isolated_ros_env(domain, run_dir / "ros_log"))
     topics = topic_types(list(cfg.record_topics) if cfg.record_topics is not None else None)
     recorder = McapRecorder(run_dir / "recording.mcap", topics) if cfg.record else None
     session = DemoSession(recorder, topics)
     cmd = launch_command(cfg.task, str(residual), str(base), "estimator" if with_estimator else "ground_truth",
-                         graph_overrides(cfg, with_estimator))
+                         overrides)
     say(f"ROS_DOMAIN_ID={domain}; starting the graph: {' '.join(cmd)}")
     graph = GraphProcess(cmd, dict(os.environ), run_dir / "graph.log")
     episodes: list[EpisodeRecord] = []
     results: dict = {"config": asdict(cfg), "residual_checkpoint": str(residual), "base_checkpoint": str(base),
-                     "ros_domain_id": domain, "pose_source": "estimator (gt + noise)" if with_estimator
-                     else "sim ground truth", "launch_command": cmd}
+                     "ros_domain_id": domain, "pose_source": cfg.pose_source,
+                     "pose_source_detail": pose_source_text(cfg, with_estimator), "launch_command": cmd}
     status = 0
     t_start = time.monotonic()
+    # What the estimator subscribes to follows its final source (a --set pose_estimator.source=... included).
+    expected = expected_nodes(with_estimator, str(overrides.get("pose_estimator", {}).get("source", "gt")))
     try:
-        up = session.wait_for_graph(expected_nodes(with_estimator), cfg.startup_timeout_s, graph.alive)
+        up = session.wait_for_graph(expected, cfg.startup_timeout_s, graph.alive)
         results["startup_s"] = round(up, 2)
-        say(f"graph up after {up:.1f} s: {', '.join(e.name for e in expected_nodes(with_estimator))}")
+        say(f"graph up after {up:.1f} s: {', '.join(e.name for e in expected)}")
         warm = session.warm_up(cfg.task, cfg.seeds[0], cfg.startup_timeout_s, graph.alive)
         results["warm_up"] = [w.summary() for w in warm]
         say(f"{len(warm)} warm-up episode(s) (not counted) until every node had its inputs in time")
@@ -277,13 +311,16 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # ConfigProblem included
         print(f"{PREFIX} {exc}", file=sys.stderr, flush=True)
         return 2
+    if cfg.pose_source == "camera" and not pose_estimator_available():
+        print(f"{PREFIX} --pose-source camera needs pose-estimator-node, which is not installed", file=sys.stderr,
+              flush=True)
+        return 2
     run_dir = make_run_dir(cfg.out_dir)
     say(f"task {cfg.task}, {cfg.episodes} episodes per phase (seeds {cfg.seeds[0]}..{cfg.seeds[-1]}), residual "
         f"{residual}, base {base}; writing {run_dir}")
     results, status = run_demo(cfg, residual, base, run_dir)
     seeds = f"seeds {cfg.seeds[0]}..{cfg.seeds[-1]}"
-    print(f"\nSuccess through the ROS 2 graph (lockstep, {seeds}; the residual sees poses with "
-          f"{cfg.pose_noise * 1000:g} mm noise and dropout {cfg.dropout:g}):\n")
+    print(f"\nSuccess through the ROS 2 graph (lockstep, {seeds}; pose source {results['pose_source_detail']}):\n")
     print(format_table(cfg.task, results["summary"]))
     for key, path in results.get("files", {}).items():
         print(f"  {key:16s} {path}")

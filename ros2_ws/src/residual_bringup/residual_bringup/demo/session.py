@@ -20,6 +20,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from residual_interfaces.msg import Correction, EefAction
 from residual_interfaces.srv import ResetEpisode
+from residual_ros.node_main import use_fastdds_profile
 from std_msgs.msg import String
 from std_srvs.srv import SetBool
 
@@ -47,9 +48,30 @@ def expected_nodes(with_estimator: bool, estimator_source: str = "gt") -> list[N
            NodeExpectation("residual", ("/base/action", "/tcp_pose", "/joint_states", "/objects/poses")),
            NodeExpectation("arbiter", ("/base/action", "/residual/action", "/tcp_pose", "/objects/poses"))]
     if with_estimator:
-        inputs = ("/sim/object_poses_gt",) if estimator_source == "gt" else ("/camera/image_raw", "/camera/camera_info")
+        inputs = (("/sim/object_poses_gt",) if estimator_source == "gt"
+                  else ("/camera/image_raw", "/camera/camera_info", "/sim/episode"))
         out.append(NodeExpectation("pose_estimator", inputs))
     return out
+
+
+STATUS_FIELDS = {"episode": int, "step": int, "stamp_ns": int, "done": bool, "success": bool, "reason": str}
+"""The /sim/episode fields the session reads, and their JSON types."""
+
+
+def parse_status(text: str) -> dict | None:
+    """A simulator status (/sim/episode JSON) with the fields the session reads, or None for anything else (a
+    garbage status on the topic must not stop the session's executor)."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    for key, kind in STATUS_FIELDS.items():
+        value = data.get(key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return None
+    return data
 
 
 def _stamp_key(sec: int, nanosec: int) -> int:
@@ -60,6 +82,7 @@ def _stamp_key(sec: int, nanosec: int) -> int:
 class DemoSession:
     def __init__(self, recorder: McapRecorder | None = None, topics: dict[str, str] | None = None,
                  node_name: str = "residual_demo"):
+        use_fastdds_profile()  # a participant like the nodes: the same DDS settings (before the first one exists)
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(node_name, context=self.context)
@@ -101,8 +124,11 @@ class DemoSession:
             self.cond.notify_all()
 
     def _on_status(self, msg: String) -> None:
+        status = parse_status(msg.data)
+        if status is None:
+            return
         with self.cond:
-            self.statuses.append(json.loads(msg.data))
+            self.statuses.append(status)
             self.cond.notify_all()
 
     def _on_base(self, msg: EefAction) -> None:
@@ -194,18 +220,23 @@ class DemoSession:
             raise DemoError(f"/arbiter/enable_residual({enabled}) failed: {resp.message}")
         return resp.message
 
+    def run_to_end(self, task: str, seed: int, timeout: float, alive: Callable[[], bool], what: str = "") -> dict:
+        """Reset the sim to ``seed`` and wait until the episode is done; its final /sim/episode status."""
+        with self.cond:
+            before = max((s["episode"] for s in self.statuses), default=0)
+        resp = self._call(self.reset_client, ResetEpisode.Request(task=task, seed=seed), timeout, alive)
+        if not resp.success:
+            raise DemoError(f"/sim/reset(task={task}, seed={seed}) failed: {resp.message}")
+        return self.wait(lambda: next((s for s in self.statuses if s["episode"] > before and s["done"]), None),
+                         timeout, f"the end of the {what + ' ' if what else ''}episode with seed {seed}", alive)
+
     def run_episode(self, phase: str, task: str, seed: int, timeout: float, alive: Callable[[], bool]
                     ) -> EpisodeRecord:
         """Reset the sim to ``seed``, wait until the episode is done and its corrections are in; the record."""
         with self.cond:
             first = len(self.corrections)
-            before = max((s["episode"] for s in self.statuses), default=0)
         t0 = time.monotonic()
-        resp = self._call(self.reset_client, ResetEpisode.Request(task=task, seed=seed), timeout, alive)
-        if not resp.success:
-            raise DemoError(f"/sim/reset(task={task}, seed={seed}) failed: {resp.message}")
-        final = self.wait(lambda: next((s for s in self.statuses if s["episode"] > before and s["done"]), None),
-                          timeout, f"the end of the {phase} episode with seed {seed}", alive)
+        final = self.run_to_end(task, seed, timeout, alive, phase)
         wall = time.monotonic() - t0
         steps = int(final["step"])
 
@@ -217,7 +248,7 @@ class DemoSession:
             stamps = {s["step"]: s["stamp_ns"] for s in self.statuses if s["episode"] == final["episode"]}
             tcp = dict(self.tcp_by_stamp)
         by_step = {c.step: c for c in corrections if c.step < steps}  # one per step in lockstep
-        records = [self._step_record(by_step[t], tcp.get(stamps.get(t, -1))) for t in range(steps)]
+        records = [self.step_record(by_step[t], tcp.get(stamps.get(t, -1))) for t in range(steps)]
         return EpisodeRecord(phase=phase, seed=seed, episode=int(final["episode"]), success=bool(final["success"]),
                              steps=steps, reason=final["reason"], wall_s=wall, records=records)
 
@@ -252,7 +283,7 @@ class DemoSession:
             self.node.destroy_subscription(sub)
 
     @staticmethod
-    def _step_record(c: Correction, tcp_pos: np.ndarray | None) -> StepRecord:
+    def step_record(c: Correction, tcp_pos: np.ndarray | None) -> StepRecord:
         p, q = c.target.position, c.target.orientation
         quat = np.array([q.x, q.y, q.z, q.w])
         has_target = "tcp_pose_invalid" not in c.clip_reasons  # else the arbiter sent no command (default pose)
