@@ -5,7 +5,7 @@
 #      torch==2.13.0 CPU, mujoco, ...)
 #   3. residual_interfaces built with colcon straight into .venv (after repairing the wheels' exported
 #      CMake include paths with setup/fix_ros_wheel_cmake.py)
-#   4. the stand-in interface packages of ros2_ws/compat (franka_msgs, control_msgs, tf2_msgs: our wire-compatible
+#   4. the stand-in interface packages of ros2_ws/compat (franka_msgs, control_msgs, controller_manager_msgs, tf2_msgs: our wire-compatible
 #      definitions of what franka_ros2 and the twin talk in) built the same way, each only where the real package is
 #      not importable (one we built earlier carries share/<pkg>/RESIDUAL_COMPAT and is rebuilt)
 #   5. the project's ament_python packages installed into .venv (editable)
@@ -33,7 +33,7 @@ inputs_hash() {
 
 import_check() {
   "$VENV/bin/python" -c "import rclpy, residual_interfaces.msg, residual_core, residual_ros, residual_learning, franka_sim, torch, mujoco
-import franka_msgs.msg, franka_msgs.action, control_msgs.action, tf2_msgs.msg" 2>/dev/null
+import franka_msgs.msg, franka_msgs.action, control_msgs.action, tf2_msgs.msg, controller_manager_msgs.srv" 2>/dev/null
 }
 
 compat_to_build() {
@@ -42,7 +42,7 @@ compat_to_build() {
   for d in ros2_ws/compat/*/; do
     p=$(basename "$d")
     [ -f "$d/package.xml" ] || continue
-    if [ -f "$VENV/share/$p/RESIDUAL_COMPAT" ] || ! "$VENV/bin/python" -c "import $p.msg" 2>/dev/null; then
+    if [ -f "$VENV/share/$p/RESIDUAL_COMPAT" ] || ! "$VENV/bin/python" -c "import $p" 2>/dev/null; then
       echo "$p"
     fi
   done

@@ -80,6 +80,7 @@ FACT_SERVICES = {  # franka_gripper, franka_hardware's franka_param_service_serv
     "/service_server/set_full_collision_behavior": "franka_msgs/srv/SetFullCollisionBehavior",
     "/service_server/set_load": "franka_msgs/srv/SetLoad",
     "/controller_manager/set_hardware_component_state": "controller_manager_msgs/srv/SetHardwareComponentState",
+    "/controller_manager/switch_controller": "controller_manager_msgs/srv/SwitchController",
 }
 FACT_ROBOT_MODES = {"OTHER": 0, "IDLE": 1, "MOVE": 2, "GUIDING": 3, "REFLEX": 4, "USER_STOPPED": 5,
                     "AUTOMATIC_ERROR_RECOVERY": 6}  # franka_msgs/msg/FrankaRobotState.msg v3.4.0

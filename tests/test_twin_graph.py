@@ -68,8 +68,8 @@ def test_base_only_graph_through_the_twin_with_hand_eye(launch_node, ros_probe, 
            "--set", "base.episode_topic=/franka_twin/episode", "--set", "base.pose_timeout=0.6",
            # real.yaml sets the openpi (LIBERO) action convention for the robot's VLA; the sim base speaks ours
            "--set", "base.action_convention=ours",
-           # real.yaml starts the robot slowly (1 cm per step); the sim base was trained with the sim's 5 cm
-           "--set", "arbiter.envelope.max_translation_step=0.05", "--set", "arbiter.envelope.max_rotation_step=0.25"]
+           # real.yaml starts the robot slowly (speed scale 0.25); the sim base was trained at the sim's full steps
+           "--set", "arbiter.lab.speed_scale=1.0"]
     graph = launch_node(cmd, name="graph")
 
     def until(predicate, timeout, what):
@@ -78,7 +78,9 @@ def test_base_only_graph_through_the_twin_with_hand_eye(launch_node, ros_probe, 
             return predicate()
         return ros_probe.spin_until(check, timeout, what)
 
-    until(lambda: statuses and estimates and targets, 120.0, "twin status, object estimates and controller targets")
+    until(lambda: statuses and estimates, 120.0, "twin status and object estimates")
+    te.arm_arbiter(node, until, 60.0)  # real.yaml starts the arbiter disarmed
+    until(lambda: targets, 60.0, "controller targets after arming")
     reset = node.create_client(ResetEpisode, "/franka_twin/reset")
     resp = ros_probe.call(reset, ResetEpisode.Request(task=TASK, seed=SEED), timeout=30.0)
     assert resp.success, resp.message

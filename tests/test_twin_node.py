@@ -8,9 +8,11 @@ import json
 import numpy as np
 import pytest
 from action_msgs.msg import GoalStatus
+from controller_manager_msgs.srv import SetHardwareComponentState, SwitchController
 from franka_msgs.action import ErrorRecovery, Grasp, Move
 from franka_msgs.msg import FrankaRobotState
 from geometry_msgs.msg import PoseStamped
+from lifecycle_msgs.msg import State
 from rclpy.action import ActionClient
 from residual_interfaces.msg import ObjectPoseArray
 from residual_interfaces.srv import ResetEpisode
@@ -102,12 +104,28 @@ def test_twin_serves_the_table_tracks_targets_and_recovers_from_a_reflex(launch_
     assert len(poses) == n_poses, "current_pose kept coming during a reflex"
     assert abs(status[-1]["tcp"][2] - held_z) < 0.003, "the arm moved during a reflex"
 
-    # recovery: the controller starts at the measured pose; current_pose resumes there
+    # recovery, franka's three steps in order: a step out of order is refused
+    hardware = node.create_client(SetHardwareComponentState, fi.SET_HARDWARE_COMPONENT_STATE.name)
+    switch = node.create_client(SwitchController, fi.SWITCH_CONTROLLER.name)
+    active = State(id=State.PRIMARY_STATE_ACTIVE, label="active")
+    activate = SwitchController.Request(activate_controllers=[fi.TRACKING_CONTROLLER.name],
+                                        strictness=SwitchController.Request.STRICT)
+    assert not ros_probe.call(hardware, SetHardwareComponentState.Request(name=fi.HARDWARE_COMPONENT,
+                                                                          target_state=active)).ok
+    assert not ros_probe.call(switch, activate).ok
+    # 1. the error recovery action clears the errors: IDLE, still no current_pose
     status_code, _ = _action(ros_probe, ActionClient(node, ErrorRecovery, fi.ERROR_RECOVERY.name),
                              ErrorRecovery.Goal(), with_status=True)
     assert status_code == GoalStatus.STATUS_SUCCEEDED
-    ros_probe.spin_until(lambda: len(poses) > n_poses + 5, 10.0, "current_pose after recovery")
-    assert states[-1].robot_mode == fi.ROBOT_MODES["MOVE"]
+    ros_probe.spin_until(lambda: states[-1].robot_mode == fi.ROBOT_MODES["IDLE"], 10.0, "robot_mode IDLE")
+    assert not states[-1].current_errors.cartesian_reflex and len(poses) == n_poses
+    # 2. the hardware component active again: current_pose resumes, the controller still reads no target
+    resp = ros_probe.call(hardware, SetHardwareComponentState.Request(name=fi.HARDWARE_COMPONENT, target_state=active))
+    assert resp.ok and resp.state.id == State.PRIMARY_STATE_ACTIVE
+    ros_probe.spin_until(lambda: len(poses) > n_poses + 5, 10.0, "current_pose after the hardware is active")
+    # 3. the controller activated again: it starts at the measured pose (MOVE)
+    assert ros_probe.call(switch, activate).ok
+    ros_probe.spin_until(lambda: states[-1].robot_mode == fi.ROBOT_MODES["MOVE"], 10.0, "robot_mode MOVE")
     assert abs(poses[-1].pose.position.z - held_z) < 0.003
 
     # camera dropout and a seeded reset

@@ -82,8 +82,8 @@ def graph_command(task: str, law: str, extrinsic: list[float], base_checkpoint: 
            "--set", f"franka_twin.camera_extrinsic={list(extrinsic)}", "--set", f"franka_twin.law={law}",
            # real.yaml sets the openpi (LIBERO) action convention for the robot's VLA; the sim base speaks ours
            "--set", "base.action_convention=ours",
-           # real.yaml starts the robot slowly (1 cm per step); the policies were trained with the sim's 5 cm
-           "--set", "arbiter.envelope.max_translation_step=0.05", "--set", "arbiter.envelope.max_rotation_step=0.25"]
+           # real.yaml starts the robot slowly (speed scale 0.25); the policies were trained at the sim's full steps
+           "--set", "arbiter.lab.speed_scale=1.0"]
     for item in extra:
         cmd += ["--set", item]
     return cmd
@@ -159,13 +159,15 @@ class TwinWatch:
         return self.spin_until(lambda: future.result() if future.done() else None, timeout, client.srv_name)
 
     def wait_up(self, residual: bool, timeout: float = 180.0) -> None:
-        """Until the twin reports, the estimator publishes, the base (and the residual) send actions and the arbiter
-        sends targets (it holds the pose on the controller topic before the base is up: not enough)."""
-        self.spin_until(lambda: self.statuses and self.estimates and self.targets and self.actions["/base/action"]
+        """Until the twin reports, the estimator publishes and the base (and the residual) send actions; then arm the
+        arbiter (real.yaml starts it disarmed; retried while the robot state and TCP pose are still on their way) and
+        wait for its targets."""
+        self.spin_until(lambda: self.statuses and self.estimates and self.actions["/base/action"]
                         and (self.actions["/residual/action"] or not residual), timeout,
-                        "twin status, object estimates, base" + (" and residual" if residual else "")
-                        + " actions and controller targets")
+                        "twin status, object estimates, base" + (" and residual" if residual else "") + " actions")
         assert self.enable_client.wait_for_service(timeout_sec=timeout), "arbiter ~/enable_residual"
+        arm_arbiter(self.node, self.spin_until, timeout)
+        self.spin_until(lambda: self.targets, timeout, "controller targets after arming")
 
     def run_episode(self, task: str, seed: int, residual: bool, horizon_factor: float = 1.0,
                     timeout_factor: float = 3.0) -> EpisodeResult:
@@ -217,6 +219,24 @@ class TwinWatch:
             pose_max_gap_s=round(float(gaps.max()), 3), seen=round(float(np.mean(seen)) if seen else 0.0, 3),
             pose_error_mm=round(1e3 * float(np.median(errors)), 2) if errors else float("nan"),
             target_hz=round((len([t for t in self.targets[g0:] if t <= t1])) / max(t1 - t0, 1e-9), 2))
+
+
+def arm_arbiter(node, spin_until, timeout: float = 60.0, period_s: float = 0.5) -> str:
+    """Call /arbiter/arm until it succeeds (``spin_until(predicate, timeout, what)`` spins ``node``); its message.
+    AssertionError with the last refusal on timeout."""
+    from std_srvs.srv import SetBool
+
+    client = node.create_client(SetBool, "/arbiter/arm")
+    assert client.wait_for_service(timeout_sec=timeout), "arbiter ~/arm"
+    deadline, last = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        future = client.call_async(SetBool.Request(data=True))
+        resp = spin_until(lambda f=future: f.result() if f.done() else None, timeout, "/arbiter/arm")
+        if resp.success:
+            return resp.message
+        last, t = resp.message, time.monotonic() + period_s
+        spin_until(lambda t=t: time.monotonic() > t, period_s + 5.0, "the next arming try")
+    raise AssertionError(f"the arbiter could not be armed within {timeout:.0f} s: {last}")
 
 
 def parse_seeds(text: str) -> list[int]:

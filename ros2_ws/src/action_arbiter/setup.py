@@ -23,6 +23,7 @@ setup(
         "console_scripts": [
             "action-arbiter = action_arbiter.node:main",
             "franka-gripper-bridge = action_arbiter.gripper_bridge:main",
+            "residual-lab = action_arbiter.lab_cli:main",
         ]
     },
 )

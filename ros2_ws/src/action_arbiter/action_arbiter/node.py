@@ -21,6 +21,15 @@ arrows), ``~/object_markers`` (the object poses it receives, for rviz2), ``/diag
 the base goes stale (``base_stale_periods``), and counts the ticks at which more than one control period has passed
 without a command (/diagnostics ``late_ticks``, ``max_command_gap_s``); in lockstep the simulator waits for
 commands, so there is no wall-clock staleness.
+
+Lab gating (``lab.*``, :mod:`action_arbiter.lab`; real mode): with ``lab.require_arming`` the node starts disarmed
+and publishes no target (decisions are still made and recorded, clip reason "disarmed") until ``~/arm`` (SetBool
+true) finds the robot ready (robot state, Desk end effector, a fresh TCP pose inside the workspace box, the deadman
+held); refusals say why. A robot error (robot_mode REFLEX, USER_STOPPED, current errors), a stale robot state or TCP
+pose, a silent deadman (``lab.heartbeat_topic``) or ``~/stop`` (Trigger; also stops the gripper through
+``lab.gripper_stop_service``) disarms and holds: one target at the measured pose, then nothing. ``~/resync``
+(Trigger) takes the next measured TCP pose as it comes (after franka's error recovery). ``lab.speed_scale`` (0, 1]
+scales the envelope's per-step limits, settable while running.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -52,8 +62,8 @@ from residual_ros.validate import (
     same_frames,
     stamp_ns,
 )
-from std_msgs.msg import Float64
-from std_srvs.srv import SetBool
+from std_msgs.msg import Bool, Float64
+from std_srvs.srv import SetBool, Trigger
 from visualization_msgs.msg import MarkerArray
 
 from action_arbiter.arbiter import (
@@ -65,6 +75,7 @@ from action_arbiter.arbiter import (
     base_is_stale,
     poses_are_stale,
 )
+from action_arbiter.lab import LabConfig, LabGuard, TcpView, check_speed_scale
 from action_arbiter.tcp_gate import TcpGate, TcpLimits
 from action_arbiter.visuals import action_arrows, command_msg, correction_msg, diagnostics, object_markers
 
@@ -131,6 +142,8 @@ class ArbiterNodeConfig:
     controller_pose_topic: str = "none"
     """Also publish the target pose here (real mode: the tracking controller's target topic,
     residual_ros.franka_interfaces.TRACKING_CONTROLLER); none: off."""
+    lab: LabConfig = field(default_factory=LabConfig)
+    """Arming, deadman, robot-state gating and speed scale (parameters lab.require_arming, lab.speed_scale, ...)."""
     marker_length_gain: float = 10.0
     """Arrow length per metre of action (10: a 1 cm step draws 10 cm)."""
     marker_lifetime_periods: float = 2.0
@@ -145,6 +158,8 @@ class ArbiterNodeConfig:
                              f"{self.residual_deadline_s}")
         if not self.lockstep_residual_wait_s > 0 or not self.base_max_age_s > 0:
             raise ValueError("lockstep_residual_wait_s and base_max_age_s must be > 0")
+        if self.lockstep and self.lab.require_arming:
+            raise ValueError("lab.require_arming is for a real-time graph (a robot); lockstep simulation has no arming")
 
     def checkpoint_path(self) -> str:
         if self.checkpoint:
@@ -175,6 +190,8 @@ class ArbiterNode(Node):
         super().__init__("arbiter", **node_kwargs)
         self.cfg = cfg = declare_config(self, ArbiterNodeConfig)
         self.arbiter = Arbiter(cfg.to_arbiter_config(), residual_enabled=cfg.residual_enabled)
+        self.guard = LabGuard(cfg.lab, cfg.envelope.workspace_min, cfg.envelope.workspace_max)
+        self._apply_speed_scale()
         self.get_logger().info(f"residual bound {list(self.arbiter.cfg.pipeline.residual_scale)} (from "
                                f"{cfg.checkpoint_path()}, x "
                                f"{list(cfg.residual_scale_fraction)})")
@@ -195,6 +212,8 @@ class ArbiterNode(Node):
         """Watchdog ticks (real time) at which more than one control period had passed without a command."""
         self._max_gap_window = 0.0
         self._have_tcp = False
+        self._newest_tcp_ns = -1
+        """Stamp of the newest valid TCP pose received (accepted by the gate or not)."""
         # Lockstep with sim time: a stamp names a simulated state, and the base stamps its action with the time of
         # the state it saw; step t is decided on a TCP pose at least that new (or at the residual deadline).
         self._match_stamps = cfg.lockstep and bool(self.get_parameter("use_sim_time").value)
@@ -225,6 +244,25 @@ class ArbiterNode(Node):
         self.create_subscription(EefAction, cfg.base_topic, self._on_base, reliable)
         self.create_subscription(EefAction, cfg.residual_topic, self._on_residual, reliable)
         self.create_service(SetBool, "~/enable_residual", self._on_enable)
+        # lab gating (action_arbiter.lab)
+        self.create_service(SetBool, "~/arm", self._on_arm)
+        self.create_service(Trigger, "~/stop", self._on_stop)
+        self.create_service(Trigger, "~/resync", self._on_resync)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        if cfg.lab.watches_robot_state:
+            try:
+                from franka_msgs.msg import FrankaRobotState
+            except ImportError:
+                raise ValueError(f"lab.robot_state_topic {cfg.lab.robot_state_topic} needs franka_msgs (franka_ros2; "
+                                 "make setup builds a stand-in from ros2_ws/compat)") from None
+            from residual_ros import franka_interfaces as fi
+
+            self.create_subscription(FrankaRobotState, cfg.lab.robot_state_topic, self._on_robot_state,
+                                     fi.ROBOT_STATE.qos.profile())
+        if cfg.lab.has_deadman:
+            self.create_subscription(Bool, cfg.lab.heartbeat_topic, self._on_heartbeat, 10)
+        self._gripper_stop = (self.create_client(Trigger, cfg.lab.gripper_stop_service)
+                              if cfg.lab.gripper_stop_service not in ("", "none") else None)
         # One deadline timer, started when a step starts waiting and never restarted while one waits (creating and
         # destroying a timer per step made every step's wait set change).
         wait_s = cfg.lockstep_residual_wait_s if cfg.lockstep else cfg.residual_deadline_s
@@ -254,6 +292,8 @@ class ArbiterNode(Node):
     def _on_tcp(self, msg: PoseStamped) -> None:
         reason = pose_stamped_reason(msg, self._frames, self._now_ns())
         if not reason:
+            # the measured pose stream is alive (what the lab guard's freshness judges, jump or not)
+            self._newest_tcp_ns = max(self._newest_tcp_ns, stamp_ns(msg.header.stamp))
             p, q = msg.pose.position, msg.pose.orientation
             reason = self.tcp_gate.offer((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), stamp_ns(msg.header.stamp))
         if reason:
@@ -368,6 +408,10 @@ class ArbiterNode(Node):
 
     def _watchdog(self) -> None:
         now = self._steady_s()
+        if self.guard.armed and self.cfg.lab.require_arming:
+            why = self.guard.tick(now, self._tcp_view())
+            if why:
+                self._on_disarmed(why)
         if self._last_command_s is not None and now - self._last_command_s > self.cfg.control_dt:
             self.late_ticks += 1
             self._late_ticks_window += 1
@@ -378,6 +422,105 @@ class ArbiterNode(Node):
             step = 0 if last is None else last + 1
             pos, quat, why = self._tcp()
             self._publish(self.arbiter.decide(step, None, None, pos, quat, base_stale=True), why=why)
+
+    # --- lab gating ---------------------------------------------------------------------------------------------------
+    def _tcp_view(self) -> TcpView:
+        """The measured TCP pose as the guard judges it (age on this node's clock)."""
+        now = self._now_ns()
+        pose, why = self.tcp_gate.current(now)
+        age = None if self._newest_tcp_ns < 0 or now is None else (now - self._newest_tcp_ns) * 1e-9
+        return TcpView(None if pose is None else pose[0], age, why)
+
+    def _apply_speed_scale(self) -> None:
+        pipeline = self.arbiter.cfg.pipeline
+        envelope = self.guard.scaled_envelope(self.cfg.envelope)
+        self.arbiter.cfg = replace(self.arbiter.cfg, pipeline=replace(pipeline, envelope=envelope))
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for p in params:
+            if p.name == "lab.speed_scale":
+                try:
+                    check_speed_scale(p.value)
+                except ValueError as exc:
+                    return SetParametersResult(successful=False, reason=str(exc))
+        for p in params:
+            if p.name == "lab.speed_scale":
+                self.guard.set_speed_scale(p.value)
+                self._apply_speed_scale()
+                self.get_logger().info(f"speed scale {p.value:g}: per-step limits "
+                                       f"{self.arbiter.cfg.pipeline.envelope.max_translation_step:.4f} m, "
+                                       f"{self.arbiter.cfg.pipeline.envelope.max_rotation_step:.4f} rad")
+        return SetParametersResult(successful=True)
+
+    def _on_robot_state(self, msg) -> None:
+        why = self.guard.on_robot_state(LabGuard.robot_state(msg, self._steady_s()))
+        if why:
+            self._on_disarmed(why)
+
+    def _on_heartbeat(self, msg: Bool) -> None:
+        why = self.guard.on_heartbeat(bool(msg.data), self._steady_s())
+        if why:
+            self._on_disarmed(why)
+
+    def _on_disarmed(self, why: str) -> None:
+        """Just disarmed: hold (one target at the measured pose, if it is usable), log."""
+        self.get_logger().warn(f"disarmed: {why}")
+        pose, _ = self.tcp_gate.current(self._now_ns())  # never a stale, jumped or awaited pose
+        if pose is None or not self.cfg.lab.require_arming:
+            return
+        target = PoseStamped()
+        target.header.stamp, target.header.frame_id = self.get_clock().now().to_msg(), self.cfg.frame_id
+        target.pose.position.x, target.pose.position.y, target.pose.position.z = (float(v) for v in pose[0])
+        o = target.pose.orientation
+        o.x, o.y, o.z, o.w = (float(v) for v in pose[1] / np.linalg.norm(pose[1]))
+        self.target_pub.publish(target)
+        if self.controller_pub is not None:
+            self.controller_pub.publish(target)
+
+    def _on_arm(self, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:
+        now = self._steady_s()
+        if req.data:
+            resp.success, resp.message = self.guard.arm(now, self._tcp_view())
+            if resp.success:  # (rclpy: one call site, one severity)
+                self.get_logger().info(resp.message)
+            else:
+                self.get_logger().warn(resp.message)
+            return resp
+        if self.guard.disarm("disarmed on request (~/arm false)", now):
+            self._on_disarmed("disarmed on request (~/arm false)")
+        resp.success = True
+        resp.message = "disarmed" if self.cfg.lab.require_arming else "arming not required: always armed"
+        return resp
+
+    def _on_stop(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        """Software stop: disarm, hold, stop the gripper (its running goal is aborted)."""
+        was = self.guard.disarm("software stop (~/stop)", self._steady_s())
+        if was:
+            self._on_disarmed("software stop (~/stop)")
+        gripper = ""
+        if self._gripper_stop is not None:
+            if self._gripper_stop.service_is_ready():
+                self._gripper_stop.call_async(Trigger.Request())
+                gripper = "; gripper stop sent"
+            else:
+                gripper = f"; gripper stop service {self.cfg.lab.gripper_stop_service} not available"
+        resp.success = self.cfg.lab.require_arming
+        resp.message = ("stopped: disarmed and holding" if was else "stopped (was not armed)") + gripper
+        if not self.cfg.lab.require_arming:
+            resp.message = "lab.require_arming is false: there is no armed state to leave" + gripper
+        self.get_logger().warn(resp.message)
+        return resp
+
+    def _on_resync(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        """Take the next measured TCP pose as it comes, without the jump check (after an error recovery the arm may
+        have been moved by hand or by a reflex); while disarmed only."""
+        if self.guard.armed and self.cfg.lab.require_arming:
+            resp.success, resp.message = False, "refused while armed: disarm first"
+            return resp
+        now = self._now_ns()
+        self.tcp_gate.new_episode(now)
+        resp.success, resp.message = True, "re-syncing to the next measured TCP pose"
+        return resp
 
     # --- deciding and publishing ------------------------------------------------------------------------------------
     def _decide(self, step: int) -> None:
@@ -393,6 +536,8 @@ class ArbiterNode(Node):
                  why: str = "") -> None:
         if why and not d.has_command:
             d = replace(d, clip_reasons=d.clip_reasons + (why,))
+        if not self.guard.armed and d.has_command:  # decided and recorded, never sent
+            d = replace(d, target_pos=None, target_quat=None, clip_reasons=d.clip_reasons + ("disarmed",))
         now = self._steady_s()
         if self._last_command_s is not None:
             self._max_gap_window = max(self._max_gap_window, now - self._last_command_s)
@@ -412,7 +557,7 @@ class ArbiterNode(Node):
             if self.controller_pub is not None:
                 self.controller_pub.publish(target)
             self.gripper_pub.publish(Float64(data=d.gripper))
-        elif self._have_tcp:
+        elif self._have_tcp and self.guard.armed:
             self.get_logger().error(f"no usable TCP pose ({why or 'not finite'}): no target (command valid=false)",
                                     throttle_duration_sec=2.0)
         self.correction_pub.publish(correction_msg(d, self.cfg.frame_id, stamp, base_stamp, residual_stamp, episode))
@@ -432,10 +577,14 @@ class ArbiterNode(Node):
                  ("impossible_steps_total", str(m.impossible)), ("late_residuals_total", str(m.late_residuals)),
                  ("pending_evicted_total", str(m.evicted)), ("rewinds_total", str(m.rewinds)),
                  ("tcp_jumps_total", str(self.tcp_gate.jumps)), ("tcp_reanchors_total", str(self.tcp_gate.reanchors)),
+                 ("armed", str(self.guard.armed)), ("disarm_reason", self.guard.disarm_reason),
+                 ("speed_scale", f"{self.guard.speed_scale:g}"), ("arms_total", str(self.guard.arms)),
+                 ("disarms_total", str(self.guard.disarms)), ("arm_refusals_total", str(self.guard.refusals)),
                  *self.dropped.key_values()]
         self.diag_pub.publish(diagnostics(self.stats, self.window, self.get_clock().now().to_msg(),
                                           self.arbiter.residual_enabled, stale,
-                                          late_ticks_recent=self._late_ticks_window, extra=extra))
+                                          late_ticks_recent=self._late_ticks_window, extra=extra,
+                                          disarmed="" if self.guard.armed else self.guard.disarm_reason))
         self.window, self._late_ticks_window, self._max_gap_window = ArbiterStats(), 0, 0.0
 
 

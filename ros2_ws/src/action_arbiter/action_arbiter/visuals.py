@@ -135,14 +135,17 @@ def correction_msg(decision: Decision, frame_id: str, stamp: Time, base_stamp: T
 def diagnostics(
     stats: ArbiterStats, window: ArbiterStats, stamp: Time, residual_enabled: bool, base_stale: bool,
     name: str = "action_arbiter", late_warn_ratio: float = 0.2, late_ticks_recent: int = 0,
-    extra: Sequence[tuple[str, str]] = (),
+    extra: Sequence[tuple[str, str]] = (), disarmed: str = "",
 ) -> DiagnosticArray:
     """One DiagnosticStatus: ERROR while the base is stale, WARN when a control period recently passed without a
     command (``late_ticks_recent``), over ``late_warn_ratio`` of the recent steps had a late residual, an action was
-    rejected, or no command could be formed; else OK. ``extra``: more (key, value) pairs (e.g. dropped inputs)."""
+    rejected, or no command could be formed; else OK. ``extra``: more (key, value) pairs (e.g. dropped inputs).
+    ``disarmed``: why the arbiter is disarmed (WARN, before everything else: it publishes no target)."""
     recent = max(window.steps, 1)
     late_ratio = window.by_status["late"] / recent
-    if base_stale:
+    if disarmed:
+        level, text = DiagnosticStatus.WARN, f"disarmed: {disarmed}"
+    elif base_stale:
         level, text = DiagnosticStatus.ERROR, "base action stale: holding pose"
     elif late_ticks_recent:
         level, text = DiagnosticStatus.WARN, f"{late_ticks_recent} control ticks without a command"

@@ -242,18 +242,25 @@ def steps_to_run(due: int, done: int, max_steps: int = MAX_CATCH_UP_STEPS) -> St
 
 @dataclass
 class RobotModeMachine:
-    """franka_hardware's view of the robot as the twin imitates it: MOVE while the controller runs; a reflex (or
-    a user stop) deactivates the controller (current_pose stops, targets are ignored, the arm holds) until the
-    error recovery action; then the controller is re-activated at the measured pose (IDLE -> MOVE)."""
+    """franka_hardware's view of the robot as the twin imitates it (../shared/notes/franka-ros2-jazzy.md, "Errors and
+    recovery"): MOVE while the hardware component is active and the tracking controller runs. A reflex (or a user
+    stop) leaves the hardware component unconfigured and the controllers inactive: current_pose stops, targets are
+    ignored, the arm holds. Recovery is franka's three steps, in this order: the error recovery action (clears the
+    errors: IDLE), the hardware component set active again (SetHardwareComponentState), the controller activated
+    again (SwitchController: it starts at the measured pose, MOVE). A step out of order is refused, saying why."""
 
     mode: int = fi.ROBOT_MODES["MOVE"]
     errors: set[str] = field(default_factory=set)
     """Names of franka_msgs/Errors fields set in current_errors."""
     last_motion_errors: set[str] = field(default_factory=set)
+    hardware_active: bool = True
+    """The hardware component FrankaHardwareInterface is active (current_pose and robot_state flow)."""
+    controller_running: bool = True
+    """The tracking controller is active (it reads targets)."""
 
     @property
     def controller_active(self) -> bool:
-        return self.mode == fi.ROBOT_MODES["MOVE"]
+        return self.controller_running and self.hardware_active
 
     def fault(self, kind: str) -> str:
         """Inject ``kind`` ("reflex" or "user_stop"); returns what happened."""
@@ -261,27 +268,62 @@ class RobotModeMachine:
             self.mode = fi.ROBOT_MODES["REFLEX"]
             self.errors = {"cartesian_reflex"}
             self.last_motion_errors = {"cartesian_reflex"}
-            return "cartesian reflex: controller deactivated"
-        if kind == "user_stop":
+            what = "cartesian reflex"
+        elif kind == "user_stop":
             self.mode = fi.ROBOT_MODES["USER_STOPPED"]
-            return "user stop pressed: controller deactivated"
-        raise ValueError(f"unknown fault {kind!r} (reflex, user_stop)")
+            what = "user stop pressed"
+        else:
+            raise ValueError(f"unknown fault {kind!r} (reflex, user_stop)")
+        self.hardware_active = self.controller_running = False
+        return f"{what}: hardware component unconfigured, controllers deactivated"
 
     def release_user_stop(self) -> None:
         if self.mode == fi.ROBOT_MODES["USER_STOPPED"]:
             self.mode = fi.ROBOT_MODES["IDLE"]
 
     def recover(self) -> tuple[bool, str]:
-        """The error recovery action (+ hardware active + controller re-activated, done at once by the twin)."""
+        """Step 1, the error recovery action: clears the errors (the arm is then IDLE until a controller runs)."""
         if self.mode == fi.ROBOT_MODES["USER_STOPPED"]:
             return False, "user stop is engaged: release it first"
-        was = self.mode
+        had = self.mode in (fi.ROBOT_MODES["REFLEX"], fi.ROBOT_MODES["AUTOMATIC_ERROR_RECOVERY"]) or self.errors
         self.errors = set()
+        if not self.controller_active:
+            self.mode = fi.ROBOT_MODES["IDLE"]
+        return True, "errors cleared" if had else "no error to recover from"
+
+    def set_hardware_active(self, active: bool) -> tuple[bool, str]:
+        """Step 2: the hardware component's lifecycle state (active or not)."""
+        if not active:
+            self.hardware_active = self.controller_running = False
+            return True, "hardware component inactive"
+        if self.errors or self.mode in (fi.ROBOT_MODES["REFLEX"], fi.ROBOT_MODES["USER_STOPPED"]):
+            return False, f"robot in {mode_name(self.mode)} with errors {sorted(self.errors)}: run error recovery first"
+        self.hardware_active = True
+        return True, "hardware component active"
+
+    def activate_controller(self) -> tuple[bool, str]:
+        """Step 3: the tracking controller activated again (needs the hardware component active)."""
+        if not self.hardware_active:
+            return False, "hardware component FrankaHardwareInterface is not active"
+        was = self.controller_running
+        self.controller_running = True
         self.mode = fi.ROBOT_MODES["MOVE"]
-        return True, "recovered" if was != fi.ROBOT_MODES["MOVE"] else "no error to recover from"
+        return True, "controller already active" if was else "controller activated"
+
+    def deactivate_controller(self) -> str:
+        """The tracking controller stopped (no error): the arm idles, held."""
+        self.controller_running = False
+        if self.mode == fi.ROBOT_MODES["MOVE"]:
+            self.mode = fi.ROBOT_MODES["IDLE"]
+        return "controller deactivated"
 
     def accepts_target(self) -> bool:
         return self.controller_active
+
+
+def mode_name(mode: int) -> str:
+    """ROBOT_MODE name of a robot_mode value."""
+    return next((k for k, v in fi.ROBOT_MODES.items() if v == mode), str(mode))
 
 
 # --- gripper ------------------------------------------------------------------------------------------------------

@@ -4,13 +4,15 @@
 
 Serves, in real time (wall clock, steady timer; the physics catches up whole 5 ms steps):
 current_pose + robot_state at ``current_pose_rate_hz``, merged /joint_states (+ /franka/joint_states,
-/franka_gripper/joint_states), the controller's target topic, the gripper actions and stop service, the error
-recovery action, the RealSense colour image + camera_info. Twin-only (for tests): ``~/reset`` (ResetEpisode: task,
-seed), ``~/episode`` (JSON at 20 Hz: episode, step = 50 ms periods since the reset, task, seed, time, horizon (the
-task's, in steps, as the sim's episodes), camera_frames (images published since the reset), success,
-robot_mode, true object and TCP poses), ``~/object_poses_gt`` (ObjectPoseArray, the true object poses at the same rate:
-what the sim base stand-in reads, as it reads /sim/object_poses_gt in sim mode), ``~/fault/reflex``,
-``~/fault/user_stop`` (SetBool: press / release), ``~/fault/camera_dropout`` (SetBool).
+/franka_gripper/joint_states), the controller's target topic, the gripper actions and stop service, franka's
+three-step error recovery (the error recovery action, the controller manager's set_hardware_component_state and
+switch_controller services), the RealSense colour image + camera_info. Twin-only (for tests): ``~/reset``
+(ResetEpisode: task, seed), ``~/episode`` (JSON at 20 Hz: episode, step = 50 ms periods since the reset, task,
+seed, time, horizon (the task's, in steps, as the sim's episodes), camera_frames (images published since the reset),
+success, robot_mode, true object and TCP poses), ``~/object_poses_gt`` (ObjectPoseArray, the true object poses at
+the same rate: what the sim base stand-in reads, as it reads /sim/object_poses_gt in sim mode), ``~/fault/reflex``,
+``~/fault/user_stop`` (SetBool: press / release), ``~/fault/camera_dropout`` (SetBool), ``~/fault/no_hand``
+(SetBool: Desk's end effector none in robot_state's F_T_EE).
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ import time
 
 import numpy as np
 from control_msgs.action import GripperCommand
+from controller_manager_msgs.srv import SetHardwareComponentState, SwitchController
 from franka_msgs.action import ErrorRecovery, Grasp, Homing, Move
 from franka_msgs.msg import FrankaRobotState
 from franka_sim import sim_bridge as sb
 from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion
+from lifecycle_msgs.msg import State
 from rclpy.action import ActionServer, CancelResponse
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -96,11 +100,16 @@ class TwinNode(Node):
         ActionServer(self, GripperCommand, fi.GRIPPER_COMMAND.name, self._gripper_command,
                      cancel_callback=self._cancel)
         ActionServer(self, ErrorRecovery, fi.ERROR_RECOVERY.name, self._recover)
+        self.create_service(SetHardwareComponentState, fi.SET_HARDWARE_COMPONENT_STATE.name, self._on_hardware_state)
+        self.create_service(SwitchController, fi.SWITCH_CONTROLLER.name, self._on_switch_controller)
         self.create_service(Trigger, fi.GRIPPER_STOP.name, self._stop)
         self.create_service(ResetEpisode, "~/reset", self._on_reset)
         self.create_service(Trigger, "~/fault/reflex", lambda req, resp: self._fault("reflex", resp))
         self.create_service(SetBool, "~/fault/user_stop", self._on_user_stop)
         self.create_service(SetBool, "~/fault/camera_dropout", self._on_camera_dropout)
+        self.create_service(SetBool, "~/fault/no_hand", self._on_no_hand)
+        self.no_hand = False
+        """Desk's end effector set to none (F_T_EE the identity) instead of the Franka Hand."""
 
         self.start_episode(cfg.task, cfg.seed)
         tick = 1.0 / cfg.current_pose_rate_hz
@@ -163,7 +172,7 @@ class TwinNode(Node):
         self.steps_done += n.run
         self._check_goal()
         stamp = self.get_clock().now().to_msg()
-        if self.mode.controller_active:  # on a reflex franka's broadcaster stops (hardware unconfigured)
+        if self.mode.hardware_active:  # on a reflex franka's broadcaster stops (hardware unconfigured)
             pos, quat = self.robot.tcp_pose()
             self.pose_pub.publish(PoseStamped(header=Header(stamp=stamp, frame_id=fi.CURRENT_POSE.frame_id),
                                               pose=_pose(pos, quat)))
@@ -181,9 +190,10 @@ class TwinNode(Node):
             setattr(msg.last_motion_errors, name, True)
         pos, quat = self.robot.tcp_pose()
         msg.o_t_ee = PoseStamped(header=msg.header, pose=_pose(pos, quat))
-        # F_T_EE: Desk's end effector is the Franka Hand (flange -> fr3_hand_tcp)
-        msg.f_t_ee = PoseStamped(header=msg.header, pose=_pose((0.0, 0.0, fi.HAND_TCP_OFFSET_M),
-                                                               fi.HAND_TCP_QUAT_XYZW))
+        # F_T_EE: Desk's end effector is the Franka Hand (flange -> fr3_hand_tcp), or none (~/fault/no_hand)
+        ee = ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 1.0)) if self.no_hand else ((0.0, 0.0, fi.HAND_TCP_OFFSET_M),
+                                                                           fi.HAND_TCP_QUAT_XYZW)
+        msg.f_t_ee = PoseStamped(header=msg.header, pose=_pose(*ee))
         env = self.robot.env
         msg.measured_joint_state = JointState(header=Header(stamp=stamp), name=list(fi.ARM_JOINTS),
                                               position=[float(v) for v in env.joint_positions()],
@@ -332,6 +342,12 @@ class TwinNode(Node):
         resp.success, resp.message = True, "user stop released"
         return resp
 
+    def _on_no_hand(self, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:
+        """true: report Desk's end effector as none (F_T_EE identity; only robot_state changes: the arming check)."""
+        self.no_hand = bool(req.data)
+        resp.success, resp.message = True, f"F_T_EE {'identity (no end effector)' if req.data else 'Franka Hand'}"
+        return resp
+
     def _on_camera_dropout(self, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:
         self.camera_dropout = bool(req.data)
         resp.success, resp.message = True, f"camera {'dropped out' if req.data else 'streaming'}"
@@ -339,12 +355,42 @@ class TwinNode(Node):
 
     def _recover(self, goal_handle):
         ok, message = self.mode.recover()
-        if ok:
-            self.target = None
-            self.robot.activate()  # the controller starts at the measured pose
         self.get_logger().info(f"error recovery: {message}")
         goal_handle.succeed() if ok else goal_handle.abort()  # the result is empty: the goal status says it
         return ErrorRecovery.Result()
+
+    def _on_hardware_state(self, req, resp):
+        """controller_manager's set_hardware_component_state for FrankaHardwareInterface (active or inactive)."""
+        if req.name != fi.HARDWARE_COMPONENT:
+            resp.ok = False
+            self.get_logger().warn(f"set_hardware_component_state: no hardware component {req.name!r}")
+        else:
+            active = req.target_state.id == State.PRIMARY_STATE_ACTIVE or req.target_state.label == "active"
+            resp.ok, message = self.mode.set_hardware_active(active)
+            self.get_logger().info(f"set_hardware_component_state {req.name}: {message}")
+        resp.state = (State(id=State.PRIMARY_STATE_ACTIVE, label="active") if self.mode.hardware_active
+                      else State(id=State.PRIMARY_STATE_UNCONFIGURED, label="unconfigured"))
+        return resp
+
+    def _on_switch_controller(self, req, resp):
+        """controller_manager's switch_controller: activating the tracking controller starts it at the measured pose;
+        deactivating it stops it reading targets."""
+        name = fi.TRACKING_CONTROLLER.name
+        unknown = [c for c in (*req.activate_controllers, *req.deactivate_controllers) if c != name]
+        if unknown and req.strictness == SwitchController.Request.STRICT:
+            resp.ok, resp.message = False, f"unknown controllers {unknown} (the twin runs {name})"
+            return resp
+        resp.ok, resp.message = True, "nothing to switch"
+        if name in req.deactivate_controllers:
+            resp.message = self.mode.deactivate_controller()
+            self.robot.hold()
+        if name in req.activate_controllers:
+            resp.ok, resp.message = self.mode.activate_controller()
+            if resp.ok:
+                self.target = None
+                self.robot.activate()  # the controller starts at the measured pose
+        self.get_logger().info(f"switch_controller: {resp.message}")
+        return resp
 
     def destroy_node(self) -> None:
         self.robot.env.close()

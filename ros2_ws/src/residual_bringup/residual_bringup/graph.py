@@ -259,8 +259,11 @@ def describe_graph(
     out.append(NodeSpec(
         "action_arbiter", "action-arbiter", "arbiter", params_files=params_files,
         # The arbiter reads the residual's trained bound from the same checkpoint's manifest.
+        # On the robot (and its twin): gated by franka's robot state, and ~/stop also stops the gripper.
         parameters={**common, "lockstep": lockstep, "reliable_inputs": lockstep, "task": task, "checkpoint": checkpoint,
-                    "controller_pose_topic": "none" if sim else fi.TRACKING_CONTROLLER.target.name},
+                    "controller_pose_topic": "none" if sim else fi.TRACKING_CONTROLLER.target.name,
+                    **({} if sim else {"lab.robot_state_topic": fi.ROBOT_STATE.name,
+                                       "lab.gripper_stop_service": fi.GRIPPER_STOP.name})},
         remappings=tcp_remap,
         description="base + residual -> safety envelope -> /arbiter/command (+ /arbiter/target_pose, /arbiter/gripper "
                     "for the robot), records",

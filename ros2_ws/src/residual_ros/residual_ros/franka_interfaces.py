@@ -272,13 +272,18 @@ SET_LOAD = ServiceSpec("/service_server/set_load", "franka_msgs/srv/SetLoad", "f
 SET_HARDWARE_COMPONENT_STATE = ServiceSpec(
     "/controller_manager/set_hardware_component_state", "controller_manager_msgs/srv/SetHardwareComponentState",
     "controller_manager", "ros-controls/ros2_control jazzy controller_manager")
-"""Recovery step 2: set HARDWARE_COMPONENT active again (no stand-in type: the twin step decides how to serve it)."""
+"""Recovery step 2: set HARDWARE_COMPONENT active again (lifecycle_msgs/State id 3, "active")."""
+SWITCH_CONTROLLER = ServiceSpec(
+    "/controller_manager/switch_controller", "controller_manager_msgs/srv/SwitchController", "controller_manager",
+    "ros-controls/ros2_control jazzy controller_manager")
+"""Recovery step 3: activate TRACKING_CONTROLLER again (strictness STRICT)."""
 HARDWARE_COMPONENT = "FrankaHardwareInterface"
 
 TOPICS = (CURRENT_POSE, ROBOT_STATE, JOINT_STATES, ARM_JOINT_STATES, GRIPPER_JOINT_STATES, COLOR_IMAGE, COLOR_INFO,
           TRACKING_CONTROLLER.target)
 ACTIONS = (GRIPPER_HOMING, GRIPPER_MOVE, GRIPPER_GRASP, GRIPPER_COMMAND, ERROR_RECOVERY, PTP_MOTION)
-SERVICES = (GRIPPER_STOP, SET_CARTESIAN_STIFFNESS, SET_FULL_COLLISION_BEHAVIOR, SET_LOAD, SET_HARDWARE_COMPONENT_STATE)
+SERVICES = (GRIPPER_STOP, SET_CARTESIAN_STIFFNESS, SET_FULL_COLLISION_BEHAVIOR, SET_LOAD, SET_HARDWARE_COMPONENT_STATE,
+            SWITCH_CONTROLLER)
 
 
 def topic(name: str) -> TopicSpec:
