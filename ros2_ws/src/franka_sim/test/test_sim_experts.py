@@ -77,7 +77,9 @@ def test_teleop_demo_episodes_unchanged_by_the_split(task):
         env.close()
     length, abs_sum, phases = TELEOP_SEED3[task]
     assert len(ep.actions) == length and list(dict.fromkeys(ep.phases)) == phases
-    assert float(np.abs(np.array(ep.actions)).sum()) == pytest.approx(abs_sum, rel=1e-12)
+    # bit-exact on the CPU that recorded it; another CPU's SIMD paths (MuJoCo, numpy) give ~1e-11 relative (seen:
+    # 5e-11 on stand_cup_up): any change to the code moves it by far more (contacts amplify every difference)
+    assert float(np.abs(np.array(ep.actions)).sum()) == pytest.approx(abs_sum, rel=1e-9)
 
 
 def test_unknown_task_has_no_expert():

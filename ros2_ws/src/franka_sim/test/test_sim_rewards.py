@@ -76,7 +76,8 @@ def test_expert_rollout_reward_unchanged(name):
         env.close()
     length, ret = EXPERT_RETURN[name]
     assert ep.success and ep.length == length
-    assert sum(ep.rewards) == pytest.approx(ret, rel=1e-12, abs=1e-12)
+    # bit-exact on the CPU that recorded it; another CPU's SIMD paths differ at ~1e-11 relative (seen: 7e-12)
+    assert sum(ep.rewards) == pytest.approx(ret, rel=1e-9, abs=1e-12)
 
 
 @pytest.mark.parametrize("name", TASK_NAMES)

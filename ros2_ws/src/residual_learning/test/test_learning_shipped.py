@@ -71,7 +71,8 @@ def test_numpy_and_torch_forward_agree_on_shipped_residual(stem):
     u = policy.raw(obs)
     assert np.abs(ref).max() > 1e-3  # a trained residual, not the zero initialisation
     np.testing.assert_allclose(u, ref, rtol=0, atol=2e-6)
-    np.testing.assert_allclose(policy(obs[0]), ref[0] * np.asarray(manifest.action_scale), rtol=0, atol=1e-7)
+    # float32 kernels for one row and for a batch differ by a few ulp on some CPUs (seen: 1.2e-7 at 0.26)
+    np.testing.assert_allclose(policy(obs[0]), ref[0] * np.asarray(manifest.action_scale), rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("stem", [*RESIDUALS, SHIPPED / "base" / "base_policy"], ids=lambda p: p.name)
