@@ -1,4 +1,5 @@
-"""The interface packages real mode talks in (franka_msgs, control_msgs, tf2_msgs): built by the set-up from our own
+"""The interface packages real mode talks in (franka_msgs, control_msgs, tf2_msgs, controller_manager_msgs): built
+by the set-up from our own
 definitions in ros2_ws/compat where the real ones are absent (ros2_ws/compat/README.md), importable, wire-compatible
 with the upstream definitions, and round-tripping through rclpy's serialization with the real field names.
 
@@ -38,6 +39,15 @@ UPSTREAM_HASHES = {
     "control_msgs/action/GripperCommand": "RIHS01_e17c0e644eccf14bea84a0a93e0977182872c2eb7873ca6694900059b46dbc84",
     "tf2_msgs/msg/TFMessage": "RIHS01_e369d0f05a23ae52508854b66f6aa0437f3449d652e8cbf22d5abe85d020f087",
 }
+OWN_HASHES = {
+    # controller_manager_msgs: written from the field lists on docs.ros.org (jazzy) and ros-controls/ros2_control; no
+    # upstream file was hashed here, so these are our definitions' hashes (a change to them fails this test). On a
+    # robot the real package is installed and ours is never built.
+    "controller_manager_msgs/srv/SetHardwareComponentState":
+        "RIHS01_940b15846ed3e1fb561ab45edf77a992b811fd59c574f45d5205a84a0deb2f65",
+    "controller_manager_msgs/srv/SwitchController":
+        "RIHS01_86024c2b173a21e59e6dd474331f1f6380449f806b7466bc8289c79a7baffbe7",
+}
 COMPAT = Path(__file__).resolve().parents[1] / "ros2_ws" / "compat"
 PACKAGES = ("franka_msgs", "control_msgs", "tf2_msgs")
 
@@ -56,7 +66,26 @@ def type_class(type_name: str):
 def test_every_compat_definition_is_one_of_the_checked_types():
     ours = {f"{p.parent.parent.name}/{p.parent.name}/{p.stem}" for p in COMPAT.glob("*/*/*")
             if p.suffix in (".msg", ".srv", ".action")}
-    assert ours == set(UPSTREAM_HASHES)
+    assert ours == set(UPSTREAM_HASHES) | set(OWN_HASHES)
+
+
+def test_the_recovery_services_are_installed_with_our_definitions():
+    dirs = share_dirs("controller_manager_msgs")
+    assert dirs, "no share/controller_manager_msgs: run make setup"
+    if not (dirs[0] / "RESIDUAL_COMPAT").is_file():
+        pytest.skip("the real controller_manager_msgs is installed")
+    for type_name, expected in OWN_HASHES.items():
+        _pkg, kind, name = type_name.split("/")
+        type_class(type_name)
+        description = json.loads((dirs[0] / kind / f"{name}.json").read_text())
+        assert description["type_hashes"][0] == {"type_name": type_name, "hash_string": expected}, type_name
+    from controller_manager_msgs.srv import SetHardwareComponentState, SwitchController
+
+    assert set(SwitchController.Request.get_fields_and_field_types()) == {
+        "activate_controllers", "deactivate_controllers", "strictness", "activate_asap", "timeout"}
+    assert SwitchController.Request.STRICT == 2 and "ok" in SwitchController.Response.get_fields_and_field_types()
+    assert set(SetHardwareComponentState.Request.get_fields_and_field_types()) == {"name", "target_state"}
+    assert set(SetHardwareComponentState.Response.get_fields_and_field_types()) == {"ok", "state"}
 
 
 @pytest.mark.parametrize("package", PACKAGES)

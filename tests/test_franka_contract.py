@@ -311,7 +311,10 @@ def test_the_real_graph_meets_the_robot_side_as_the_table_says(robot, ros_env):
         subs, pubs, clients = endpoints(nodes)
         assert contract_problems(subs, pubs, clients) == []
         external = {s.topic for s in subs} - {p.topic for p in pubs}
-        assert external == {fi.CURRENT_POSE.name, fi.JOINT_STATES.name, fi.COLOR_IMAGE.name, fi.COLOR_INFO.name}
+        assert external == {fi.CURRENT_POSE.name, fi.JOINT_STATES.name, fi.COLOR_IMAGE.name, fi.COLOR_INFO.name,
+                            fi.ROBOT_STATE.name}
+        # the arbiter arms on franka's robot state (robot_mode, errors, F_T_EE)
+        assert {s.node for s in subs if s.topic == fi.ROBOT_STATE.name} == {"arbiter"}
         readers = {s.node for s in subs if s.topic == fi.CURRENT_POSE.name}
         assert readers == {"base", "residual", "arbiter"}
         # the arbiter feeds the tracking controller; the gripper bridge calls franka_gripper's grasp and move

@@ -177,7 +177,9 @@ class LabClient:
         done(Step(f"hardware component {fi.HARDWARE_COMPONENT} active", bool(resp.ok), f"state {resp.state.label}"))
         resp = self.call(SwitchController, fi.SWITCH_CONTROLLER.name, SwitchController.Request(
             activate_controllers=[fi.TRACKING_CONTROLLER.name], strictness=SwitchController.Request.STRICT), timeout)
-        done(Step(f"controller {fi.TRACKING_CONTROLLER.name} active", bool(resp.ok), resp.message or "switched"))
+        # (recent ros2_control adds a message to the reply; older releases have only ok)
+        done(Step(f"controller {fi.TRACKING_CONTROLLER.name} active", bool(resp.ok),
+                  getattr(resp, "message", "") or ("switched" if resp.ok else "switch refused")))
         done(self.trigger(f"{self.arbiter}/resync", timeout))
         done(self.wait_ready(timeout))
         if arm:

@@ -378,18 +378,19 @@ class TwinNode(Node):
         name = fi.TRACKING_CONTROLLER.name
         unknown = [c for c in (*req.activate_controllers, *req.deactivate_controllers) if c != name]
         if unknown and req.strictness == SwitchController.Request.STRICT:
-            resp.ok, resp.message = False, f"unknown controllers {unknown} (the twin runs {name})"
+            resp.ok = False
+            self.get_logger().warn(f"switch_controller: unknown controllers {unknown} (the twin runs {name})")
             return resp
-        resp.ok, resp.message = True, "nothing to switch"
+        resp.ok, message = True, "nothing to switch"
         if name in req.deactivate_controllers:
-            resp.message = self.mode.deactivate_controller()
+            message = self.mode.deactivate_controller()
             self.robot.hold()
         if name in req.activate_controllers:
-            resp.ok, resp.message = self.mode.activate_controller()
+            resp.ok, message = self.mode.activate_controller()
             if resp.ok:
                 self.target = None
                 self.robot.activate()  # the controller starts at the measured pose
-        self.get_logger().info(f"switch_controller: {resp.message}")
+        self.get_logger().info(f"switch_controller: {message}")
         return resp
 
     def destroy_node(self) -> None:

@@ -208,7 +208,9 @@ def test_config_files_keep_table_level_grasps_reachable(mode):
     assert arb.pipeline.envelope.workspace_min[2] <= 0.0  # table-level grasps stay reachable
     if mode == "real":  # the nested envelope: keys reach the envelope
         env = arb.pipeline.envelope
-        assert (env.max_translation_step, env.max_rotation_step, env.workspace_min) == (0.01, 0.1, (0.25, -0.4, 0.0))
+        assert env.workspace_min == (0.25, -0.4, 0.0)
+        cfg = config_from_values(ArbiterNodeConfig, values)  # the lab: keys reach the nested config
+        assert cfg.lab.require_arming and cfg.lab.speed_scale == 0.25
     assert dataclasses.is_dataclass(arb)
 
 
