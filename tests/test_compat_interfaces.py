@@ -1,7 +1,7 @@
 """The interface packages real mode talks in (franka_msgs, control_msgs, tf2_msgs, controller_manager_msgs): built
-by the set-up from our own
-definitions in ros2_ws/compat where the real ones are absent (ros2_ws/compat/README.md), importable, wire-compatible
-with the upstream definitions, and round-tripping through rclpy's serialization with the real field names.
+by the set-up from our own definitions in ros2_ws/compat where the real ones are absent (ros2_ws/compat/README.md),
+importable, wire-compatible with the upstream definitions, and round-tripping through rclpy's serialization with the
+real field names.
 
 Wire compatibility is checked through ROS 2 Jazzy's type hash (RIHS01: package, type, field names and types, nested
 types; not comments or defaults), which DDS discovery compares. The expected hashes below were computed with Jazzy's
