@@ -8,7 +8,9 @@ speed scale 0.25) and ``residual-lab`` (action_arbiter.lab_cli).
   set to 1.0 live, larger steps follow;
 * deadman silence: disarmed within the heartbeat timeout (+ one watchdog tick), one hold target at the measured
   pose, then no target;
-* ``residual-lab recover --arm`` runs franka's three steps in order after a reflex and re-arms.
+* ``residual-lab recover --arm`` runs franka's three steps in order after a reflex and re-arms;
+* ``residual-lab home --arm`` moves the arm to the start configuration with franka's PTP motion (the tracking
+  controller off meanwhile) and re-arms.
 
 A reflex in the middle of a base + residual episode (disarm within one control period, no target from a stale
 TCP, recovery, the first target after re-arming within one step of the measured TCP): test_twin_episodes.py.
@@ -29,6 +31,7 @@ from residual_interfaces.msg import Correction
 from residual_interfaces.srv import ResetEpisode
 from residual_ros import franka_interfaces as fi
 from rostest_utils import console_script
+from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
 from test_graph_support import shipped_checkpoints
@@ -107,6 +110,19 @@ def test_arming_deadman_speed_scale_and_recovery_on_the_twin(launch_node, ros_pr
         def arming():
             return ros_probe.call(arm, SetBool.Request(data=True), timeout=20.0)
 
+        def refused_with(reason: str):
+            """Arming refused for ``reason``, once the arbiter has taken the robot state the twin now publishes (its
+            inputs may be a few messages behind this process's: armed meanwhile, it is disarmed and asked again)."""
+            deadline = time.monotonic() + 10.0
+            while True:
+                resp = arming()
+                if not resp.success and reason in resp.message:
+                    return resp
+                assert time.monotonic() < deadline, (reason, resp.message)
+                if resp.success:
+                    ros_probe.call(arm, SetBool.Request(data=False))
+                ros_probe.spin_for(0.2)
+
         # --- disarmed at start: decisions are made and recorded, no target is sent
         until(lambda: any("disarmed" in c.clip_reasons for c in corrections), 30.0, "a decision recorded disarmed")
         assert not targets, "a target before arming"
@@ -120,23 +136,20 @@ def test_arming_deadman_speed_scale_and_recovery_on_the_twin(launch_node, ros_pr
                                                  SetBool.Request(data=data)).success
         assert twin("no_hand", True)
         until(lambda: states[-1].f_t_ee.pose.position.z == 0.0, 10.0, "F_T_EE without the hand")
-        resp = arming()
-        assert not resp.success and "Desk's end effector" in resp.message, resp.message
+        refused_with("Desk's end effector")
         assert twin("no_hand", False)
         until(lambda: states[-1].f_t_ee.pose.position.z > 0.1, 10.0, "F_T_EE of the hand")
 
         switch = node.create_client(SwitchController, fi.SWITCH_CONTROLLER.name)
         assert ros_probe.call(switch, SwitchController.Request(deactivate_controllers=[fi.TRACKING_CONTROLLER.name]))
         until(lambda: states[-1].robot_mode == fi.ROBOT_MODES["IDLE"], 10.0, "robot_mode IDLE")
-        resp = arming()
-        assert not resp.success and "robot_mode IDLE (needs MOVE)" in resp.message, resp.message
+        refused_with("robot_mode IDLE (needs MOVE)")
         assert ros_probe.call(switch, SwitchController.Request(activate_controllers=[fi.TRACKING_CONTROLLER.name],
                                                                strictness=SwitchController.Request.STRICT)).ok
 
         assert ros_probe.call(node.create_client(Trigger, "/franka_twin/fault/reflex"), Trigger.Request()).success
         until(lambda: states[-1].robot_mode == fi.ROBOT_MODES["REFLEX"], 10.0, "robot_mode REFLEX")
-        resp = arming()
-        assert not resp.success and "robot_mode REFLEX" in resp.message, resp.message
+        refused_with("robot_mode REFLEX")
 
         # --- residual-lab recover --arm: franka's three steps in order, re-sync, re-armed
         done: list = []
@@ -198,18 +211,59 @@ def test_arming_deadman_speed_scale_and_recovery_on_the_twin(launch_node, ros_pr
             assert gap_m <= STEP_M + 1e-3, f"the hold target is {gap_m:.3f} m from the measured TCP"
         last_target = max(_stamp_s(t.header.stamp) for t in targets)
         assert last_target > last_beat, ("no target after the last heartbeat: targets had stopped while armed",
-                                         round(last_target - last_beat, 3), gap[-30:])
+                                         round(last_target - last_beat, 3), gap[-30:],
+                                         [ln for ln in graph.output().splitlines() if "disarmed:" in ln])
         resp = arming()
         assert not resp.success and "deadman" in resp.message, resp.message
+
+        # --- residual-lab home --arm: controller off, PTP motion to the start configuration, controller on, re-armed
+        heartbeat.held = True
+        joints = ros_probe.collect(JointState, fi.JOINT_STATES.name, qos=50)
+        done.clear()
+        lab = threading.Thread(target=lambda: done.append(_lab(lambda c: c.home(arm=True, timeout=60.0))),
+                               daemon=True)
+        lab.start()
+        until(lambda: not lab.is_alive(), 120.0, "residual-lab home --arm")
+        steps = done[0]
+        assert isinstance(steps, list) and steps[-1].name == "arm" and steps[-1].ok, steps
+        assert "PTP motion to the start configuration" in [s.name for s in steps]
+        until(lambda: joints, 10.0, "joint states")
+        q = np.array(joints[-1].position[:7])
+        assert np.abs(q - np.array(fi.START_JOINTS)).max() < 0.02, q
+        assert states[-1].robot_mode == fi.ROBOT_MODES["MOVE"]
     finally:
         heartbeat.close()
 
 
-def _recover_and_arm():
-    client = LabClient(node_name="lab_recover")
+def _lab(command):
+    """Run ``command(LabClient)`` with a client of its own; its result, or the exception (for the test thread)."""
+    client = LabClient(node_name="lab_command")
     try:
-        return client.recover(arm=True, timeout=30.0, log=print)
-    except Exception as exc:  # reported by the test thread
+        return command(client)
+    except Exception as exc:  # noqa: BLE001 (reported by the test)
         return exc
     finally:
         client.close()
+
+
+def _recover_and_arm():
+    return _lab(lambda c: c.recover(arm=True, timeout=30.0, log=print))
+
+
+def test_start_configuration_is_the_sims_home():
+    from franka_sim.robot import HOME_Q
+
+    np.testing.assert_allclose(fi.START_JOINTS, HOME_Q)
+
+
+def test_ptp_line_arrives_on_every_joint_together():
+    from franka_twin.twin_core import ptp_step
+
+    q, goal, v = np.zeros(7), np.array([1.0, -0.5, 0, 0, 0, 0, 0.2]), np.full(7, 0.5)
+    n = 0
+    while not np.array_equal(q, goal):
+        q, n = ptp_step(q, goal, v, 0.01), n + 1
+        assert n <= 201
+    assert n == 200  # the slowest joint: 1 rad at 0.5 rad/s
+    mid = ptp_step(np.zeros(7), goal, v, 1.0)
+    np.testing.assert_allclose(mid, goal / 2)  # halfway on the line after half the time

@@ -43,8 +43,10 @@ class LabConfig:
     """Robot modes that keep the arbiter armed; any other (REFLEX, USER_STOPPED, GUIDING, ...) disarms."""
     check_end_effector: bool = True
     """Refuse arming unless F_T_EE is the Franka Hand's TCP (Desk's end effector setting)."""
-    tcp_max_age_s: float = 0.15
-    """The measured TCP pose must be at most this old (s) to arm; older while armed disarms (3 control periods)."""
+    tcp_max_age_s: float = 0.5
+    """Newest measured TCP pose older than this (s, 10 control periods) while armed: the pose stream has stopped,
+    disarm. (Targets stop much earlier: the arbiter never composes from a pose older than tcp.max_age_s, 0.15 s; a
+    shorter disarm limit made a loaded twin disarm on a 0.19 s stall.) Arming needs a pose the gate accepts now."""
     heartbeat_topic: str = "none"
     """Deadman: a std_msgs/Bool topic (true while a person holds the button, e.g. a joystick bridge); none: off."""
     heartbeat_timeout_s: float = 0.3

@@ -8,6 +8,8 @@
     residual-lab recover [--arm]     franka's error recovery in order (error_recovery action, hardware component
                                      active, tracking controller active), re-sync the arbiter to the measured TCP,
                                      then wait for a fresh pose in MOVE; --arm arms at the end
+    residual-lab home [--arm]        before an episode: the tracking controller off, franka's PTP motion to the start
+                                     configuration, the controller on again, re-sync; --arm arms at the end
 
 Each step prints what it did; a failed step stops the sequence with exit status 1 and says which step and why.
 Names (services, actions, the controller) come from residual_ros.franka_interfaces.
@@ -186,6 +188,43 @@ class LabClient:
             done(self.arm_when_ready(timeout))
         return steps
 
+    def home(self, joints=fi.START_JOINTS, velocity: float = 0.3, tolerance: float = 0.005, arm: bool = False,
+             timeout: float = 60.0, log: Callable[[str], None] = print) -> list[Step]:
+        """Move to a start configuration before an episode: disarm, deactivate the tracking controller, franka's PTP
+        motion to ``joints`` (every joint at most ``velocity`` rad/s), activate the controller again (it starts at the
+        measured pose), re-sync the arbiter, wait until ready; optionally arm. LabCommandError names the failed step."""
+        from action_msgs.msg import GoalStatus
+        from controller_manager_msgs.srv import SwitchController
+        from franka_msgs.action import PTPMotion
+
+        steps: list[Step] = []
+
+        def done(step: Step) -> None:
+            steps.append(step)
+            log(f"[{'ok' if step.ok else 'FAILED'}] {step.name}: {step.message}")
+            if not step.ok:
+                raise LabCommandError(f"homing stopped at '{step.name}': {step.message}")
+
+        controller = fi.TRACKING_CONTROLLER.name
+        done(self.arm(False, timeout))
+        resp = self.call(SwitchController, fi.SWITCH_CONTROLLER.name, SwitchController.Request(
+            deactivate_controllers=[controller], strictness=SwitchController.Request.STRICT), timeout)
+        done(Step(f"controller {controller} inactive", bool(resp.ok), "switched" if resp.ok else "switch refused"))
+        goal = PTPMotion.Goal(goal_joint_configuration=[float(q) for q in joints],
+                              maximum_joint_velocities=[float(velocity)] * 7, goal_tolerance=float(tolerance))
+        status, result = self.action(PTPMotion, fi.PTP_MOTION.name, goal, timeout)
+        ok = status == GoalStatus.STATUS_SUCCEEDED
+        done(Step("PTP motion to the start configuration", ok,
+                  "reached" if ok else (result.error_message or f"goal status {status}")))
+        resp = self.call(SwitchController, fi.SWITCH_CONTROLLER.name, SwitchController.Request(
+            activate_controllers=[controller], strictness=SwitchController.Request.STRICT), timeout)
+        done(Step(f"controller {controller} active", bool(resp.ok), "switched" if resp.ok else "switch refused"))
+        done(self.trigger(f"{self.arbiter}/resync", timeout))
+        done(self.wait_ready(timeout))
+        if arm:
+            done(self.arm_when_ready(timeout))
+        return steps
+
     def wait_ready(self, timeout: float = 30.0) -> Step:
         """Until franka reports MOVE with no current error and current_pose flows again."""
         from franka_msgs.msg import FrankaRobotState
@@ -222,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("scale", type=float, help="in (0, 1]; first runs: 0.25")
     r = sub.add_parser("recover", help="franka's error recovery in order, re-sync, wait until ready")
     r.add_argument("--arm", action="store_true", help="arm at the end (refused if the robot is not ready)")
+    h = sub.add_parser("home", help="move to the start configuration (franka's PTP motion, controller off meanwhile)")
+    h.add_argument("--joints", type=float, nargs=7, default=list(fi.START_JOINTS), metavar="Q",
+                   help=f"the 7 joint positions (rad); default the sim episodes' start {list(fi.START_JOINTS)}")
+    h.add_argument("--velocity", type=float, default=0.3, help="largest joint velocity (rad/s) of the motion (0.3)")
+    h.add_argument("--arm", action="store_true", help="arm at the end (refused if the robot is not ready)")
     return p
 
 
@@ -234,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
                 if k in ("_message", "armed", "disarm_reason", "speed_scale", "arms_total", "disarms_total",
                          "arm_refusals_total", "late_ticks_total", "holds_total"):
                     print(f"{k.lstrip('_')}: {v}")
+            return 0
+        if args.command == "home":
+            client.home(args.joints, args.velocity, arm=args.arm, timeout=args.timeout)
+            print("at the start configuration" + ("" if args.arm else ": arm with `residual-lab arm`"))
             return 0
         if args.command == "recover":
             client.recover(arm=args.arm, timeout=args.timeout)

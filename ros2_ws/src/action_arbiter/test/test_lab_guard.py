@@ -56,7 +56,8 @@ def test_arming_is_refused_in_each_unready_state_with_its_reason(setup, expect):
 
 @pytest.mark.parametrize("tcp,expect", [
     (TcpView(None, None, "no_tcp"), "no usable measured TCP pose (no_tcp)"),
-    (TcpView(np.array([0.5, 0.0, 0.3]), 0.5), "measured TCP pose stale"),
+    (TcpView(np.array([0.5, 0.0, 0.3]), 0.6), "measured TCP pose stale"),
+    (TcpView(None, 0.2, "tcp_stale"), "no usable measured TCP pose (tcp_stale)"),
     (TcpView(np.array([0.5, 0.0, 0.3]), 0.01, "tcp_jumped"), "tcp_jumped"),
     (TcpView(np.array([0.1, 0.0, 0.3]), 0.01), "outside the workspace box"),
 ])
@@ -80,8 +81,8 @@ def test_every_reason_is_listed():
     (lambda g: g.on_robot_state(state(errors=("power_limit_violation",), at=10.2)), "power_limit_violation"),
     (lambda g: g.on_heartbeat(False, 10.2), "deadman released"),
     (lambda g: g.tick(10.2 + REAL.heartbeat_timeout_s + 0.01, GOOD_TCP), "deadman silent"),
-    (lambda g: g.tick(10.2, TcpView(np.array([0.5, 0.0, 0.3]), 0.2)), "measured TCP pose stale"),
-    (lambda g: g.tick(10.2, TcpView(None, 0.3, "tcp_stale")), "measured TCP pose stale"),
+    (lambda g: g.tick(10.2, TcpView(np.array([0.5, 0.0, 0.3]), 0.6)), "measured TCP pose stale"),
+    (lambda g: g.tick(10.2, TcpView(None, 0.6, "tcp_stale")), "measured TCP pose stale"),
 ])
 def test_an_armed_guard_disarms_on_errors_stale_inputs_and_the_deadman(event, expect):
     g = ready_guard()
@@ -91,6 +92,12 @@ def test_an_armed_guard_disarms_on_errors_stale_inputs_and_the_deadman(event, ex
     event(g)
     assert not g.armed and expect in g.disarm_reason, g.disarm_reason
     assert g.disarms == 1 and g.events[-1][1].startswith("disarmed")
+
+
+def test_a_short_tcp_gap_gives_no_target_but_does_not_disarm():
+    g = ready_guard()
+    assert g.arm(10.05, GOOD_TCP)[0]
+    assert g.tick(10.1, TcpView(None, 0.2, "tcp_stale")) == "" and g.armed
 
 
 def test_a_reset_jump_gives_no_target_but_does_not_disarm():

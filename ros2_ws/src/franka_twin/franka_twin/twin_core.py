@@ -326,6 +326,42 @@ def mode_name(mode: int) -> str:
     return next((k for k, v in fi.ROBOT_MODES.items() if v == mode), str(mode))
 
 
+# --- PTP motion (franka_hardware's action server) --------------------------------------------------------------
+
+
+def ptp_goal_reason(goal, max_velocities, tolerance: float, q_min, q_max, dq_max, mode: RobotModeMachine) -> str:
+    """"" if a PTPMotion goal can run, else why it is aborted: 7 finite joint positions inside the limits, 7 maximum
+    velocities in (0, the FR3's], a tolerance > 0; the hardware active, no error, and the tracking controller not
+    running (a joint motion and the Cartesian controller would both command the arm)."""
+    g, v = np.asarray(goal, dtype=float), np.asarray(max_velocities, dtype=float)
+    if g.shape != (7,) or v.shape != (7,):
+        return f"need 7 joint positions and 7 maximum velocities, got {g.size} and {v.size}"
+    if not (np.all(np.isfinite(g)) and np.all(np.isfinite(v)) and math.isfinite(tolerance)):
+        return "goal, velocities and tolerance must be finite"
+    if np.any(g < q_min) or np.any(g > q_max):
+        return f"goal outside the joint limits: {np.round(g, 3).tolist()}"
+    if np.any(v <= 0) or np.any(v > dq_max):
+        return f"maximum velocities must be in (0, {np.round(dq_max, 2).tolist()}]"
+    if not tolerance > 0:
+        return f"goal_tolerance must be > 0, got {tolerance}"
+    if not mode.hardware_active or mode.errors:
+        return "robot not ready (hardware component inactive or errors): run the error recovery first"
+    if mode.controller_running:
+        return "the tracking controller is active: deactivate it first (switch_controller)"
+    return ""
+
+
+def ptp_step(q_now, goal, max_velocities, dt: float) -> np.ndarray:
+    """The joint setpoint ``dt`` later on the straight joint-space line to ``goal``, every joint arriving together:
+    the slowest joint (distance / its maximum velocity) sets the pace."""
+    q_now, goal, v = (np.asarray(a, dtype=float) for a in (q_now, goal, max_velocities))
+    delta = goal - q_now
+    duration = float(np.max(np.abs(delta) / v))
+    if duration <= dt:
+        return goal.copy()
+    return q_now + delta * (dt / duration)
+
+
 # --- gripper ------------------------------------------------------------------------------------------------------
 MAX_WIDTH = 0.08
 """Franka Hand opening (m), known after homing."""

@@ -25,8 +25,9 @@ import time
 import numpy as np
 from control_msgs.action import GripperCommand
 from controller_manager_msgs.srv import SetHardwareComponentState, SwitchController
-from franka_msgs.action import ErrorRecovery, Grasp, Homing, Move
-from franka_msgs.msg import FrankaRobotState
+from franka_msgs.action import ErrorRecovery, Grasp, Homing, Move, PTPMotion
+from franka_msgs.msg import FrankaRobotState, TargetStatus
+from franka_sim import robot as fr
 from franka_sim import sim_bridge as sb
 from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion
 from lifecycle_msgs.msg import State
@@ -100,6 +101,9 @@ class TwinNode(Node):
         ActionServer(self, GripperCommand, fi.GRIPPER_COMMAND.name, self._gripper_command,
                      cancel_callback=self._cancel)
         ActionServer(self, ErrorRecovery, fi.ERROR_RECOVERY.name, self._recover)
+        ActionServer(self, PTPMotion, fi.PTP_MOTION.name, self._ptp)
+        self.ptp: dict | None = None
+        """A running PTP motion: goal, max_velocities, tolerance, started, future."""
         self.create_service(SetHardwareComponentState, fi.SET_HARDWARE_COMPONENT_STATE.name, self._on_hardware_state)
         self.create_service(SwitchController, fi.SWITCH_CONTROLLER.name, self._on_switch_controller)
         self.create_service(Trigger, fi.GRIPPER_STOP.name, self._stop)
@@ -168,9 +172,13 @@ class TwinNode(Node):
         self.steps_done += n.dropped
         if n.run <= 0:
             return
+        if self.ptp is not None:  # the joint setpoint moves along the PTP line; the arm servoes to it
+            self.robot.q_hold = tc.ptp_step(self.robot.q_hold, self.ptp["goal"], self.ptp["max_velocities"],
+                                            n.run * self.robot.dt)
         self.robot.advance(n.run, self.target, self.mode.controller_active)
         self.steps_done += n.run
         self._check_goal()
+        self._check_ptp()
         stamp = self.get_clock().now().to_msg()
         if self.mode.hardware_active:  # on a reflex franka's broadcaster stops (hardware unconfigured)
             pos, quat = self.robot.tcp_pose()
@@ -352,6 +360,47 @@ class TwinNode(Node):
         self.camera_dropout = bool(req.data)
         resp.success, resp.message = True, f"camera {'dropped out' if req.data else 'streaming'}"
         return resp
+
+    async def _ptp(self, goal_handle):
+        """franka_hardware's PTP motion: a joint-space line to the goal at the given maximum joint velocities, with
+        the tracking controller inactive; TARGET_REACHED when every joint is within goal_tolerance."""
+        g = goal_handle.request
+        why = tc.ptp_goal_reason(g.goal_joint_configuration, g.maximum_joint_velocities, g.goal_tolerance,
+                                 fr.Q_MIN, fr.Q_MAX, fr.DQ_MAX, self.mode)
+        if why or self.ptp is not None:
+            goal_handle.abort()
+            return PTPMotion.Result(target_status=TargetStatus(status=TargetStatus.ABORTED),
+                                    error_message=why or "a PTP motion is running")
+        future = Future()
+        q0 = self.robot.env.joint_positions()
+        self.robot.q_hold = np.array(q0, dtype=float)
+        duration = float(np.max(np.abs(np.asarray(g.goal_joint_configuration) - q0)
+                                / np.asarray(g.maximum_joint_velocities)))
+        self.ptp = {"goal": np.array(g.goal_joint_configuration, dtype=float), "tolerance": float(g.goal_tolerance),
+                    "max_velocities": np.array(g.maximum_joint_velocities, dtype=float), "future": future,
+                    "deadline": time.monotonic() + 2.0 * duration + 5.0}
+        self.get_logger().info(f"PTP motion to {np.round(g.goal_joint_configuration, 3).tolist()} (~{duration:.1f} s)")
+        ok, error = await future
+        goal_handle.succeed() if ok else goal_handle.abort()
+        status = TargetStatus.TARGET_REACHED if ok else TargetStatus.ABORTED
+        return PTPMotion.Result(target_status=TargetStatus(status=status), error_message=error)
+
+    def _check_ptp(self) -> None:
+        p = self.ptp
+        if p is None:
+            return
+        err = np.abs(self.robot.env.joint_positions() - p["goal"])
+        if not self.mode.hardware_active or self.mode.errors:
+            done = (False, "robot error during the motion")
+        elif np.all(err <= p["tolerance"]):
+            done = (True, "")
+        elif time.monotonic() > p["deadline"]:
+            done = (False, f"goal not reached (largest joint error {err.max():.4f} rad)")
+        else:
+            return
+        self.ptp = None
+        if not p["future"].done():
+            p["future"].set_result(done)
 
     def _recover(self, goal_handle):
         ok, message = self.mode.recover()

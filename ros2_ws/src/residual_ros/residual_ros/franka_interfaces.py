@@ -142,6 +142,9 @@ FRAMES = FrameNames()
 HAND_TCP_OFFSET_M = 0.1034
 """fr3_hand -> fr3_hand_tcp along z (franka_description)."""
 ARM_JOINTS = tuple(f"fr3_joint{i}" for i in range(1, 8))
+START_JOINTS = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)
+"""The start configuration (rad) the sim's episodes begin near (franka_sim.robot.HOME_Q: TCP pointing down ~0.3 m in
+front of the base): where ``residual-lab home`` moves the arm before an episode."""
 FINGER_JOINTS = ("fr3_finger_joint1", "fr3_finger_joint2")
 """Each finger joint is half the opening width."""
 
