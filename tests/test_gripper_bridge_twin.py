@@ -1,9 +1,12 @@
 """The gripper bridge (action_arbiter.gripper_bridge, its real action client) against the franka twin's gripper action
 servers (franka-twin-node as a process): homing at start-up gives the max width, widths are clamped to it, a grasp
 on nothing with a tight epsilon is reported as failed (log, count, /diagnostics), and a reverse command while a goal
-runs cancels that goal before the new one is sent."""
+runs cancels that goal before the new one is sent; against an in-process stand-in whose grasp ignores the cancel,
+the stop service is called after cancel_timeout_s."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 from action_arbiter.gripper_bridge import GripperBridgeNode
@@ -43,6 +46,20 @@ def start_bridge(ros_probe):
 
 def _events(bridge) -> list[tuple[str, str, str]]:
     return list(bridge.sender.events)
+
+
+def _stream(probe, pub, value: float, predicate, timeout: float, what: str):
+    """Publish ``value`` at 20 Hz, as the arbiter does, until ``predicate()`` (a single message can fall within the
+    bridge's min_interval_s of the previous request and be ignored)."""
+    last = [-1.0]
+
+    def check():
+        if time.monotonic() - last[0] >= 0.05:
+            pub.publish(Float64(data=value))
+            last[0] = time.monotonic()
+        return predicate()
+
+    return probe.spin_until(check, timeout, what)
 
 
 def test_homing_gives_the_max_width_widths_are_clamped_and_a_failed_grasp_is_reported(launch_node, ros_probe,
@@ -112,9 +129,8 @@ def test_a_reverse_command_cancels_the_running_goal_before_the_new_one(launch_no
     ros_probe.spin_until(lambda: bridge.sender.running is not None and bridge.sender.running.handle is not None,
                          30.0, "the grasp goal accepted")
     assert bridge.sender.running.req.kind == "grasp"
-    pub.publish(Float64(data=0.0))
-    ros_probe.spin_until(lambda: bridge.results.counts["move succeeded"] + bridge.results.counts["move failed"], 30.0,
-                         "the open move's result")
+    _stream(ros_probe, pub, 0.0, lambda: bridge.results.counts["move succeeded"] + bridge.results.counts["move failed"],
+            30.0, "the open move's result")
 
     # the grasp was cancelled (ended CANCELED by the server) before the move was sent; the move then ran
     assert _events(bridge) == [("sent", "grasp", "0.0000"), ("cancel", "grasp", "for move"),
@@ -123,3 +139,58 @@ def test_a_reverse_command_cancels_the_running_goal_before_the_new_one(launch_no
     assert bridge.results.counts["grasp canceled"] == 1 and bridge.results.failures == 0
     assert [r.kind for r in bridge.requests] == ["grasp", "move"]
     wait_for(lambda: "gripper grasp goal cancelled at" in twin.output(), 10.0, "the twin's log of the cancel")
+
+
+def test_a_goal_that_ignores_its_cancel_is_stopped_and_the_next_goal_sent(ros_probe, start_bridge):
+    """Against an in-process franka_gripper stand-in whose grasp accepts a cancel but never ends: after
+    cancel_timeout_s the bridge calls the stop service, gives the grasp up ("abandoned", a failure) and sends the move;
+    the grasp's late result changes nothing."""
+    from franka_msgs.action import Grasp, Move
+    from rclpy.action import ActionServer, CancelResponse
+    from rclpy.task import Future
+    from residual_ros import franka_interfaces as fi
+    from std_srvs.srv import Trigger
+
+    node = ros_probe.node
+    release = Future()
+    stops, moves = [], []
+
+    async def grasp_until_released(handle):
+        await release
+        handle.abort()
+        return Grasp.Result(success=False, error="released")
+
+    def move(handle):
+        moves.append(handle.request.width)
+        handle.succeed()
+        return Move.Result(success=True)
+
+    def stop(request, response):
+        stops.append(request)
+        response.success = True
+        return response
+
+    ActionServer(node, Grasp, fi.GRIPPER_GRASP.name, grasp_until_released,
+                 cancel_callback=lambda handle: CancelResponse.ACCEPT)
+    ActionServer(node, Move, fi.GRIPPER_MOVE.name, move)
+    node.create_service(Trigger, fi.GRIPPER_STOP.name, stop)
+    bridge = start_bridge(home_on_start=False, min_interval_s=0.01, cancel_timeout_s=0.5)
+    pub = node.create_publisher(Float64, "/arbiter/gripper", 10)
+    ros_probe.wait_for_subscribers(pub, timeout=10.0)
+    ros_probe.spin_until(lambda: bridge.sender.clients["grasp"].server_is_ready() and
+                         bridge.sender.stop_client.service_is_ready(), 20.0, "the stand-in's servers")
+    pub.publish(Float64(data=1.0))
+    grasp = ros_probe.spin_until(lambda: bridge.sender.running is not None and bridge.sender.running.handle is not None
+                                 and bridge.sender.running, 20.0, "the grasp goal accepted")
+    _stream(ros_probe, pub, 0.0, lambda: moves and bridge.results.counts["move succeeded"], 20.0,
+            "the move after the stop")
+    assert len(stops) == 1 and moves == [pytest.approx(0.08)]
+    assert [e[:2] for e in _events(bridge)] == [("sent", "grasp"), ("cancel", "grasp"), ("stop", "grasp"),
+                                                ("ended", "grasp"), ("sent", "move"), ("ended", "move")]
+    assert _events(bridge)[3][2] == "abandoned" and bridge.results.counts["grasp failed"] == 1
+    # the grasp ends late: its result (answered before this second request's) changes nothing
+    release.set_result(True)
+    again = grasp.handle.get_result_async()
+    ros_probe.spin_until(again.done, 10.0, "the abandoned grasp's result")
+    assert again.result().result.error == "released"
+    assert bridge.results.counts["grasp failed"] == 1 and len(_events(bridge)) == 6
