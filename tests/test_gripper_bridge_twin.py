@@ -133,7 +133,7 @@ def test_a_reverse_command_cancels_the_running_goal_before_the_new_one(launch_no
             30.0, "the open move's result")
 
     # the grasp was cancelled (ended CANCELED by the server) before the move was sent; the move then ran
-    assert _events(bridge) == [("sent", "grasp", "0.0000"), ("cancel", "grasp", "for move"),
+    assert _events(bridge) == [("sent", "grasp", "0.0400"), ("cancel", "grasp", "for move"),
                                ("ended", "grasp", "canceled"), ("sent", "move", "0.0800"),
                                ("ended", "move", "succeeded")], _events(bridge)
     assert bridge.results.counts["grasp canceled"] == 1 and bridge.results.failures == 0

@@ -35,11 +35,13 @@ class GripperBridgeConfig:
     open_width: float = 0.08
     """Opening width of a move (m); the Franka Hand's stroke is 80 mm (Franka Hand product data). Clamped to the max
     width measured after homing."""
-    grasp_width: float = 0.0
-    """Nominal grasp width (m); with the epsilons below any object up to ``epsilon_outer`` wide counts as grasped."""
-    epsilon_inner: float = 0.0
+    grasp_width: float = 0.04
+    """Nominal grasp width (m). franka_gripper's grasp closes until the fingers stop and succeeds when they stopped
+    within [grasp_width - epsilon_inner, grasp_width + epsilon_outer]: the defaults accept anything 5-80 mm wide (the
+    tasks' 40-50 mm cubes, a 12 mm handle) and report a close on nothing (fingers near 0) as a failed grasp."""
+    epsilon_inner: float = 0.035
     """Allowed width below grasp_width (m)."""
-    epsilon_outer: float = 0.08
+    epsilon_outer: float = 0.04
     """Allowed width above grasp_width (m)."""
     speed: float = 0.05
     """Finger speed (m/s)."""
