@@ -29,6 +29,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from residual_ros import franka_interfaces as fi
 from residual_ros import validate as v
 from residual_ros.diagnostics import diagnostic_array, node_status
 from residual_ros.node_main import run_node
@@ -215,8 +216,9 @@ class GripperBridgeNode(Node):
         self.drops = v.DropCounter()
         self.topic = self.create_subscription(Float64, cfg.command_topic, self._on_command, 10).topic_name
         # best effort reads franka_gripper's joint states whether it publishes them reliably or best effort
-        self.create_subscription(JointState, cfg.joint_states_topic, self._on_joint_state,
-                                 QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
+        self.joints_topic = self.create_subscription(
+            JointState, cfg.joint_states_topic, self._on_joint_state,
+            QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)).topic_name
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics, clock=steady)
@@ -274,8 +276,13 @@ class GripperBridgeNode(Node):
                 self._after_homing()
 
     def _on_joint_state(self, msg: JointState) -> None:
+        reason = v.joint_state_reason(msg, required=fi.FINGER_JOINTS, min_joints=len(fi.FINGER_JOINTS),
+                                      now_ns=self.get_clock().now().nanoseconds)
+        if self.drops.refuse(self.joints_topic, reason, self.get_logger().warn):
+            return
         width = finger_width(msg.name, msg.position)
-        if width is None:
+        if self.drops.refuse(self.joints_topic, "" if width is not None else "too_few_joints",
+                             self.get_logger().warn):
             return
         self.width = width
         max_width = self.homing.joint_width(width)
