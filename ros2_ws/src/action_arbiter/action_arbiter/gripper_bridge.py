@@ -21,6 +21,7 @@ A command that is not a number in [0, 1] (:func:`residual_ros.validate.gripper_r
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -58,6 +59,10 @@ STATUS_NAMES = {GoalStatus.STATUS_SUCCEEDED: "succeeded", GoalStatus.STATUS_CANC
                 GoalStatus.STATUS_ABORTED: "aborted"}
 
 
+EVENTS_KEPT = 1000
+"""Entries of :attr:`FrankaGripperClient.events` kept (a lab session sends thousands of goals)."""
+
+
 class GripperBridgeError(RuntimeError):
     """The gripper bridge cannot run here (franka_msgs missing)."""
 
@@ -92,7 +97,8 @@ class FrankaGripperClient:
     service is called first). A goal the server has neither accepted nor rejected within ``answer_timeout_s`` ends
     "unanswered" (right after discovery a request or its response can be lost; a late acceptance is then cancelled).
     Each goal's end goes to ``on_result`` (:class:`GoalResult`; the node sets it).
-    ``events`` records what was done, in order: ("sent" | "cancel" | "ended" | "stop", kind, detail).
+    ``events`` records what was done, in order (the last :data:`EVENTS_KEPT`): ("sent" | "cancel" | "ended" |
+    "stop", kind, detail).
     """
 
     def __init__(self, node: Node, cfg: GripperBridgeConfig):
@@ -107,7 +113,7 @@ class FrankaGripperClient:
         self.on_result: Callable[[GoalResult], None] = lambda result: None
         self.running: _Goal | None = None
         self.queued: GripperRequest | None = None
-        self.events: list[tuple[str, str, str]] = []
+        self.events: deque[tuple[str, str, str]] = deque(maxlen=EVENTS_KEPT)
         node.create_timer(0.05, self._check_timeouts, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def _goal(self, req: GripperRequest):
