@@ -51,8 +51,9 @@ class GripperBridgeConfig:
     """Smallest time between two requests (s)."""
     home_on_start: bool = True
     """Run franka_gripper's homing action when the node starts (the gripper needs it once after power-up to know its
-    max width), then take the max width from /franka_gripper/joint_states; commands wait until that is done. false:
-    no homing, widths as configured."""
+    max width), then take the max width from /franka_gripper/joint_states; commands wait until that is done. Homing
+    moves the fingers through their whole stroke: an object in the hand is released (restart the bridge with false
+    while holding one). false: no homing, widths as configured."""
     width_timeout_s: float = 3.0
     """After a successful homing, how long to wait for /franka_gripper/joint_states before going on without a measured
     max width (s)."""
