@@ -1,8 +1,9 @@
 """The gripper bridge (action_arbiter.gripper_bridge, its real action client) against the franka twin's gripper action
 servers (franka-twin-node as a process): homing at start-up gives the max width, widths are clamped to it, a grasp
 on nothing with a tight epsilon is reported as failed (log, count, /diagnostics), and a reverse command while a goal
-runs cancels that goal before the new one is sent; against an in-process stand-in whose grasp ignores the cancel,
-the stop service is called after cancel_timeout_s."""
+runs cancels that goal before the new one is sent. Against in-process franka_gripper stand-ins: a grasp that ignores
+its cancel gets the stop service after cancel_timeout_s; a failed homing is reported and the waiting command goes out
+with the configured width."""
 
 from __future__ import annotations
 
@@ -194,3 +195,43 @@ def test_a_goal_that_ignores_its_cancel_is_stopped_and_the_next_goal_sent(ros_pr
     ros_probe.spin_until(again.done, 10.0, "the abandoned grasp's result")
     assert again.result().result.error == "released"
     assert bridge.results.counts["grasp failed"] == 1 and len(_events(bridge)) == 6
+
+
+def test_a_failed_homing_is_reported_and_waiting_commands_go_out_as_configured(ros_probe, start_bridge):
+    """Against an in-process stand-in whose homing aborts: /diagnostics says ERROR "homing failed" with the server's
+    error, and the command that waited for the homing goes out with the configured width (the max width is unknown)."""
+    from franka_msgs.action import Homing, Move
+    from rclpy.action import ActionServer
+    from residual_ros import franka_interfaces as fi
+
+    node = ros_probe.node
+    moves = []
+
+    def homing(handle):
+        handle.abort()
+        return Homing.Result(success=False, error="no gripper connected")
+
+    def move(handle):
+        moves.append(handle.request.width)
+        handle.succeed()
+        return Move.Result(success=True)
+
+    diagnostics = ros_probe.collect(DiagnosticArray, "/diagnostics", qos=50)
+    bridge = start_bridge(open_width=0.1, min_interval_s=0.01, diagnostics_period_s=0.2)
+    pub = node.create_publisher(Float64, "/arbiter/gripper", 10)
+    ros_probe.wait_for_subscribers(pub, timeout=10.0)
+    pub.publish(Float64(data=0.0))
+    ros_probe.spin_until(lambda: bridge.pending == "move", 10.0, "the open command waiting for the homing")
+    ActionServer(node, Homing, fi.GRIPPER_HOMING.name, homing)
+    ActionServer(node, Move, fi.GRIPPER_MOVE.name, move)
+    ros_probe.spin_until(lambda: moves, 30.0, "the waiting move after the failed homing")
+    assert bridge.homing.state == "failed" and bridge.bridge.max_width is None
+    assert moves == [pytest.approx(0.1)] and bridge.requests[-1].note == ""  # not clamped: nothing measured
+
+    def reported():
+        return next((st for arr in diagnostics for st in arr.status
+                     if st.name == "gripper_bridge" and st.level == DiagnosticStatus.ERROR), None)
+
+    st = ros_probe.spin_until(reported, 10.0, "homing failed on /diagnostics")
+    assert st.message == "homing failed: no gripper connected", st.message
+    assert {kv.key: kv.value for kv in st.values}["homing"] == "failed"
