@@ -312,15 +312,15 @@ def test_the_real_graph_meets_the_robot_side_as_the_table_says(robot, ros_env):
         assert contract_problems(subs, pubs, clients) == []
         external = {s.topic for s in subs} - {p.topic for p in pubs}
         assert external == {fi.CURRENT_POSE.name, fi.JOINT_STATES.name, fi.COLOR_IMAGE.name, fi.COLOR_INFO.name,
-                            fi.ROBOT_STATE.name}
+                            fi.ROBOT_STATE.name, fi.GRIPPER_JOINT_STATES.name}  # + the bridge's max width
         # the arbiter arms on franka's robot state (robot_mode, errors, F_T_EE)
         assert {s.node for s in subs if s.topic == fi.ROBOT_STATE.name} == {"arbiter"}
         readers = {s.node for s in subs if s.topic == fi.CURRENT_POSE.name}
         assert readers == {"base", "residual", "arbiter"}
-        # the arbiter feeds the tracking controller; the gripper bridge calls franka_gripper's grasp and move
+        # the arbiter feeds the tracking controller; the gripper bridge calls franka_gripper's homing, grasp and move
         assert Endpoint("arbiter", fi.TRACKING_CONTROLLER.target.name, "geometry_msgs/msg/PoseStamped", "reliable",
                         "volatile") in pubs
-        assert {c.topic for c in clients} == {fi.GRIPPER_GRASP.name, fi.GRIPPER_MOVE.name}
+        assert {c.topic for c in clients} == {fi.GRIPPER_HOMING.name, fi.GRIPPER_GRASP.name, fi.GRIPPER_MOVE.name}
         # current_pose is stamped "base": every reader accepts it as its fr3_link0
         by_name = {n.get_name(): n for n in nodes}
         assert fi.CURRENT_POSE.frame_id in by_name["arbiter"]._frames

@@ -57,10 +57,11 @@ def _pose(pos, quat) -> Pose:
 
 
 class _GripperGoal:
-    """A running gripper goal: the width commanded and the future the physics tick completes."""
+    """A running gripper goal: the width commanded, its goal handle (for a cancel request) and the future the physics
+    tick completes with (status, success, error)."""
 
-    def __init__(self, kind: str, width: float, started: float, future: Future, inner=0.0, outer=0.0):
-        self.kind, self.width, self.started, self.future = kind, width, started, future
+    def __init__(self, kind: str, width: float, started: float, future: Future, handle, inner=0.0, outer=0.0):
+        self.kind, self.width, self.started, self.future, self.handle = kind, width, started, future, handle
         self.inner, self.outer = inner, outer
         """grasp: ``width`` is the goal's width the result is judged against (the fingers close to 0)."""
 
@@ -76,6 +77,7 @@ class TwinNode(Node):
         self.camera_dropout = False
         self.target = None
         self.goal: _GripperGoal | None = None
+        self.gripper_cancels = 0
         self.episode = 0
         self.seed = cfg.seed
 
@@ -264,25 +266,41 @@ class TwinNode(Node):
     def _cancel(self, goal_handle) -> CancelResponse:
         return CancelResponse.ACCEPT
 
-    def _start_goal(self, kind: str, width: float, **eps) -> Future:
+    def _start_goal(self, kind: str, width: float, goal_handle, **eps) -> Future:
         self._finish_goal(False, "preempted by a new goal")
         future = Future()
         # franka_gripper's grasp closes with the goal's force until the fingers stop; the twin's fingers close with the
         # sim's gripper force limit (the goal's force is not modelled)
         self.robot.gripper_width_target = 0.0 if kind == "grasp" else width
-        self.goal = _GripperGoal(kind, width, time.monotonic(), future, **eps)
+        self.goal = _GripperGoal(kind, width, time.monotonic(), future, goal_handle, **eps)
         return future
 
-    def _finish_goal(self, success: bool, error: str) -> None:
+    def _finish_goal(self, success: bool, error: str, status: str = "") -> None:
+        """End the running goal: ``status`` "canceled", or "" (succeeded / aborted by ``success``)."""
         if self.goal is not None and not self.goal.future.done():
-            self.goal.future.set_result((success, error))
+            self.goal.future.set_result((status, success, error))
         self.goal = None
+
+    def _end_goal(self, goal_handle, status: str, ok: bool) -> None:
+        if status == "canceled":
+            goal_handle.canceled()
+        elif ok:
+            goal_handle.succeed()
+        else:
+            goal_handle.abort()
 
     def _check_goal(self) -> None:
         g = self.goal
         if g is None:
             return
         width = self.robot.gripper_width()
+        if g.handle.is_cancel_requested:  # franka_gripper: stop the gripper, then the goal ends CANCELED
+            self.robot.gripper_width_target = width
+            self.gripper_cancels += 1
+            self.get_logger().info(f"gripper {g.kind} goal cancelled at {width:.4f} m "
+                                   f"({self.gripper_cancels} cancelled so far)")
+            self._finish_goal(False, "canceled", status="canceled")
+            return
         moving = self.robot.gripper_speed() > tc.SETTLED_SPEED
         elapsed = time.monotonic() - g.started
         if elapsed < 0.1 or (moving and elapsed < self.cfg.gripper_timeout_s):
@@ -295,10 +313,10 @@ class TwinNode(Node):
             self._finish_goal(ok, "" if ok else f"fingers stopped at {width:.4f} m (goal {g.width:.4f})")
 
     async def _homing(self, goal_handle):
-        ok, _ = await self._start_goal("move", tc.MAX_WIDTH)
+        status, ok, error = await self._start_goal("move", tc.MAX_WIDTH, goal_handle)
         self.homed = self.homed or ok
-        goal_handle.succeed() if ok else goal_handle.abort()
-        return Homing.Result(success=ok, error="" if ok else "homing did not reach the max width")
+        self._end_goal(goal_handle, status, ok)
+        return Homing.Result(success=ok, error="" if ok else f"homing did not reach the max width: {error}")
 
     async def _move(self, goal_handle):
         g = goal_handle.request
@@ -306,8 +324,8 @@ class TwinNode(Node):
         if why:
             goal_handle.abort()
             return Move.Result(success=False, error=why)
-        ok, error = await self._start_goal("move", g.width)
-        goal_handle.succeed() if ok else goal_handle.abort()
+        status, ok, error = await self._start_goal("move", g.width, goal_handle)
+        self._end_goal(goal_handle, status, ok)
         return Move.Result(success=ok, error=error)
 
     async def _grasp(self, goal_handle):
@@ -316,15 +334,16 @@ class TwinNode(Node):
         if why:
             goal_handle.abort()
             return Grasp.Result(success=False, error=why)
-        ok, error = await self._start_goal("grasp", g.width, inner=g.epsilon.inner, outer=g.epsilon.outer)
-        goal_handle.succeed() if ok else goal_handle.abort()
+        status, ok, error = await self._start_goal("grasp", g.width, goal_handle, inner=g.epsilon.inner,
+                                                   outer=g.epsilon.outer)
+        self._end_goal(goal_handle, status, ok)
         return Grasp.Result(success=ok, error=error)
 
     async def _gripper_command(self, goal_handle):
         width = 2.0 * goal_handle.request.command.position  # position is half the width
-        ok, error = await self._start_goal("move", min(max(width, 0.0), tc.MAX_WIDTH))
+        status, ok, error = await self._start_goal("move", min(max(width, 0.0), tc.MAX_WIDTH), goal_handle)
         width_now = self.robot.gripper_width()
-        goal_handle.succeed() if ok else goal_handle.abort()
+        self._end_goal(goal_handle, status, ok)
         return GripperCommand.Result(position=width_now / 2.0, effort=0.0, stalled=not ok, reached_goal=ok)
 
     def _stop(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
