@@ -76,3 +76,18 @@ def test_handeye_on_the_twin_recovers_a_hidden_camera_pose(launch_node, ros_prob
                                    - np.array(truth[o.name][:3]))) for e in first for o in e.objects]
     print(f"object position errors through the calibrated hand_eye (m): {np.round(errors, 4).tolist()}")
     assert np.median(errors) < OBJECT_TOL_M, errors
+
+
+def test_manual_mode_on_an_arm_nobody_moves_is_refused(launch_node, ros_probe, tmp_path):
+    """--motion manual publishes nothing: with --yes and no person moving the arm every pose is the same one, and the
+    tool refuses (exit status 3) saying the poses are not spread enough, instead of printing a calibration."""
+    extrinsic = te.camera_extrinsic(1)
+    launch_node([console_script("franka-twin-node")], ht.twin_args(extrinsic), name="twin")
+    output = tmp_path / "handeye.json"
+    cmd = [console_script("residual-handeye"), "--motion", "manual", "--yes", "--poses", "8", "--center",
+           *map(str, ht.TWIN_CENTER), "--output", str(output)]
+    tool = launch_node(cmd, name="handeye_manual")
+    rc = _wait_exit(ros_probe, tool, 300.0)
+    out = tool.output()
+    assert rc == 3, out[-3000:]
+    assert "not spread enough" in out and "pair 8:" in out and not output.exists(), out[-3000:]

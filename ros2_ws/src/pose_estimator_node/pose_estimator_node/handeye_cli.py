@@ -229,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     from pose_estimator_node.handeye_collect import collect
 
     t0 = time.monotonic()
-    tcp, boards, meta = collect(args)
+    try:
+        tcp, boards, meta = collect(args)
+    except KeyboardInterrupt:
+        print(f"{PREFIX} interrupted: nothing solved or written", file=sys.stderr)
+        return 130
     meta["seconds"] = time.monotonic() - t0
     return solve_and_write(args, tcp, boards, meta)
 

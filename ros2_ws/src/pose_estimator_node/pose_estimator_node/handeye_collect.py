@@ -153,8 +153,13 @@ def collect(args) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
             else:
                 tick = None
                 if not args.yes:
-                    answer = input(f"{PREFIX}   move the arm there (quaternion x y z w {np.round(quat, 4).tolist()}), "
-                                   "keep the board in view, let go, then press Enter (s: skip, q: finish) ")
+                    try:
+                        answer = input(f"{PREFIX}   move the arm there (quaternion x y z w "
+                                       f"{np.round(quat, 4).tolist()}), keep the board in view, let go, then press "
+                                       "Enter (s: skip, q: finish) ")
+                    except EOFError:
+                        print(f"{PREFIX} no input (stdin closed): finishing (--yes takes the poses without Enter)")
+                        break
                     if answer.strip().lower() == "q":
                         break
                     if answer.strip().lower() == "s":
