@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -150,7 +150,6 @@ class HandEyeResult:
     """The camera transform before the refinement."""
     refined: bool
     message: str = ""
-    extra: dict = field(default_factory=dict)
 
     def hand_eye(self) -> list[float]:
         """``x y z qx qy qz qw`` of the camera transform (for eye_to_hand the launch's ``--hand-eye`` value)."""

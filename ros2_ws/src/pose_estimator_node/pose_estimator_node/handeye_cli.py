@@ -229,9 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     from pose_estimator_node.handeye_collect import collect
 
     t0 = time.monotonic()
+    from rclpy.executors import ExternalShutdownException
+
     try:
         tcp, boards, meta = collect(args)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):
         print(f"{PREFIX} interrupted: nothing solved or written", file=sys.stderr)
         return 130
     meta["seconds"] = time.monotonic() - t0
