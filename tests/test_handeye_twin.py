@@ -46,7 +46,7 @@ def test_handeye_on_the_twin_recovers_a_hidden_camera_pose(launch_node, ros_prob
     result = json.loads(output.read_text())
     err = result["error_vs_truth"]
     print(f"seed {seed}: {err}, {result['pairs_used']} poses, residuals {result['residual_position_mm']}")
-    assert result["pairs_used"] >= 12 and result["pairs_used"] <= 15, result["per_pair"]
+    assert 10 <= result["pairs_used"] <= 15, result["per_pair"]
     assert err["position_mm"] < TOL_MM and err["rotation_deg"] < TOL_DEG, (seed, err)
     assert "--hand-eye" in tool.output()
     twin.stop()
@@ -74,7 +74,16 @@ def test_handeye_on_the_twin_recovers_a_hidden_camera_pose(launch_node, ros_prob
     truth = statuses[-1]["objects"]
     errors = [float(np.linalg.norm(np.array([o.pose.position.x, o.pose.position.y, o.pose.position.z])
                                    - np.array(truth[o.name][:3]))) for e in first for o in e.objects]
-    print(f"object position errors through the calibrated hand_eye (m): {np.round(errors, 4).tolist()}")
+    # the calibration's own share of an object's error: the true position seen through the calibrated instead of the
+    # true camera pose (no estimator noise in it)
+    from pose_estimator_node import handeye as he
+
+    T_est, T_true = he.pose_matrix(hand_eye[:3], hand_eye[3:]), he.pose_matrix(extrinsic[:3], extrinsic[3:])
+    shares = {name: 1e3 * float(np.linalg.norm((T_est @ he.invert(T_true) @ np.append(p[:3], 1.0))[:3] - p[:3]))
+              for name, p in ((n, np.asarray(v)) for n, v in truth.items())}
+    print(f"object position errors through the calibrated hand_eye (m): {np.round(errors, 4).tolist()}; the "
+          f"calibration's share (mm): {shares}")
+    assert max(shares.values()) < TOL_MM, shares
     assert np.median(errors) < OBJECT_TOL_M, errors
 
 
