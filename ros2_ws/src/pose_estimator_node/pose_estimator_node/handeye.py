@@ -236,7 +236,7 @@ def predicted_board_in_camera(setup: str, tcp_pose: np.ndarray, X: np.ndarray, Z
 
 
 def pose_errors(measured: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(position difference (3,) m, rotation vector of predicted^-1 measured (3,) rad), in the camera frame."""
+    """(position difference in the camera frame (3,) m, rotation vector of predicted^-1 measured (3,) rad)."""
     dpos = predicted[:3, 3] - measured[:3, 3]
     drot = Rotation.from_matrix(predicted[:3, :3].T @ measured[:3, :3]).as_rotvec()
     return dpos, drot
