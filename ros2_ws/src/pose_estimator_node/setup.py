@@ -19,5 +19,8 @@ setup(
         "pass-through in sim."
     ),
     license="Apache-2.0",
-    entry_points={"console_scripts": ["pose-estimator-node = pose_estimator_node.node:main"]},
+    entry_points={"console_scripts": [
+        "pose-estimator-node = pose_estimator_node.node:main",
+        "residual-handeye = pose_estimator_node.handeye_cli:main",
+    ]},
 )

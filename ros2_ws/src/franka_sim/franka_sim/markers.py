@@ -8,6 +8,8 @@ whose texture is the marker image (made in code with ``cv2.aruco.generateImageMa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import mujoco
 import numpy as np
@@ -56,6 +58,18 @@ def add_marker(spec: mujoco.MjSpec, body: mujoco.MjsBody, object_name: str, obje
         name = f"{object_name}_marker" if k == 0 else f"{object_name}_marker{m.marker_id}"
         _add_plate(spec, body, m, name, object_frame_in_body)
         names.append(name)
+    return names
+
+
+def add_board(spec: mujoco.MjSpec, body: mujoco.MjsBody, board: Sequence[MarkerSpec], name: str,
+              board_frame_in_body) -> list[str]:
+    """Add the plates of a marker board (``residual_core.markers.calibration_board``) to ``body`` at
+    ``board_frame_in_body`` (pos (3,), quat_xyzw (4,)); visual only like every marker plate (no contacts, no mass).
+    Returns the plate geoms' names (``<name>_marker<id>``)."""
+    names = []
+    for m in board:
+        _add_plate(spec, body, m, f"{name}_marker{m.marker_id}", board_frame_in_body)
+        names.append(f"{name}_marker{m.marker_id}")
     return names
 
 

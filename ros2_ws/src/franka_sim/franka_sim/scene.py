@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import mujoco
 import numpy as np
 from residual_core.action import CONTROL_DT
+from residual_core.markers import CALIBRATION_BOARD
 from residual_core.sim_camera import (
     SIM_CAMERA_FOVY,
     SIM_CAMERA_LOOKAT,
@@ -21,7 +22,7 @@ from residual_core.sim_camera import (
     look_at_xyaxes,
 )
 
-from franka_sim import robot
+from franka_sim import markers, robot
 
 if TYPE_CHECKING:
     from franka_sim.tasks.base import Task
@@ -29,6 +30,12 @@ if TYPE_CHECKING:
 WORLD_CONTYPE = 1
 WORLD_CONAFFINITY = 3
 """Table and objects collide with each other (1) and with the robot (2)."""
+
+CALIBRATION_BOARD_MOUNT = ((0.0, 0.15, 0.0), (-0.8355, 0.0, 0.0, 0.5495))
+"""The calibration board's frame in the ``fr3_hand`` body (pos, quat x y z w) when ``SceneConfig.calibration_board``:
+15 cm out along the hand's y (beside the fingers), its face (z) turned 113 deg about the hand's -x so that it faces the
+scene camera at the home pose (the camera is along (0, 0.92, -0.40) in the hand frame there), its image up along
+the hand's -z (up) (a bracket on the real hand would do the same)."""
 
 TABLE_HALF = (0.75, 0.7, 0.02)
 TABLE_CENTER = (0.3, 0.0, -0.02)
@@ -99,6 +106,11 @@ class SceneConfig:
         default_factory=lambda: CameraConfig(name="front_camera", pos=SIM_FRONT_CAMERA_POS))
     """The second, front camera's placement (the pose estimator's second view; residual_core.sim_camera)."""
 
+    calibration_board: bool = False
+    """Opt-in, visual only: mount ``residual_core.markers.CALIBRATION_BOARD`` on the hand (``fr3_hand``) at
+    ``CALIBRATION_BOARD_MOUNT``, facing the scene camera at the home pose, for an eye-to-hand calibration
+    (``residual-handeye``). Its plates have no contacts and no mass: the physics is that of the scene without it."""
+
     def __post_init__(self) -> None:
         if self.camera.name == self.front_camera.name:
             raise ValueError(f"the two cameras need distinct names, both are {self.camera.name!r}")
@@ -148,4 +160,7 @@ def build_scene(task: Task, cfg: SceneConfig | None = None) -> mujoco.MjSpec:
     cfg = cfg or SceneConfig()
     spec = base_scene(cfg)
     task.build(spec)
+    if cfg.calibration_board:
+        markers.add_board(spec, spec.body(robot.HAND_BODY), CALIBRATION_BOARD, "calibration_board",
+                          CALIBRATION_BOARD_MOUNT)
     return spec

@@ -46,6 +46,9 @@ class TwinConfig:
     """Controller law: impedance (crisp CartesianController), stiff (the sim's tracking), stock_example."""
     camera_extrinsic: tuple[float, ...] = _DEFAULT_HAND_EYE
     """Pose of camera_color_optical_frame in fr3_link0 (x y z qx qy qz qw); all zeros: the sim camera's pose."""
+    calibration_board: bool = False
+    """Opt-in, visual only: the ArUco calibration board on the hand (franka_sim SceneConfig.calibration_board) for an
+    eye-to-hand calibration with residual-handeye; no contacts, no mass (off: the sim's own scene)."""
     camera_rate_hz: float = 30.0
     """Colour stream rate (wall clock; realsense2_camera's default profile is 30 Hz)."""
     image_width: int = 640

@@ -14,7 +14,9 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 from franka_sim import camera, robot
-from franka_sim.env import FrankaTaskEnv
+from franka_sim.env import EnvConfig, FrankaTaskEnv
+from franka_sim.scene import SceneConfig
+from franka_sim.sim import SimConfig
 from scipy.spatial.transform import Rotation
 
 from franka_twin import twin_core as tc
@@ -35,7 +37,11 @@ class TwinRobot:
         if self.env is not None:
             self.env.close()
         cfg = self.cfg
-        self.env = env = FrankaTaskEnv(task, render_camera=False, image_size=(cfg.image_height, cfg.image_width))
+        env_cfg = None
+        if cfg.calibration_board:  # opt-in: the default scene is built exactly as before
+            env_cfg = EnvConfig(sim=SimConfig(nthread=1, scene=SceneConfig(calibration_board=True)))
+        self.env = env = FrankaTaskEnv(task, render_camera=False, image_size=(cfg.image_height, cfg.image_width),
+                                       config=env_cfg)
         self.task = task
         sim, m = env.sim, env.model
         self.sim = sim

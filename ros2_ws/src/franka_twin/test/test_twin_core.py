@@ -146,3 +146,21 @@ def test_held_arm_does_not_move_and_camera_sits_at_the_extrinsic():
     p0 = r.tcp_pose()[0]
     r.advance(100, (p0 + 0.1, r.tcp_pose()[1]), active=False)
     assert np.linalg.norm(r.tcp_pose()[0] - p0) < 2e-3
+
+
+def test_calibration_board_is_opt_in_and_leaves_the_physics_bit_identical():
+    """calibration_board (default off) adds the board's plates to the hand; the impedance law then tracks a target
+    exactly as without it (visual only: no contacts, no mass)."""
+    assert tc.TwinConfig().calibration_board is False
+    runs = []
+    for board in (False, True):
+        r = TwinRobot(tc.TwinConfig(law="impedance", calibration_board=board, image_width=64, image_height=48))
+        r.reset("cube_lift", 2)
+        p0, q0 = r.tcp_pose()
+        r.advance(200, (p0 + np.array([0.03, -0.02, -0.04]), q0), True)
+        m = r.env.model
+        plates = [m.geom(i).name for i in range(m.ngeom) if m.geom(i).name.startswith("calibration_board")]
+        runs.append((r.sim.joint_positions()[0].copy(), r.tcp_pose()[0].copy(), plates))
+    (q_off, tcp_off, plates_off), (q_on, tcp_on, plates_on) = runs
+    assert plates_off == [] and len(plates_on) == 6
+    assert np.array_equal(q_off, q_on) and np.array_equal(tcp_off, tcp_on)

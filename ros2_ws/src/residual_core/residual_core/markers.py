@@ -170,3 +170,29 @@ an ambiguous marker expects the marker's normal to point up as much as it does i
 def resting_up(name: str) -> np.ndarray:
     """(3,) ``RESTING_UP`` of object ``name`` (the object frame's z if not listed)."""
     return np.asarray(RESTING_UP.get(name, (0.0, 0.0, 1.0)), dtype=np.float64)
+
+
+# --- the hand-eye calibration board ---------------------------------------------------------------------------------
+CALIBRATION_BOARD_FIRST_ID = 20
+"""First marker id of the calibration board (ids 20 on are not on any task object)."""
+
+
+def calibration_board(cols: int = 3, rows: int = 2, size: float = 0.045, plate_size: float = 0.06,
+                      first_id: int = CALIBRATION_BOARD_FIRST_ID) -> tuple[MarkerSpec, ...]:
+    """The markers of a flat ArUco board of ``cols`` x ``rows`` plates of ``plate_size`` side edge to edge, each with a
+    marker of ``size`` (a one-cell quiet zone at the default 4/3 ratio), ids ``first_id`` on row by row from the top
+    left. Board frame: at the board's centre, z out of the printed face (the face at z = 0), x to the right of the
+    printed image, y up it (the markers' own convention, so every marker's orientation is the identity)."""
+    if cols < 1 or rows < 1 or first_id < 0 or first_id + cols * rows > 50:
+        raise ValueError(f"need cols, rows >= 1 and ids within DICT_4X4_50, got {cols} x {rows} from id {first_id}")
+    out = []
+    for r in range(rows):
+        for c in range(cols):
+            pos = ((c - (cols - 1) / 2) * plate_size, ((rows - 1) / 2 - r) * plate_size, 0.0)
+            out.append(MarkerSpec(first_id + r * cols + c, size, plate_size, pos, _IDENTITY))
+    return tuple(out)
+
+
+CALIBRATION_BOARD: tuple[MarkerSpec, ...] = calibration_board()
+"""The board ``residual-handeye`` looks for by default (3 x 2 markers of 45 mm on 60 mm plates: an 18 x 12 cm board;
+print it with ``residual-handeye --print-board``), and the one the twin mounts on the hand when asked to."""
