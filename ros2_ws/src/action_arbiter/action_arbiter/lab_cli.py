@@ -37,6 +37,16 @@ class Step:
     message: str
 
 
+def _step_recorder(sequence: str, steps: list[Step], log: Callable[[str], None]) -> Callable[[Step], None]:
+    """``done(step)``: record and log a step of ``sequence``; a failed one ends it (LabCommandError naming it)."""
+    def done(step: Step) -> None:
+        steps.append(step)
+        log(f"[{'ok' if step.ok else 'FAILED'}] {step.name}: {step.message}")
+        if not step.ok:
+            raise LabCommandError(f"{sequence} stopped at '{step.name}': {step.message}")
+    return done
+
+
 class LabClient:
     """A node of its own that calls the arbiter's and franka's services (spins only while it waits)."""
 
@@ -159,13 +169,7 @@ class LabClient:
         from lifecycle_msgs.msg import State
 
         steps: list[Step] = []
-
-        def done(step: Step) -> None:
-            steps.append(step)
-            log(f"[{'ok' if step.ok else 'FAILED'}] {step.name}: {step.message}")
-            if not step.ok:
-                raise LabCommandError(f"recovery stopped at '{step.name}': {step.message}")
-
+        done = _step_recorder("recovery", steps, log)
         done(self.arm(False, timeout))
         from action_msgs.msg import GoalStatus
 
@@ -198,13 +202,7 @@ class LabClient:
         from franka_msgs.action import PTPMotion
 
         steps: list[Step] = []
-
-        def done(step: Step) -> None:
-            steps.append(step)
-            log(f"[{'ok' if step.ok else 'FAILED'}] {step.name}: {step.message}")
-            if not step.ok:
-                raise LabCommandError(f"homing stopped at '{step.name}': {step.message}")
-
+        done = _step_recorder("homing", steps, log)
         controller = fi.TRACKING_CONTROLLER.name
         done(self.arm(False, timeout))
         resp = self.call(SwitchController, fi.SWITCH_CONTROLLER.name, SwitchController.Request(
