@@ -84,17 +84,48 @@ def test_stiff_law_starts_a_control_period_when_a_target_arrives():
     assert reached < 1e-3 + np.linalg.norm(sim.tcp_pose()[0] - target[0]), reached
 
 
+def _recover_in_order(m: tc.RobotModeMachine) -> None:
+    """franka's three steps: error recovery, hardware component active, controller active."""
+    assert m.recover()[0] and m.mode == fi.ROBOT_MODES["IDLE"] and not m.accepts_target()
+    assert m.set_hardware_active(True)[0] and m.hardware_active and not m.accepts_target()
+    assert m.activate_controller()[0] and m.mode == fi.ROBOT_MODES["MOVE"] and m.accepts_target()
+
+
 def test_robot_mode_reflex_and_recovery():
     m = tc.RobotModeMachine()
     assert m.accepts_target()
     m.fault("reflex")
     assert m.mode == fi.ROBOT_MODES["REFLEX"] and not m.accepts_target() and "cartesian_reflex" in m.errors
-    ok, _ = m.recover()
-    assert ok and m.accepts_target() and not m.errors and "cartesian_reflex" in m.last_motion_errors
+    assert not m.hardware_active and not m.controller_running
+    # out of order: refused, saying why
+    ok, why = m.activate_controller()
+    assert not ok and "hardware component" in why
+    ok, why = m.set_hardware_active(True)
+    assert not ok and "error recovery first" in why
+    _recover_in_order(m)
+    assert not m.errors and "cartesian_reflex" in m.last_motion_errors
     m.fault("user_stop")
     assert m.recover()[0] is False
     m.release_user_stop()
-    assert m.recover()[0] and m.accepts_target()
+    _recover_in_order(m)
+    # the controller switched off without an error: IDLE, held; on again: MOVE
+    assert m.deactivate_controller() and m.mode == fi.ROBOT_MODES["IDLE"] and not m.accepts_target()
+    assert m.activate_controller()[0] and m.accepts_target()
+
+
+def test_ptp_goal_rules():
+    from franka_sim import robot as fr
+
+    m = tc.RobotModeMachine()
+    home, v = fr.HOME_Q, [0.3] * 7
+    assert "deactivate it first" in tc.ptp_goal_reason(home, v, 0.01, fr.Q_MIN, fr.Q_MAX, fr.DQ_MAX, m)
+    m.deactivate_controller()
+    assert tc.ptp_goal_reason(home, v, 0.01, fr.Q_MIN, fr.Q_MAX, fr.DQ_MAX, m) == ""
+    assert "joint limits" in tc.ptp_goal_reason(fr.Q_MAX + 0.1, v, 0.01, fr.Q_MIN, fr.Q_MAX, fr.DQ_MAX, m)
+    assert "maximum velocities" in tc.ptp_goal_reason(home, [10.0] * 7, 0.01, fr.Q_MIN, fr.Q_MAX, fr.DQ_MAX, m)
+    assert "7 joint positions" in tc.ptp_goal_reason(home[:6], v, 0.01, fr.Q_MIN, fr.Q_MAX, fr.DQ_MAX, m)
+    m.fault("reflex")
+    assert "error recovery" in tc.ptp_goal_reason(home, v, 0.01, fr.Q_MIN, fr.Q_MAX, fr.DQ_MAX, m)
 
 
 def test_gripper_goal_rules():
