@@ -31,7 +31,8 @@ def arbiter(launch_node, ros_probe):
                        name="arbiter")
     ros_probe.base_pub = ros_probe.node.create_publisher(EefAction, "/base/action", 10)
     ros_probe.res_pub = ros_probe.node.create_publisher(EefAction, "/residual/action", 10)
-    ros_probe.corrections = ros_probe.collect(Correction, "/arbiter/correction")
+    # (depth 200: on a loaded machine this process may fall behind the arbiter's holds and decisions)
+    ros_probe.corrections = ros_probe.collect(Correction, "/arbiter/correction", qos=200)
     ros_probe.commands = ros_probe.collect(ArbiterCommand, "/arbiter/command")
     ros_probe.wait_for_subscribers(ros_probe.base_pub, timeout=20.0)
     ros_probe.wait_for_subscribers(ros_probe.res_pub, timeout=20.0)
@@ -268,6 +269,25 @@ def _tcp_msg(probe, pos=TCP, quat=(1.0, 0.0, 0.0, 0.0), frame="fr3_link0", stamp
     return msg
 
 
+def test_two_base_actions_within_one_deadline_each_get_a_command(arbiter, ros_probe):
+    """Delivery jitter: a base action arriving while the previous one still waits for its residual superseded it
+    unanswered (seen in CI: one step of 20 without a command and without a drop logged). The older is now decided at
+    once (base alone, late), the newer waits for its own residual."""
+    now = ros_probe.node.get_clock().now().nanoseconds
+    send(ros_probe, ros_probe.base_pub, 700, BASE, "openpi", stamp_ns=now)
+    send(ros_probe, ros_probe.base_pub, 701, BASE, "openpi", stamp_ns=now + 1_000_000)
+    c700, c701 = correction_for(ros_probe, 700), correction_for(ros_probe, 701)
+    assert c700.residual_status == "late" and c701.residual_status == "late"
+    order = [c.step for c in ros_probe.corrections if c.step in (700, 701) and "base_stale_hold" not in c.clip_reasons]
+    assert order == [700, 701], order
+    # with the residual in time, the newer is composed with it
+    send(ros_probe, ros_probe.base_pub, 702, BASE, "openpi")
+    send(ros_probe, ros_probe.base_pub, 703, BASE, "openpi")
+    send(ros_probe, ros_probe.res_pub, 703, RESIDUAL, "residual")
+    assert correction_for(ros_probe, 702).residual_status == "late"
+    assert correction_for(ros_probe, 703).residual_status == "ok"
+
+
 def test_real_time_deadline_is_fixed_base_alone_every_period_without_a_residual(arbiter, ros_probe):
     """Defect 2: with the residual gone, base actions every period each get a command within one period (the
     deadline is not restarted by the next base action), and diagnostics count no late ticks."""
@@ -288,8 +308,10 @@ def test_real_time_deadline_is_fixed_base_alone_every_period_without_a_residual(
     # On a loaded machine a base action can reach the arbiter more than base_max_age_s after it was sent; it is
     # then dropped, by design and logged (never silently): the rest must each be answered within the bound.
     assert len(recs) >= 16, f"only steps {sorted(answered())} of {sorted(sent)} were answered"
-    if len(recs) < len(sent):
-        assert "dropped a message on /base/action: stamp_old" in arbiter.output()
+    if len(recs) < len(sent):  # (the log line may reach the file a little after the drop)
+        ros_probe.spin_until(lambda: "dropped a message on /base/action: stamp_old" in arbiter.output(), 5.0,
+                             f"the stamp_old drop logged (answered {sorted(answered())}; "
+                             f"{[(c.step, list(c.clip_reasons)) for c in ros_probe.corrections if c.step in sent]})")
     assert all(r.residual_status == "late" for r in recs)
     delays = [(r.header.stamp.sec * 10**9 + r.header.stamp.nanosec - sent[r.step]) * 1e-9 for r in recs]
     # The residual deadline is 0.04 s: base alone within one period (0.05 s) as a rule; one late outlier on a loaded

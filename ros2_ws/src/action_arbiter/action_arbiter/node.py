@@ -383,6 +383,14 @@ class ArbiterNode(Node):
             self.tcp_gate.new_episode(stamp_ns(msg.header.stamp))
             self._deadline_timer.cancel()
             self.matcher.pending = None
+        older = self.matcher.pending
+        if older is not None and older < step and self.matcher.has_base(older):
+            # A newer base action came while an older one still waited for its residual (two arrivals within one
+            # deadline: delivery jitter in real time): the older is decided now, as its deadline would have (base
+            # alone, late), so every base action gets its command and none is superseded unanswered.
+            self._deadline_timer.cancel()
+            self.matcher.pending = None
+            self._decide(older)
         if self._ready(step):
             self._decide(step)
         else:
@@ -536,7 +544,7 @@ class ArbiterNode(Node):
                  why: str = "") -> None:
         if why and not d.has_command:
             d = replace(d, clip_reasons=d.clip_reasons + (why,))
-        if not self.guard.armed and d.has_command:  # decided and recorded, never sent
+        if not self.guard.armed:  # decided and recorded, never sent; recorded "disarmed" with or without a target
             d = replace(d, target_pos=None, target_quat=None, clip_reasons=d.clip_reasons + ("disarmed",))
         now = self._steady_s()
         if self._last_command_s is not None:

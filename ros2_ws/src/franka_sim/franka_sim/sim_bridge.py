@@ -294,12 +294,17 @@ class EpisodeMachine:
         the command answers the first /sim/step). Real time: any step not older than the newest taken. Never a
         step the episode does not reach (at or beyond its horizon: a far-future step would, in real time, lock the
         newest-step rule onto it for the rest of the episode)."""
-        if not self.running or (self.lockstep and not self.step_sent):
+        if not self.running:
             return CommandCheck(False, "not_waiting")
+        # What the command names is judged before when it came: a command of another episode, or of a step the
+        # episode never reaches, is that whether or not a step is outstanding (so its count does not depend on
+        # how fast the pose estimator answered).
         if episode != self.episode:
             return CommandCheck(False, "other_episode")
         if step >= self.horizon:
             return CommandCheck(False, "future_step")
+        if self.lockstep and not self.step_sent:
+            return CommandCheck(False, "not_waiting")
         if not self.lockstep:
             newest = self.newest_command_step
             return CommandCheck(False, "old_step") if newest is not None and step < newest else CommandCheck(

@@ -253,3 +253,18 @@ def test_a_command_answering_the_first_step_message_is_taken_while_a_resend_wait
     m.advanced(False)
     m.state_published(now=3.0)
     assert m.check_command(1, 1).reason == "not_waiting"
+
+
+def test_what_a_command_names_is_judged_before_when_it_came():
+    """A command of another episode (or of a step past the horizon) counts as that while the sim waits for poses
+    too, not as "not_waiting": the count then does not depend on how fast the pose estimator answered (seen in CI:
+    the fuzz test's forged-episode commands, arriving while the next step waited for its poses, were all counted
+    not_waiting)."""
+    m = EpisodeMachine(lockstep=True, wait_for_poses=True)
+    m.begin("cube_lift", 0, horizon=10)
+    m.state_published(now=0.0)
+    assert m.phase == Phase.WAIT_POSES and not m.step_sent
+    assert m.accept_command(1001, 0).reason == "other_episode"
+    assert m.accept_command(1, 10**9).reason == "future_step"
+    assert m.accept_command(1, 0).reason == "not_waiting"  # its own episode and a reachable step: just early
+    assert m.dropped == {"not_waiting": 1, "other_episode": 1, "future_step": 1, "old_step": 0}
