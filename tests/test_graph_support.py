@@ -150,7 +150,8 @@ def envelope_violations(records: list[StepRecord], env: EnvelopeConfig, tol: flo
         if r.tcp_pos is not None and not pulled_in:
             expected = r.tcp_pos + r.final[0:3]
             if np.max(np.abs(expected - r.target_pos)) > 1e-6:
-                bad.append(f"{where}: target {r.target_pos} != TCP {r.tcp_pos} + final {r.final[0:3]}")
+                bad.append(f"{where}: target {r.target_pos} != TCP {r.tcp_pos} + final {r.final[0:3]} "
+                           f"(status {r.status}, clip reasons {list(r.clip_reasons)})")
     return bad
 
 

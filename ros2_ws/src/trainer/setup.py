@@ -25,6 +25,7 @@ setup(
             "residual-train = trainer.residual_train:main",
             "residual-eval = trainer.evaluate:main",
             "residual-compare = trainer.compare:main",
+            "residual-perception = trainer.perception_cli:main",
         ]
     },
 )

@@ -197,3 +197,28 @@ def test_resume_with_another_evaluation_protocol_needs_reset_best(trained, base_
     assert man.evaluation["episodes"] == 3 and (out / "best.json").read_text() != before
     r = run(["residual-train", "--task", "cube_lift", "--out-dir", str(tmp_path / "x"), *tiny(), "--reset-best"])
     assert r.returncode == 2 and "--resume" in r.stderr
+
+
+def test_residual_train_with_a_fitted_perception_model_records_it(base_ckpt, tmp_path):
+    """--perception-model: training and validation see the poses through the fitted camera model; the manifest says
+    so, and the evaluation protocol names it."""
+    from trainer.perception_cli import sim_camera_positions
+    from trainer.perception_model import fit
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_perception_model import synthetic_log
+
+    model = tmp_path / "camera.json"
+    fit(synthetic_log(episodes=6), sim_camera_positions(), fitted_from={"note": "synthetic"}).save(model)
+    out = tmp_path / "run"
+    r = run(["residual-train", "--task", "cube_lift", "--base-checkpoint", str(base_ckpt), "--out-dir", str(out),
+             "--perception-model", str(model), *tiny(128)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    manifest = read_manifest(out / "best")
+    perception = manifest.training["perception"]
+    assert perception["kind"] == "fitted_camera_model" and perception["fitted_from"] == {"note": "synthetic"}
+    assert manifest.evaluation["perception_model"] == str(model)
+    # a task whose objects the model was not fitted for is refused before training
+    r = run(["residual-train", "--task", "pick_place", "--base-checkpoint", str(base_ckpt), "--out-dir",
+             str(tmp_path / "pp"), "--perception-model", str(model), *tiny(128)])
+    assert r.returncode == 2 and "no fit for ['target']" in r.stderr, r.stderr[-2000:]

@@ -113,6 +113,9 @@ class CameraPerception:
         """Images rendered and estimated since construction."""
         self.detected = dict.fromkeys(self.object_names, 0)
         """Per object: images in which its marker was detected (confidence > 0)."""
+        self.on_image = None
+        """Called as ``on_image(env, step, entries)`` with what the estimator published for each image (one
+        ``ObjectInput`` per object; a missed one has confidence 0): ``residual-perception record`` logs it."""
 
     @property
     def num_envs(self) -> int:
@@ -154,6 +157,8 @@ class CameraPerception:
             entries.append(ObjectInput(name, tuple(float(v) for v in pos), tuple(float(v) for v in quat),
                                        float(np.float32(conf)), message_seconds(t_ns)))
         self._inputs[i].update(entries, t_ns * 1e-9)
+        if self.on_image is not None:
+            self.on_image(i, step, entries)
 
     def view(self, s: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What the residual sees now in every env: positions (N, K, 3), quaternions (N, K, 4) and present (N, K);

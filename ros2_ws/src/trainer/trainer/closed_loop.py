@@ -9,7 +9,8 @@ graph with offline evaluation all run this loop, so an episode offline is the ep
    whole-object dropout (:class:`residual_core.augment.PoseAugmenter`; which objects are present is decided by
    ``residual_core.observation.present_mask``, the definition the residual node uses at run time), or the graph's
    camera path (:class:`trainer.camera_path.CameraPerception`: the rendered camera, the ArUco pose estimator and the
-   residual node's pose inputs);
+   residual node's pose inputs), or the model fitted to that estimator
+   (:class:`trainer.perception_model.FittedPerception`: hand occlusion per step, the estimator's measured errors);
 3. the residual (a function of the observations, in action units) is composed with the base by
    :class:`residual_core.pipeline.ActionPipeline` (the checkpoint's bound, the action spec, the safety envelope:
    what the arbiter runs);
@@ -35,9 +36,11 @@ from trainer.sim_backend import BatchState, SimBackend, StepResult
 
 if TYPE_CHECKING:  # (not imported at run time: the camera path pulls in OpenCV and the pose estimator)
     from trainer.camera_path import CameraPerception
+    from trainer.perception_model import FittedPerception
 
-    Perception = PoseAugmenter | CameraPerception
-    """What the residual sees of the object poses: noise and dropout on the true poses, or the camera path."""
+    Perception = PoseAugmenter | CameraPerception | FittedPerception
+    """What the residual sees of the object poses: noise and dropout on the true poses, the camera path, or the model
+    fitted to it."""
 
 
 class BaseChunkRunner:
@@ -87,8 +90,8 @@ def residual_observation(object_names: Sequence[str], s: BatchState, base_action
     """The residual's observation (N, D) for the current state, through the perception model if one is given.
 
     Returns (observations, present mask (N, K)). A PoseAugmenter's dropouts become absent objects through
-    :func:`residual_core.observation.present_mask` (a dropout is a pose that never arrived); the camera path says
-    itself which objects are present (the residual node's rule on the estimator's poses).
+    :func:`residual_core.observation.present_mask` (a dropout is a pose that never arrived); the camera path (and its
+    fitted model) says itself which objects are present (the residual node's rule on the estimator's poses).
     """
     if perception is None or isinstance(perception, PoseAugmenter):
         pos, quat = s.obj_pos, s.obj_quat

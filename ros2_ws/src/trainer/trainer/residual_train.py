@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from trainer.closed_loop import ClosedLoop
 from trainer.franka_backend import FrankaSimBackend
+from trainer.perception_model import FittedPerception, PerceptionModelParams
 from trainer.plots import plot_learning_curve
 from trainer.replay import NStepAccumulator, ReplayBuffer
 from trainer.rollout import evaluate_episodes
@@ -98,6 +99,11 @@ class Args:
     """Training pose noise: sigma ~ U(0, pose_noise) per episode (m)."""
     dropout: float = 0.1
     """Training whole-object pose dropout probability per step."""
+    perception_model: Path | None = None
+    """A perception model fitted to the camera estimator (``residual-perception fit``; e.g.
+    checkpoints/perception/camera.json): the residual sees the object poses as the model says the camera estimator
+    would (misses decided by hand occlusion per step, the estimator's measured errors), in training and in the
+    validation evaluations, instead of --pose-noise / --dropout (and --eval-pose-noise / --eval-dropout)."""
     eval_every: int = 10_000
     """Evaluate every this many online env steps (and at the end)."""
     eval_episodes: int = 20
@@ -150,7 +156,8 @@ class Trainer:
         self.layout = make_layout(self.backend.object_names)
         self.scale = np.asarray(a.residual_scale, dtype=np.float64)
         self.pipeline = ActionPipeline(residual_scale=tuple(self.scale))
-        self.augmenter = PoseAugmenter(max_sigma=a.pose_noise, dropout_p=a.dropout, seed=a.seed + 1)
+        self.perception_params = None if a.perception_model is None else PerceptionModelParams.load(a.perception_model)
+        self.augmenter = self._perception(seed=a.seed + 1, evaluation=False)
         self.loop = ClosedLoop(self.backend, self.base, self.pipeline, self.augmenter)
         self.agent_cfg: ActorCriticConfig = a.td3 if a.algo == "td3" else a.sac
         self.agent = (TD3 if a.algo == "td3" else SAC)(self.layout.size, 7, self.agent_cfg, seed=a.seed)
@@ -223,9 +230,19 @@ class Trainer:
         return stats
 
     # --- evaluation & checkpoints ---------------------------------------------------------------------
+    def _perception(self, seed: int, evaluation: bool):
+        """Training's (or, ``evaluation``, validation's) perception model: the fitted camera model if given, else pose
+        noise and i.i.d. dropout."""
+        a = self.args
+        if self.perception_params is not None:
+            return FittedPerception(self.perception_params, self.backend.object_names, seed=seed, task=a.task)
+        if evaluation:
+            return PoseAugmenter(max_sigma=a.eval_pose_noise, dropout_p=a.eval_dropout, seed=seed, fixed_sigma=True)
+        return PoseAugmenter(max_sigma=a.pose_noise, dropout_p=a.dropout, seed=seed)
+
     def evaluate(self) -> dict:
         a = self.args
-        aug = PoseAugmenter(max_sigma=a.eval_pose_noise, dropout_p=a.eval_dropout, seed=12345, fixed_sigma=True)
+        aug = self._perception(seed=12345, evaluation=True)
         pol = NumpyPolicy.from_actor(self.agent.actor)
         res = evaluate_episodes(self.backend, self.base, [VALIDATION_SEED_OFFSET + i for i in range(a.eval_episodes)],
                                 residual_fn=lambda o: pol(o) * self.scale, augmenter=aug, pipeline=self.pipeline)
@@ -240,7 +257,12 @@ class Trainer:
                     "reward": {**reward_spec(make_task(a.task)), "success_reward": a.success_reward,
                                "reward_scale": a.reward_scale},
                     "wall_clock_s": self.wall_clock(), "env_steps": self.env_steps,
-                    "base_checkpoint": str(a.base_checkpoint or default_base_checkpoint())}
+                    "base_checkpoint": str(a.base_checkpoint or default_base_checkpoint()),
+                    "perception": ({"kind": "pose_noise_dropout", "pose_noise": a.pose_noise, "dropout": a.dropout}
+                                   if self.perception_params is None else
+                                   {"kind": "fitted_camera_model", "path": str(a.perception_model),
+                                    "fitted_from": self.perception_params.fitted_from,
+                                    "latency_steps": self.perception_params.latency_steps})}
         return save_residual_checkpoint(self.out / name, self.agent.actor, self.layout, a.task, self.scale.tolist(),
                                         training, self.env_steps, evaluation)
 
@@ -286,6 +308,8 @@ class Trainer:
 
     def eval_protocol(self) -> dict:
         a = self.args
+        if a.perception_model is not None:
+            return {"episodes": a.eval_episodes, "perception_model": str(a.perception_model)}
         return {"episodes": a.eval_episodes, "pose_noise": a.eval_pose_noise, "dropout": a.eval_dropout}
 
     # --- the whole run --------------------------------------------------------------------------------
@@ -359,7 +383,7 @@ class Trainer:
         if self.best is None or key > tuple(self.best):
             self.best = key
             self.save("best", {**ev, "env_steps": self.env_steps, "wall_clock_s": round(self.wall_clock(), 1),
-                               "pose_noise": self.args.eval_pose_noise, "dropout": self.args.eval_dropout})
+                               **self.eval_protocol()})
         self.log.evaluation(row, ev["success_rate"])
 
 

@@ -1,0 +1,624 @@
+"""A perception model fitted to the camera pose estimator (issue 11, "A perception model fitted to the estimator").
+
+Training cannot afford the camera path itself (rendering and ArUco every step: 10-30 steps/s); :class:`PoseAugmenter`
+is cheap but drops poses i.i.d. with one rate, while the estimator misses whole grasp phases (the hand hides the
+marker) and errs with a per-episode bias. :class:`FittedPerception` is a cheap, batched stand-in for
+:class:`trainer.camera_path.CameraPerception` whose numbers come from measured estimator output:
+
+* **Misses, decided geometrically per step.** Per object and camera, how far the object is from being hidden by the
+  arm or hand: spheres at the FR3's elbow, forearm, wrist and flange (from the joint positions through the published
+  DH parameters) and at the fingers and hand (along the TCP's tool axis); the angle between the camera's rays to the
+  object and to a sphere, less the sphere's angular radius, in units of the object's angular radius, the smallest
+  over the spheres nearer the camera than the object (:func:`occlusion_clearance`). That clearance, binned for each
+  camera, with "grasped" (the object within 4 cm of the TCP, the gripper not fully open) and "tipped" (the object's
+  z axis more than 45 deg from vertical: the cup lying) makes a cell (:func:`cells`); each object's detection rate
+  per cell is counted from the estimator's output (a Beta prior towards the object's overall rate for rarely seen
+  cells), per task where the log has the task's episodes. The model draws a detection per object and step from its
+  cell's rate.
+* **Errors as measured.** Per object and phase (:data:`PHASES`: far from the hand, near it, grasped; "any" for a
+  phase rarely seen), an episode bootstrap (:class:`ErrorModel`): each episode follows one of the log's episodes, its
+  mean error as the offset plus, per step, one of that episode's errors about its mean; the orientation error angle
+  from its quantiles (about a random axis).
+* **Latency**: ``latency_steps`` (0 in the lockstep sim, whose estimator answers each step's image before the
+  residual acts): the estimate of step t is made from the state of step t - latency. A real camera's latency is the
+  image stamp to pose arrival time of its log (see docs/PERCEPTION.md, "Refit from a real camera").
+
+What the residual sees goes through the residual node's presence rule as on the camera path: a missed object is absent
+at once (the estimator publishes a confidence-0 entry for it, which replaces the older pose).
+
+The fit reads a :class:`CameraLog`: per step and object the true pose, the TCP pose and gripper width, and what the
+estimator published (detected or not, the pose). ``residual-perception record`` makes one from the sim's camera path;
+a real camera log in the same CSV columns (truth from a reference, see docs/PERCEPTION.md) refits the model with
+``residual-perception fit --log``. ``residual-perception check`` compares the model with the estimator on held-out
+episodes per task, object and phase.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from trainer.sim_backend import BatchState
+
+MODEL_VERSION = 2
+
+HAND_SPHERES: tuple[tuple[float, float], ...] = ((0.02, 0.045), (0.07, 0.06))
+"""(distance behind the TCP along its tool axis (m), radius (m)): the fingers and the hand (franka hand: TCP 0.1034 m
+from the flange)."""
+ARM_SPHERES: tuple[tuple[int, int, float], ...] = ((3, 3, 0.07), (4, 4, 0.07), (4, 5, 0.06), (5, 5, 0.06),
+                                                   (7, 7, 0.06))
+"""(DH frame a, DH frame b, radius (m)): spheres at the midpoint of the two frames' origins (the FR3's published DH
+parameters, franka_sim.robot): the elbow, the forearm, the wrist, the flange."""
+CLEARANCE_EDGES: tuple[float, ...] = (0.0, 1.5)
+"""Bin edges of :func:`occlusion_clearance` (object angular radii): hidden (< 0), at the edge, clear (>= 1.5)."""
+PHASES = ("far", "near", "grasped")
+"""Phases of :func:`phases` (comparisons are reported per phase): the TCP over 10 cm from the object, within, or
+grasping it."""
+MAX_EPISODES = 40
+"""Log episodes kept per object and phase in an :class:`ErrorModel` (evenly spaced over the log's)."""
+MAX_RESIDUALS = 12
+"""Per-step errors kept per episode in an :class:`ErrorModel`."""
+QUANTILES = tuple(np.linspace(0.0, 1.0, 21).round(3).tolist())
+"""Quantile levels at which error distributions are stored (0, 0.05, ..., 1)."""
+
+
+# --- geometry ------------------------------------------------------------------------------------------------------
+def _tool_axis(tcp_quat: np.ndarray) -> np.ndarray:
+    """(..., 3) the TCP's z axis (from the flange towards the fingers) in the base frame."""
+    q = np.asarray(tcp_quat, dtype=np.float64)
+    return Rotation.from_quat(q.reshape(-1, 4)).apply([0.0, 0.0, 1.0]).reshape(q.shape[:-1] + (3,))
+
+
+def arm_link_origins(joint_pos: np.ndarray) -> np.ndarray:
+    """(N, 8, 3) origins of the FR3's DH frames 0..7 in the base frame for joint positions (N, 7) (batched DH)."""
+    from franka_sim.robot import DH_A, DH_ALPHA, DH_D
+
+    q = np.asarray(joint_pos, dtype=np.float64)
+    n = len(q)
+    T = np.broadcast_to(np.eye(4), (n, 4, 4)).copy()
+    out = np.zeros((n, 8, 3))
+    for i in range(7):
+        ca, sa, cq, sq = np.cos(DH_ALPHA[i]), np.sin(DH_ALPHA[i]), np.cos(q[:, i]), np.sin(q[:, i])
+        A = np.zeros((n, 4, 4))
+        A[:, 0, 0], A[:, 0, 1], A[:, 0, 3] = cq, -sq, DH_A[i]
+        A[:, 1, 0], A[:, 1, 1], A[:, 1, 2], A[:, 1, 3] = sq * ca, cq * ca, -sa, -DH_D[i] * sa
+        A[:, 2, 0], A[:, 2, 1], A[:, 2, 2], A[:, 2, 3] = sq * sa, cq * sa, ca, DH_D[i] * ca
+        A[:, 3, 3] = 1.0
+        T = T @ A
+        out[:, i + 1] = T[:, :3, 3]
+    return out
+
+
+def occluder_spheres(joint_pos: np.ndarray, tcp_pos: np.ndarray, tcp_quat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (N, P, 3) and radii (P,) of the spheres standing for the arm and hand (:data:`ARM_SPHERES`,
+    :data:`HAND_SPHERES`)."""
+    origins = arm_link_origins(joint_pos)
+    axis = _tool_axis(tcp_quat)
+    centres = [0.5 * (origins[:, a] + origins[:, b]) for a, b, _ in ARM_SPHERES]
+    centres += [np.asarray(tcp_pos, dtype=np.float64) - back * axis for back, _ in HAND_SPHERES]
+    radii = [r for _, _, r in ARM_SPHERES] + [r for _, r in HAND_SPHERES]
+    return np.stack(centres, axis=1), np.asarray(radii)
+
+
+def occlusion_clearance(obj_pos: np.ndarray, spheres: tuple[np.ndarray, np.ndarray], camera_pos: np.ndarray,
+                        object_radius: float = 0.03) -> np.ndarray:
+    """(N, K): how clear each object is of the arm and hand as seen from a camera at ``camera_pos`` (3,), in object
+    angular radii: min over the ``spheres`` (:func:`occluder_spheres`) nearer the camera than the object of (angle
+    between the rays to the object and to the sphere - the sphere's angular radius) / the object's angular radius.
+    Below 0: the object's centre is behind a sphere; no sphere in front: 10."""
+    obj = np.asarray(obj_pos, dtype=np.float64)  # (N, K, 3)
+    cam = np.asarray(camera_pos, dtype=np.float64).reshape(1, 1, 3)
+    to_obj = obj - cam
+    d_obj = np.linalg.norm(to_obj, axis=-1)  # (N, K)
+    u_obj = to_obj / np.maximum(d_obj[..., None], 1e-9)
+    alpha = np.arctan2(object_radius, d_obj)
+    centres, radii = spheres
+    out = np.full(d_obj.shape, 10.0)
+    for p, radius in enumerate(radii):
+        to_s = centres[:, p][:, None, :] - cam  # (N, 1, 3)
+        d_s = np.linalg.norm(to_s, axis=-1)  # (N, 1)
+        u_s = to_s / np.maximum(d_s[..., None], 1e-9)
+        angle = np.arccos(np.clip(np.sum(u_obj * u_s, axis=-1), -1.0, 1.0))
+        rho = np.arcsin(np.clip(radius / np.maximum(d_s, radius), 0.0, 1.0))
+        out = np.where(d_s < d_obj, np.minimum(out, (angle - rho) / alpha), out)
+    return out
+
+
+def grasped(obj_pos: np.ndarray, tcp_pos: np.ndarray, gripper_width: np.ndarray, grasp_radius_m: float = 0.04,
+            open_width_m: float = 0.075) -> np.ndarray:
+    """(N, K) bool: the object is within ``grasp_radius_m`` of the TCP and the gripper is not fully open."""
+    dist = np.linalg.norm(np.asarray(obj_pos) - np.asarray(tcp_pos)[:, None, :], axis=-1)
+    return (dist < grasp_radius_m) & (np.asarray(gripper_width)[:, None] < open_width_m)
+
+
+def tipped(obj_quat: np.ndarray) -> np.ndarray:
+    """(N, K) bool: the object's z axis is more than 45 deg from the vertical."""
+    q = np.asarray(obj_quat, dtype=np.float64)
+    z = Rotation.from_quat(q.reshape(-1, 4)).apply([0.0, 0.0, 1.0]).reshape(q.shape[:-1] + (3,))
+    return z[..., 2] < np.cos(np.pi / 4)
+
+
+def phases(obj_pos: np.ndarray, tcp_pos: np.ndarray, gripper_width: np.ndarray) -> np.ndarray:
+    """(N, K) index into :data:`PHASES`."""
+    dist = np.linalg.norm(np.asarray(obj_pos) - np.asarray(tcp_pos)[:, None, :], axis=-1)
+    out = np.where(dist > 0.10, 0, 1)
+    return np.where(grasped(obj_pos, tcp_pos, gripper_width), 2, out)
+
+
+def n_cells(n_cameras: int) -> int:
+    return (len(CLEARANCE_EDGES) + 1) ** n_cameras * 4
+
+
+def cells(obj_pos, obj_quat, tcp_pos, tcp_quat, gripper_width, joint_pos, camera_positions: Sequence) -> np.ndarray:
+    """(N, K) cell index in [0, :func:`n_cells`): the clearance bin per camera, grasped, tipped."""
+    idx = np.zeros(np.asarray(obj_pos).shape[:2], dtype=np.int64)
+    spheres = occluder_spheres(joint_pos, tcp_pos, tcp_quat)
+    for cam in camera_positions:
+        c = occlusion_clearance(obj_pos, spheres, np.asarray(cam))
+        idx = idx * (len(CLEARANCE_EDGES) + 1) + np.digitize(c, CLEARANCE_EDGES)
+    idx = idx * 2 + grasped(obj_pos, tcp_pos, gripper_width)
+    return idx * 2 + tipped(obj_quat)
+
+
+# --- the camera log ------------------------------------------------------------------------------------------------
+LOG_COLUMNS = ("task", "episode", "step", "object", "true_x", "true_y", "true_z", "true_qx", "true_qy", "true_qz",
+               "true_qw", "tcp_x", "tcp_y", "tcp_z", "tcp_qx", "tcp_qy", "tcp_qz", "tcp_qw", "gripper_width",
+               "q1", "q2", "q3", "q4", "q5", "q6", "q7", "detected", "est_x", "est_y", "est_z", "est_qx", "est_qy",
+               "est_qz", "est_qw")
+"""CSV columns of a camera log, one row per camera image and object (base frame, m, quaternions x y z w):
+``episode`` any integer naming the episode (per-episode offsets are fitted from it), ``step`` the control step of the
+image, ``q1``..``q7`` the arm's joint positions (rad; the arm's occlusion is computed from them), ``detected`` 1 when
+the estimator published a pose with confidence at or above the residual's ``min_confidence``, else 0 (the est_*
+columns are then ignored)."""
+
+
+@dataclass
+class CameraLog:
+    """Rows of a camera log (see :data:`LOG_COLUMNS`), as arrays of equal length."""
+
+    task: np.ndarray
+    episode: np.ndarray
+    step: np.ndarray
+    object: np.ndarray
+    true_pos: np.ndarray
+    true_quat: np.ndarray
+    tcp_pos: np.ndarray
+    tcp_quat: np.ndarray
+    gripper_width: np.ndarray
+    joint_pos: np.ndarray
+    detected: np.ndarray
+    est_pos: np.ndarray
+    est_quat: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+    def __post_init__(self) -> None:
+        n = len(self.step)
+        shapes = {"true_pos": 3, "true_quat": 4, "tcp_pos": 3, "tcp_quat": 4, "joint_pos": 7, "est_pos": 3,
+                  "est_quat": 4}
+        for name in ("task", "episode", "object", "gripper_width", "detected"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"camera log: column {name} has {len(getattr(self, name))} rows, step has {n}")
+        for name, width in shapes.items():
+            if np.shape(getattr(self, name)) != (n, width):
+                raise ValueError(f"camera log: {name} must be ({n}, {width}), got {np.shape(getattr(self, name))}")
+        bad = ~(np.all(np.isfinite(self.true_pos), axis=1) & np.all(np.isfinite(self.tcp_pos), axis=1))
+        if bad.any():
+            raise ValueError(f"camera log: {int(bad.sum())} rows with a non-finite true or TCP position "
+                             f"(first: row {int(np.flatnonzero(bad)[0])})")
+
+    @classmethod
+    def concat(cls, logs: Iterable[CameraLog]) -> CameraLog:
+        logs = list(logs)
+        if not logs:
+            raise ValueError("no camera logs to join")
+        return cls(**{f: np.concatenate([getattr(g, f) for g in logs]) for f in cls.__dataclass_fields__})
+
+    def subset(self, mask: np.ndarray) -> CameraLog:
+        return CameraLog(**{f: getattr(self, f)[mask] for f in self.__dataclass_fields__})
+
+    def errors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Position error (n, 3) (estimate - truth, m) and orientation error angle (n,) (rad); NaN where missed."""
+        pos = np.where(self.detected[:, None], self.est_pos - self.true_pos, np.nan)
+        ang = np.full(len(self), np.nan)
+        d = self.detected & np.all(np.isfinite(self.est_quat), axis=1) & (np.linalg.norm(self.est_quat, axis=1) > 0.5)
+        if d.any():
+            rel = Rotation.from_quat(self.est_quat[d]) * Rotation.from_quat(self.true_quat[d]).inv()
+            ang[d] = rel.magnitude()
+        return pos, ang
+
+    def to_csv(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(LOG_COLUMNS)
+            for i in range(len(self)):
+                w.writerow([self.task[i], int(self.episode[i]), int(self.step[i]), self.object[i],
+                            *(f"{v:.6f}" for v in self.true_pos[i]), *(f"{v:.6f}" for v in self.true_quat[i]),
+                            *(f"{v:.6f}" for v in self.tcp_pos[i]), *(f"{v:.6f}" for v in self.tcp_quat[i]),
+                            f"{self.gripper_width[i]:.6f}", *(f"{v:.6f}" for v in self.joint_pos[i]),
+                            int(self.detected[i]),
+                            *(f"{v:.6f}" for v in self.est_pos[i]), *(f"{v:.6f}" for v in self.est_quat[i])])
+
+    @classmethod
+    def from_csv(cls, path: Path) -> CameraLog:
+        path = Path(path)
+        with path.open(newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None or tuple(header) != LOG_COLUMNS:
+                raise ValueError(f"{path}: not a camera log: the header must be {','.join(LOG_COLUMNS)}")
+            rows = list(reader)
+        if not rows:
+            raise ValueError(f"{path}: the camera log has no rows")
+        bad = [i + 2 for i, r in enumerate(rows) if len(r) != len(LOG_COLUMNS)]
+        if bad:
+            raise ValueError(f"{path}: line(s) {bad[:5]} do not have {len(LOG_COLUMNS)} fields")
+        cols = list(zip(*rows, strict=True))
+        try:
+            num = lambda names: np.array([[float(v) for v in cols[LOG_COLUMNS.index(c)]] for c in names]).T  # noqa: E731
+            return cls(task=np.array(cols[0]), episode=np.array([int(v) for v in cols[1]]),
+                       step=np.array([int(v) for v in cols[2]]), object=np.array(cols[3]),
+                       true_pos=num(LOG_COLUMNS[4:7]), true_quat=num(LOG_COLUMNS[7:11]),
+                       tcp_pos=num(LOG_COLUMNS[11:14]), tcp_quat=num(LOG_COLUMNS[14:18]),
+                       gripper_width=np.array([float(v) for v in cols[18]]), joint_pos=num(LOG_COLUMNS[19:26]),
+                       detected=np.array([int(v) for v in cols[26]]).astype(bool),
+                       est_pos=num(LOG_COLUMNS[27:30]), est_quat=num(LOG_COLUMNS[30:34]))
+        except ValueError as e:
+            raise ValueError(f"{path}: a field is not a number: {e}") from None
+
+
+def log_cells(log: CameraLog, camera_positions: Sequence) -> np.ndarray:
+    """(n,) the cell of every row (rows are one object each: computed as N=n, K=1)."""
+    return cells(log.true_pos[:, None], log.true_quat[:, None], log.tcp_pos, log.tcp_quat, log.gripper_width,
+                 log.joint_pos, camera_positions)[:, 0]
+
+
+def log_phases(log: CameraLog) -> np.ndarray:
+    return phases(log.true_pos[:, None], log.tcp_pos, log.gripper_width)[:, 0]
+
+
+# --- the model -----------------------------------------------------------------------------------------------------
+@dataclass
+class ErrorModel:
+    """Position and orientation error of detected poses, as an episode bootstrap: an episode of the model draws one
+    of the log's episodes (by its share of the images) and takes that episode's mean error as its offset; each step
+    adds one of that episode's errors about its mean. The errors' shape across and within episodes (heavy tails: a
+    few episodes hold most of the large errors, and an episode with a large offset need not be noisy) is kept as
+    measured. The orientation error angle is drawn from its quantiles (about a random axis). ``bias``,
+    ``episode_std``, ``step_std`` and ``outlier_fraction`` summarise (they are not sampled)."""
+
+    samples: int
+    bias: list[float]
+    """(3,) mean of the episodes' mean errors (m)."""
+    episode_std: list[float]
+    """(3,) spread of the episodes' mean errors, per axis (m)."""
+    step_std: list[float]
+    """(3,) robust (MAD) per-step spread about the episode's mean, per axis (m)."""
+    outlier_fraction: float
+    """Fraction of steps whose error about the episode's mean is over 4 robust spreads."""
+    angle_quantiles: list[float]
+    """Orientation error angle (rad) at :data:`QUANTILES`."""
+    episodes: list[dict] = field(default_factory=list)
+    """Per log episode (up to :data:`MAX_EPISODES`): ``weight`` (its share of the images), ``offset_mm`` (3,) its
+    mean error and ``residuals_mm`` (up to :data:`MAX_RESIDUALS` x 3, evenly spaced over the episode) its errors
+    about that mean."""
+
+
+@dataclass
+class ObjectModel:
+    detect_rate: list[float]
+    """Per cell (:func:`cells`): the probability that the estimator publishes the object's pose."""
+    cell_counts: list[int]
+    """Per cell: images the rate was counted from."""
+    overall_rate: float
+    errors: dict[str, ErrorModel]
+    """By phase (:data:`PHASES`) and "any" (all detected images; used for a phase seen in fewer than
+    ``min_phase_samples`` images)."""
+
+
+@dataclass
+class PerceptionModelParams:
+    objects: dict[str, ObjectModel]
+    camera_positions: list[list[float]]
+    latency_steps: int = 0
+    fitted_from: dict = field(default_factory=dict)
+    version: int = MODEL_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json() + "\n")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PerceptionModelParams:
+        if d.get("version") != MODEL_VERSION:
+            raise ValueError(f"perception model version {d.get('version')!r}, this code reads {MODEL_VERSION}")
+        objects = {name: ObjectModel(detect_rate=o["detect_rate"], cell_counts=o["cell_counts"],
+                                     overall_rate=o["overall_rate"],
+                                     errors={k: ErrorModel(**e) for k, e in o["errors"].items()})
+                   for name, o in d["objects"].items()}
+        params = cls(objects=objects, camera_positions=d["camera_positions"], latency_steps=int(d["latency_steps"]),
+                     fitted_from=d.get("fitted_from", {}))
+        want = n_cells(len(params.camera_positions))
+        for name, o in objects.items():
+            if len(o.detect_rate) != want:
+                raise ValueError(f"perception model: {name} has {len(o.detect_rate)} cells, {want} expected")
+        if params.latency_steps < 0:
+            raise ValueError(f"latency_steps must be >= 0, got {params.latency_steps}")
+        return params
+
+    @classmethod
+    def load(cls, path: Path) -> PerceptionModelParams:
+        path = Path(path)
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{path}: not a perception model ({type(e).__name__}: {e})") from None
+
+
+def _even(n: int, k: int) -> np.ndarray:
+    """``min(n, k)`` indices evenly spaced over range(n)."""
+    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(int))
+
+
+def _fit_errors(pos_err: np.ndarray, ang: np.ndarray, episodes: np.ndarray) -> ErrorModel:
+    ids = np.unique(episodes)
+    means = np.array([pos_err[episodes == e].mean(axis=0) for e in ids])
+    resid = pos_err - means[np.searchsorted(ids, episodes)]
+    mad = np.median(np.abs(resid - np.median(resid, axis=0)), axis=0) * 1.4826
+    step_std = np.maximum(mad, 1e-5)
+    counts = np.array([np.sum(episodes == e) for e in ids], dtype=float)
+    kept = _even(len(ids), MAX_EPISODES)
+    table = []
+    for j in kept:
+        r = resid[episodes == ids[j]]
+        table.append({"weight": round(float(counts[j] / counts[kept].sum()), 6),
+                      "offset_mm": np.round(means[j] * 1e3, 2).tolist(),
+                      "residuals_mm": np.round(r[_even(len(r), MAX_RESIDUALS)] * 1e3, 2).tolist()})
+    return ErrorModel(samples=int(len(pos_err)), bias=means.mean(axis=0).tolist(),
+                      episode_std=(means.std(axis=0) if len(means) > 1 else np.zeros(3)).tolist(),
+                      step_std=step_std.tolist(),
+                      outlier_fraction=float((np.linalg.norm(resid / step_std, axis=1) > 4.0).mean()),
+                      angle_quantiles=np.quantile(ang[np.isfinite(ang)], QUANTILES).tolist()
+                      if np.isfinite(ang).any() else [0.0] * len(QUANTILES), episodes=table)
+
+
+def fit(log: CameraLog, camera_positions: Sequence, latency_steps: int = 0, prior_strength: float = 4.0,
+        min_phase_samples: int = 50, fitted_from: dict | None = None) -> PerceptionModelParams:
+    """Fit the model to a camera log (see the module docstring)."""
+    if len(log) == 0:
+        raise ValueError("the camera log is empty")
+    cell = log_cells(log, camera_positions)
+    pos_err, ang = log.errors()
+    ph = log_phases(log)
+    objects: dict[str, ObjectModel] = {}
+    keys = sorted(set(log.object.tolist())) + sorted({f"{t}/{o}" for t, o in zip(log.task.tolist(), log.object.tolist(),
+                                                                                   strict=True)})
+    for name in keys:
+        task, _, obj = name.rpartition("/")
+        sel = (log.object == obj) & ((log.task == task) if task else True)
+        det = log.detected[sel]
+        overall = float(det.mean())
+        counts = np.bincount(cell[sel], minlength=n_cells(len(camera_positions)))
+        hits = np.bincount(cell[sel], weights=det.astype(float), minlength=len(counts))
+        rate = (hits + prior_strength * overall) / (counts + prior_strength)
+        det_sel = sel & log.detected
+        if det_sel.sum() < 2:
+            raise ValueError(f"{name}: detected in {int(det_sel.sum())} image(s): too few to fit its errors")
+        errors = {"any": _fit_errors(pos_err[det_sel], ang[det_sel], log.episode[det_sel])}
+        for p, phase in enumerate(PHASES):
+            m = det_sel & (ph == p)
+            if m.sum() >= min_phase_samples:
+                errors[phase] = _fit_errors(pos_err[m], ang[m], log.episode[m])
+        objects[name] = ObjectModel(detect_rate=rate.tolist(), cell_counts=counts.astype(int).tolist(),
+                                    overall_rate=overall, errors=errors)
+    return PerceptionModelParams(objects=objects, camera_positions=[list(map(float, c)) for c in camera_positions],
+                                 latency_steps=int(latency_steps), fitted_from=dict(fitted_from or {}))
+
+
+class FittedPerception:
+    """The fitted model as a perception model for :class:`trainer.closed_loop.ClosedLoop` (``view``, like
+    :class:`trainer.camera_path.CameraPerception`): batched numpy, seeded (the same numbers for the same seed and the
+    same sequence of calls)."""
+
+    def __init__(self, params: PerceptionModelParams, object_names: Sequence[str], seed: int | None = None,
+                 task: str | None = None):
+        """``task``: use the fit of the task's own episodes ("task/object") where the model has one (the same object
+        is seen differently in different tasks: a cube lifted high is hidden longer than one carried low), else the
+        object's fit over all tasks."""
+        missing = [o for o in object_names if o not in params.objects and f"{task}/{o}" not in params.objects]
+        if missing:
+            raise ValueError(f"the perception model has no fit for {missing} (it has {sorted(params.objects)})")
+        self.params = params
+        self.object_names = tuple(object_names)
+        self.keys = tuple(f"{task}/{o}" if f"{task}/{o}" in params.objects else o for o in self.object_names)
+        """The fit used for each object ("task/object" or "object")."""
+        self._rng = np.random.default_rng(seed)
+        self._rates = np.array([params.objects[k].detect_rate for k in self.keys])  # (K, cells)
+        self._episode: np.ndarray | None = None  # (N, K, phases): log episode followed
+        self._history: list[BatchState] = []
+
+    @property
+    def num_envs(self) -> int:
+        return 0 if self._episode is None else len(self._episode)
+
+    def _error(self, key: str, condition: str) -> ErrorModel:
+        errors = self.params.objects[key].errors
+        return errors.get(condition, errors["any"])
+
+    def _draw_episodes(self, n: int) -> np.ndarray:
+        """(n, K, phases): which log episode each env's object follows in each phase (by the episodes' weights)."""
+        out = np.zeros((n, len(self.object_names), len(PHASES)), dtype=np.int64)
+        for k, key in enumerate(self.keys):
+            for c, cond in enumerate(PHASES):
+                cdf = np.cumsum([ep["weight"] for ep in self._error(key, cond).episodes])
+                out[:, k, c] = np.minimum(np.searchsorted(cdf / cdf[-1], self._rng.random(n), side="right"),
+                                          len(cdf) - 1)
+        return out
+
+    def reset(self, num_envs: int) -> None:
+        if int(num_envs) != num_envs or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        self._episode = self._draw_episodes(int(num_envs))
+        self._history = []
+
+    def reset_env(self, env_ids) -> None:
+        if self._episode is None:
+            raise RuntimeError("FittedPerception: call reset(num_envs) before reset_env")
+        ids = np.atleast_1d(np.asarray(env_ids, dtype=np.int64))
+        self._episode[ids] = self._draw_episodes(len(ids))
+        # (a latency buffer keeps other envs' states; a reset env's own past is from its last episode: forget it by
+        # not delaying it until it has a history again)
+        for past in self._history:
+            past.obj_pos[ids] = np.nan
+
+    def _delayed(self, s: BatchState) -> BatchState:
+        lat = self.params.latency_steps
+        if lat == 0:
+            return s
+        self._history.append(BatchState(**{f: np.array(getattr(s, f), dtype=np.float64, copy=True)
+                                           for f in BatchState.__dataclass_fields__}))
+        self._history = self._history[-(lat + 1):]
+        old = self._history[0]
+        fresh = ~np.all(np.isfinite(old.obj_pos.reshape(len(old.obj_pos), -1)), axis=1)
+        if not fresh.any():
+            return old
+        mixed = BatchState(**{f: np.array(getattr(old, f), copy=True) for f in BatchState.__dataclass_fields__})
+        for f in BatchState.__dataclass_fields__:
+            getattr(mixed, f)[fresh] = getattr(s, f)[fresh]
+        return mixed
+
+    def sample(self, s: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Positions (N, K, 3), quaternions (N, K, 4) and present (N, K) for the state ``s`` (true poses)."""
+        if self._episode is None or len(self._episode) != len(s.obj_pos):
+            raise RuntimeError(f"FittedPerception has {self.num_envs} envs, the state {len(s.obj_pos)}: call reset")
+        return self._draw(self._delayed(s), self._episode)
+
+    def _draw(self, src: BatchState, episode: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One draw for the states ``src`` (N envs) following the log episodes ``episode`` (N, K, phases)."""
+        n, k = src.obj_pos.shape[:2]
+        cell = cells(src.obj_pos, src.obj_quat, src.tcp_pos, src.tcp_quat, src.gripper_width, src.joint_pos,
+                     self.params.camera_positions)
+        ph = phases(src.obj_pos, src.tcp_pos, src.gripper_width)
+        # draw everything every step so the stream depends only on the seed and shapes
+        u_detect = self._rng.random((n, k))
+        u_residual = self._rng.random((n, k))
+        u_angle = self._rng.random((n, k))
+        rot_axis = self._rng.standard_normal((n, k, 3))
+        present = u_detect < self._rates[np.arange(k)[None, :], cell]
+        pos = np.array(src.obj_pos, dtype=np.float64, copy=True)
+        quat = np.array(src.obj_quat, dtype=np.float64, copy=True)
+        angle = np.zeros((n, k))
+        for j, key in enumerate(self.keys):
+            for c, cond in enumerate(PHASES):
+                m = ph[:, j] == c
+                if not m.any():
+                    continue
+                e = self._error(key, cond)
+                rows = np.flatnonzero(m)
+                for ep in np.unique(episode[rows, j, c]):
+                    sub = rows[episode[rows, j, c] == ep]
+                    table = e.episodes[ep]
+                    res = np.asarray(table["residuals_mm"], dtype=np.float64).reshape(-1, 3)
+                    pick = (u_residual[sub, j] * len(res)).astype(int)
+                    pos[sub, j] += (np.asarray(table["offset_mm"]) + res[pick]) * 1e-3
+                angle[m, j] = np.interp(u_angle[m, j], QUANTILES, e.angle_quantiles)
+        norm = np.linalg.norm(rot_axis, axis=-1, keepdims=True)
+        rotvec = rot_axis / np.maximum(norm, 1e-12) * angle[..., None]
+        quat = (Rotation.from_rotvec(rotvec.reshape(-1, 3)) * Rotation.from_quat(quat.reshape(-1, 4))).as_quat()
+        quat = quat.reshape(n, k, 4)
+        pos[~present] = 0.0
+        quat[~present] = 0.0
+        return pos, quat, present
+
+    def view(self, s: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.sample(s)
+
+
+# --- comparing the model with the estimator --------------------------------------------------------------------------
+def model_on_log(log: CameraLog, params: PerceptionModelParams, seed: int = 0, repeats: int = 1) -> CameraLog:
+    """What the model would have published for every row of ``log`` (its truth, TCP and gripper), each (episode,
+    object) following one log episode per phase, as in an episode run; ``repeats`` independent runs over the log,
+    concatenated (the model's heavy-tailed episode draws make one run's quantiles noisy)."""
+    runs = []
+    for r in range(int(repeats)):
+        out = CameraLog(**{f: np.array(getattr(log, f), copy=True) for f in CameraLog.__dataclass_fields__})
+        for task, name in sorted({(t, o) for t, o in zip(log.task.tolist(), log.object.tolist(), strict=True)}):
+            model = FittedPerception(params, [name], seed=seed * 1000 + r, task=task)
+            sel = np.flatnonzero((log.object == name) & (log.task == task))
+            episodes, env = np.unique(log.episode[sel], return_inverse=True)
+            followed = model._draw_episodes(len(episodes))[env.reshape(-1)]
+            rows = BatchState(obj_pos=log.true_pos[sel][:, None], obj_quat=log.true_quat[sel][:, None],
+                              joint_pos=log.joint_pos[sel], joint_vel=np.zeros((len(sel), 7)),
+                              gripper_width=log.gripper_width[sel], tcp_pos=log.tcp_pos[sel],
+                              tcp_quat=log.tcp_quat[sel])
+            pos, quat, present = model._draw(rows, followed)
+            out.detected[sel], out.est_pos[sel], out.est_quat[sel] = present[:, 0], pos[:, 0], quat[:, 0]
+        runs.append(out)
+    return runs[0] if len(runs) == 1 else CameraLog.concat(runs)
+
+
+def _stats(detected: np.ndarray, pos_err: np.ndarray) -> tuple[float, float, float]:
+    """Dropout rate, position error p50 and p90 (mm) of some rows."""
+    norms = np.linalg.norm(pos_err[detected], axis=1) * 1e3
+    p50, p90 = np.percentile(norms, (50, 90)) if len(norms) else (np.nan, np.nan)
+    return float(1 - detected.mean()), float(p50), float(p90)
+
+
+def compare(log: CameraLog, modelled: CameraLog, bootstrap: int = 300, seed: int = 0) -> list[dict]:
+    """Per task, object and phase: images and episodes, the estimator's and the model's dropout rate and position
+    (mm) / orientation (deg) error quantiles of the detected poses, and the estimator's 90 % interval over its
+    episodes (``bootstrap`` resamples of the log's episodes: the estimator's rates vary far more between episodes
+    than between steps) with whether the model's value lies in it (``*_in_interval``). ``modelled`` may hold
+    several runs of the model over ``log`` (:func:`model_on_log` ``repeats``)."""
+    rows = []
+    rng = np.random.default_rng(seed)
+    ph, m_ph = log_phases(log), log_phases(modelled)
+    e_pos, e_ang = log.errors()
+    m_pos, m_ang = modelled.errors()
+    keys = sorted({(t, o) for t, o in zip(log.task.tolist(), log.object.tolist(), strict=True)})
+    for task, name in keys:
+        for p, phase in enumerate(PHASES):
+            sel = (log.task == task) & (log.object == name) & (ph == p)
+            msel = (modelled.task == task) & (modelled.object == name) & (m_ph == p)
+            if not sel.any():
+                continue
+            episodes = np.unique(log.episode[sel])
+            row = {"task": task, "object": name, "phase": phase, "images": int(sel.sum()),
+                   "episodes": int(len(episodes)),
+                   "dropout_estimator": float(1 - log.detected[sel].mean()),
+                   "dropout_model": float(1 - modelled.detected[msel].mean())}
+            for who, lg, s_, pe, ae in (("estimator", log, sel, e_pos, e_ang), ("model", modelled, msel, m_pos, m_ang)):
+                d = s_ & lg.detected
+                norms = np.linalg.norm(pe[d], axis=1) * 1e3
+                angles = np.degrees(ae[d & np.isfinite(ae)])
+                for q in (50, 90, 99):
+                    row[f"pos_p{q}_mm_{who}"] = float(np.percentile(norms, q)) if len(norms) else None
+                    row[f"rot_p{q}_deg_{who}"] = float(np.percentile(angles, q)) if len(angles) else None
+            by_ep = {e: np.flatnonzero(sel & (log.episode == e)) for e in episodes}
+            boots = []
+            for _ in range(bootstrap):
+                idx = np.concatenate([by_ep[e] for e in rng.choice(episodes, len(episodes))])
+                boots.append(_stats(log.detected[idx], e_pos[idx]))
+            boots = np.array(boots)
+            for c, key in enumerate(("dropout", "pos_p50_mm", "pos_p90_mm")):
+                col = boots[:, c][np.isfinite(boots[:, c])]
+                lo, hi = (np.percentile(col, (5, 95)) if len(col) else (np.nan, np.nan))
+                row[f"{key}_estimator_interval"] = [float(lo), float(hi)] if len(col) else None
+                value = row[f"{key}_model"]
+                row[f"{key}_in_interval"] = (None if value is None or not len(col) else
+                                             bool(lo - 1e-9 <= value <= hi + 1e-9))
+            rows.append(row)
+    return rows
