@@ -99,7 +99,7 @@ def test_a_cube_behind_the_hand_or_arm_is_hidden_and_one_far_from_them_is_clear(
 def test_the_fit_recovers_the_rates_and_errors_it_was_made_from():
     log = synthetic_log()
     params = fit(log, CAMS)
-    m = params.objects["cube"]
+    m = params.objects["cube_lift/cube"]
     for e in (m.errors["far"], m.errors["grasped"], m.errors["any"]):
         assert np.allclose(e.bias, (0.002, -0.001, 0.0), atol=0.0008), e.bias
         assert np.allclose(e.step_std, 0.0008, rtol=0.2), e.step_std
@@ -243,3 +243,19 @@ def test_help_explains_every_option(sub, options, capsys):
     text = capsys.readouterr().out
     for option in options:
         assert option in text, f"{sub} --help lacks {option}"
+
+
+def test_each_task_gets_its_own_fit_and_other_tasks_a_fallback():
+    a = synthetic_log(episodes=6, rate_grasped=0.2)
+    b = synthetic_log(episodes=6, seed=5, rate_grasped=0.8)
+    b.task = np.full(len(b), "pick_place")
+    params = fit(CameraLog.concat([a, b]), CAMS)
+    assert {"cube", "cube_lift/cube", "pick_place/cube"} <= set(params.objects)
+    assert FittedPerception(params, ["cube"], task="cube_lift").keys == ("cube_lift/cube",)
+    assert FittedPerception(params, ["cube"], task="stack_cube").keys == ("cube",)  # over both tasks
+    one = fit(a, CAMS)
+    assert "cube" not in one.objects and FittedPerception(one, ["cube"], task="stack_cube").keys == ("cube_lift/cube",)
+    rows = {r["task"]: r for r in compare(CameraLog.concat([a, b]),
+                                          model_on_log(CameraLog.concat([a, b]), params, repeats=5))
+            if r["phase"] == "grasped"}
+    assert rows["cube_lift"]["dropout_model"] > 0.6 and rows["pick_place"]["dropout_model"] < 0.35

@@ -404,8 +404,10 @@ def fit(log: CameraLog, camera_positions: Sequence, latency_steps: int = 0, prio
     pos_err, ang = log.errors()
     ph = log_phases(log)
     objects: dict[str, ObjectModel] = {}
-    keys = sorted(set(log.object.tolist())) + sorted({f"{t}/{o}" for t, o in zip(log.task.tolist(), log.object.tolist(),
-                                                                                   strict=True)})
+    pairs = {(t, o) for t, o in zip(log.task.tolist(), log.object.tolist(), strict=True)}
+    # per task and object; and per object over the tasks where several tasks have it (a fallback for other tasks)
+    shared = sorted(o for o in {o for _, o in pairs} if sum(o == p for _, p in pairs) > 1)
+    keys = shared + sorted(f"{t}/{o}" for t, o in pairs)
     for name in keys:
         task, _, obj = name.rpartition("/")
         sel = (log.object == obj) & ((log.task == task) if task else True)
@@ -436,19 +438,31 @@ class FittedPerception:
     def __init__(self, params: PerceptionModelParams, object_names: Sequence[str], seed: int | None = None,
                  task: str | None = None):
         """``task``: use the fit of the task's own episodes ("task/object") where the model has one (the same object
-        is seen differently in different tasks: a cube lifted high is hidden longer than one carried low), else the
-        object's fit over all tasks."""
-        missing = [o for o in object_names if o not in params.objects and f"{task}/{o}" not in params.objects]
+        is seen differently in different tasks: a cube lifted high is hidden longer than one carried low); see
+        :meth:`fit_key`."""
+        keys = {o: self.fit_key(params, o, task) for o in object_names}
+        missing = [o for o, k in keys.items() if k is None]
         if missing:
             raise ValueError(f"the perception model has no fit for {missing} (it has {sorted(params.objects)})")
         self.params = params
         self.object_names = tuple(object_names)
-        self.keys = tuple(f"{task}/{o}" if f"{task}/{o}" in params.objects else o for o in self.object_names)
+        self.keys = tuple(keys[o] for o in self.object_names)
         """The fit used for each object ("task/object" or "object")."""
         self._rng = np.random.default_rng(seed)
         self._rates = np.array([params.objects[k].detect_rate for k in self.keys])  # (K, cells)
         self._episode: np.ndarray | None = None  # (N, K, phases): log episode followed
         self._history: list[BatchState] = []
+
+    @staticmethod
+    def fit_key(params: PerceptionModelParams, obj: str, task: str | None) -> str | None:
+        """The fit for ``obj`` in ``task``: the task's own, else the object's over several tasks, else the one task's
+        that has the object; None: none."""
+        if f"{task}/{obj}" in params.objects:
+            return f"{task}/{obj}"
+        if obj in params.objects:
+            return obj
+        others = [k for k in params.objects if k.rpartition("/")[2] == obj and "/" in k]
+        return others[0] if len(others) == 1 else None
 
     @property
     def num_envs(self) -> int:
