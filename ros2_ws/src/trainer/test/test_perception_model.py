@@ -259,3 +259,14 @@ def test_each_task_gets_its_own_fit_and_other_tasks_a_fallback():
                                           model_on_log(CameraLog.concat([a, b]), params, repeats=5))
             if r["phase"] == "grasped"}
     assert rows["cube_lift"]["dropout_model"] > 0.6 and rows["pick_place"]["dropout_model"] < 0.35
+
+
+def test_the_shipped_model_covers_every_task_with_its_own_fit():
+    from residual_core.checkpoint import checkpoint_root
+    from residual_core.tasks import TASK_OBJECTS
+
+    params = PerceptionModelParams.load(checkpoint_root() / "perception" / "camera.json")
+    assert params.latency_steps == 0 and len(params.camera_positions) == 2
+    for task, objects in TASK_OBJECTS.items():
+        model = FittedPerception(params, objects, seed=0, task=task)
+        assert model.keys == tuple(f"{task}/{o}" for o in objects)
