@@ -38,7 +38,7 @@ from test_graph_support import envelope_violations, graph_commands, graph_envelo
 pytestmark = pytest.mark.ros
 
 TASK = "cube_lift"
-LOCKSTEP_STEPS = 40
+LOCKSTEP_STEPS = 50
 REALTIME_STEPS = 50
 FIRST_STEP = 2
 """Injections start at this step (lockstep: on its /sim/step, when every node waits for that step's actions)."""

@@ -384,10 +384,11 @@ class ArbiterNode(Node):
             self._deadline_timer.cancel()
             self.matcher.pending = None
         older = self.matcher.pending
-        if older is not None and older < step and self.matcher.has_base(older):
-            # A newer base action came while an older one still waited for its residual (two arrivals within one
-            # deadline: delivery jitter in real time): the older is decided now, as its deadline would have (base
-            # alone, late), so every base action gets its command and none is superseded unanswered.
+        if not self.cfg.lockstep and older is not None and older < step and self.matcher.has_base(older):
+            # Real time: a newer base action came while an older one still waited for its residual (two arrivals
+            # within one deadline: delivery jitter): the older is decided now, as its deadline would have (base
+            # alone, late), so every base action gets its command and none is superseded unanswered. (Lockstep has
+            # no deadline: a step waits for its residual and for its own TCP pose.)
             self._deadline_timer.cancel()
             self.matcher.pending = None
             self._decide(older)

@@ -247,7 +247,10 @@ class DemoSession:
         with self.cond:
             stamps = {s["step"]: s["stamp_ns"] for s in self.statuses if s["episode"] == final["episode"]}
             tcp = dict(self.tcp_by_stamp)
-        by_step = {c.step: c for c in corrections if c.step < steps}  # one per step in lockstep
+        by_step: dict = {}
+        for c in corrections:  # the first decision of a step: in lockstep the one the sim applied (a step decided
+            if c.step < steps:  # again, e.g. a bad base action for it arriving late, composes from a newer TCP pose
+                by_step.setdefault(c.step, c)  # and its command is dropped by the sim as an old step)
         records = [self.step_record(by_step[t], tcp.get(stamps.get(t, -1))) for t in range(steps)]
         return EpisodeRecord(phase=phase, seed=seed, episode=int(final["episode"]), success=bool(final["success"]),
                              steps=steps, reason=final["reason"], wall_s=wall, records=records)
