@@ -502,6 +502,7 @@ def test_lockstep_graph_survives_every_bad_kind(launch_node, ros_env, tmp_path):
         injector.wait_for_subscribers(30.0)
         injector.pubs["/camera/camera_info"].publish(camera_info())  # a good one first: images are judged by it
         session.warm_up(TASK, 3, 60.0, alive)
+        injector.pubs["/camera/camera_info"].publish(camera_info())  # again, discovery done (see the real-time test)
         started = time.monotonic()
         injector.armed = True
         rec = session.run_episode("fuzz", TASK, 4, 60.0, alive)
@@ -544,6 +545,9 @@ def test_real_time_graph_survives_every_bad_kind(launch_node, ros_env, tmp_path)
                 assert time.monotonic() < deadline and alive(), "no answer from /sim/reset"
                 time.sleep(0.02)
             assert future.result().success
+            # the good camera_info again before each episode: the aruco node skips every image until it has one, and
+            # a single one sent right after discovery was once lost (seen in CI: no image drop counted)
+            injector.pubs["/camera/camera_info"].publish(camera_info())
             injector.armed = measured
             deadline = time.monotonic() + REALTIME_STEPS * 0.05 * 4 + 20.0
             while not (final := next((s for s in list(injector.statuses) if s["episode"] > before and s["done"]),
