@@ -174,16 +174,17 @@ def test_command_every_step_with_its_episode_and_episodes_by_id(arbiter, ros_pro
     c0 = command_for(ros_probe, 2, 0)
     assert c0.valid and c0.target.position.y == pytest.approx(TCP[1] + 0.004)  # episode 2's residual
     assert "episode 2 starts at step 0" in arbiter.output()
-    # Within episode 2 an older step is stale: ignored, never a new episode.
-    send(ros_probe, ros_probe.base_pub, 5, BASE, "openpi", episode=2)
-    command_for(ros_probe, 2, 5)
+    # Within episode 2 an older step is stale: ignored, never a new episode. (Steps at most two ahead of the last
+    # decided one: in real time a step further ahead than the time since allows is dropped as early.)
+    send(ros_probe, ros_probe.base_pub, 2, BASE, "openpi", episode=2)
+    command_for(ros_probe, 2, 2)
+    send(ros_probe, ros_probe.base_pub, 1, BASE, "openpi", episode=2)
     send(ros_probe, ros_probe.base_pub, 3, BASE, "openpi", episode=2)
-    send(ros_probe, ros_probe.base_pub, 6, BASE, "openpi", episode=2)
-    command_for(ros_probe, 2, 6)
-    assert not any((c.episode, c.step) == (2, 3) for c in ros_probe.commands)
+    command_for(ros_probe, 2, 3)
+    assert not any((c.episode, c.step) == (2, 1) for c in ros_probe.commands)
     assert arbiter.output().count("starts at step") == 2
     # The base stops: the holds are commands of episode 2 too, for the next step.
-    hold = ros_probe.spin_until(lambda: next((c for c in ros_probe.commands if (c.episode, c.step) == (2, 7)), None),
+    hold = ros_probe.spin_until(lambda: next((c for c in ros_probe.commands if (c.episode, c.step) == (2, 4)), None),
                                 5.0, "a hold command after the base stopped")
     assert hold.valid and hold.gripper == 1.0
     steps = [(c.episode, c.step) for c in ros_probe.commands if c.episode > 0]
@@ -410,3 +411,54 @@ def test_real_time_new_episode_never_composes_from_the_previous_episodes_tcp(arb
     second = correction_for(ros_probe, 1)
     np.testing.assert_allclose([second.target.position.x, second.target.position.y, second.target.position.z],
                                expected, atol=1e-9)
+
+
+def test_actions_of_an_episode_the_simulator_did_not_announce_are_dropped(launch_node, ros_probe):
+    """Issue 10 (soak): a flood of forged EefActions with random episode ids flipped the arbiter's episode back and
+    forth and delayed real commands by 54-150 ms. With the simulator's status, foreign episodes are dropped."""
+    import json
+
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import String
+
+    ros_probe.robot = robot = FakeRobot(ros_probe, tcp_pos=TCP)
+    proc = launch_node([console_script("action-arbiter")],
+                       ["--ros-args", "-p", "residual_deadline_s:=0.04", "-p", "diagnostics_period_s:=0.2",
+                        "-p", "episode_topic:=/sim/episode"], name="arbiter_episodes")
+    status_pub = ros_probe.node.create_publisher(String, "/sim/episode", QoSProfile(
+        depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    base_pub = ros_probe.node.create_publisher(EefAction, "/base/action", 10)
+    res_pub = ros_probe.node.create_publisher(EefAction, "/residual/action", 10)
+    ros_probe.commands = ros_probe.collect(ArbiterCommand, "/arbiter/command")
+    diags = ros_probe.collect(DiagnosticArray, "/diagnostics")
+    for pub in (status_pub, base_pub, res_pub):
+        ros_probe.wait_for_subscribers(pub, timeout=20.0)
+    status_pub.publish(String(data="not a status"))
+    status_pub.publish(String(data=json.dumps({"episode": 4, "step": 0, "stamp_ns": 0})))
+    ros_probe.spin_until(lambda: any(kv.key == "announced_episode" and kv.value == "4"
+                                     for d in diags if d.status for kv in d.status[0].values),
+                         15.0, "the arbiter taking the announcement")
+    send(ros_probe, base_pub, 0, BASE, "openpi", episode=4)
+    command_for(ros_probe, 4, 0)
+    for step in range(1, 6):
+        send(ros_probe, base_pub, step, BASE, "forged", episode=17)      # another episode: dropped
+        send(ros_probe, res_pub, step, RESIDUAL, "forged", episode=17)
+        send(ros_probe, base_pub, step, BASE, "openpi", episode=4)
+        c = command_for(ros_probe, 4, step)
+        assert c.valid
+    assert not any(c.episode == 17 for c in ros_probe.commands)
+    assert "episode 17 starts" not in proc.output()
+    values = ros_probe.spin_until(
+        lambda: next((dict((kv.key, kv.value) for kv in d.status[0].values) for d in reversed(diags)
+                      if d.status and any(kv.key == "foreign_episode_total" and int(kv.value) >= 10
+                                          for kv in d.status[0].values)), None),
+        10.0, "diagnostics counting the foreign actions")
+    assert int(values["dropped /base/action/foreign_episode"]) >= 5, values
+    assert int(values["dropped /sim/episode/bad_status"]) == 1, values
+    # the next episode may start before its announcement
+    send(ros_probe, base_pub, 0, BASE, "openpi", episode=5)
+    command_for(ros_probe, 5, 0)
+    assert proc.running(), proc.output()
+    robot.timer.cancel()
+    stopped = proc.stop()
+    assert (stopped.returncode, stopped.signal_used) == (0, "SIGINT"), proc.output()

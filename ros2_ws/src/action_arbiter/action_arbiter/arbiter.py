@@ -252,6 +252,10 @@ class StepInputs:
     residual_stamp: Any = None
 
 
+NEXT_EPISODE_STEPS = 3
+"""Steps of the episode after the announced one that are taken before its announcement (its first actions)."""
+
+
 @dataclass
 class StepMatcher:
     """Pairs the base action and the residual of each control step by (episode, step), for the node to decide on.
@@ -270,6 +274,14 @@ class StepMatcher:
     * a residual for an already decided step, of the episode that just ended, or more than ``max_step_gap`` ahead
       is late or impossible and counted; a residual of an episode not started yet is kept until its base action
       starts it.
+
+    Where the simulator (or the twin) announces its episode (:meth:`announce`), an action of an episode that is
+    neither the current one, the announced one nor the first steps (< ``NEXT_EPISODE_STEPS``) of the one after it
+    (whose first actions may arrive before its announcement) is foreign and dropped, counted: a forged or leftover
+    action cannot start an episode. In real time the node also says how many control periods passed since the last
+    decision: a base step further ahead than those periods allow (plus ``early_slack``) is early, dropped and
+    counted, so a forged action a few steps ahead cannot supersede the real steps (a base that really jumped, e.g.
+    after a freeze, jumps by about the periods that passed).
 
     At most ``max_pending`` undecided steps are kept (the oldest go first), so a flood of inputs cannot grow the
     store. :meth:`take` hands over a step's inputs and supersedes every older undecided step. ``pending`` is the
@@ -300,6 +312,14 @@ class StepMatcher:
     """Undecided steps dropped because more than ``max_pending`` were kept."""
     rewinds: int = 0
     """Times a re-sent older step was taken up again (see the class doc)."""
+    announced: int | None = None
+    """The episode the simulator last announced; None: no announcements (every episode id is taken)."""
+    foreign: int = 0
+    """Base actions and residuals dropped because their episode was not the current or announced one."""
+    early_slack: int = 2
+    """Real time: steps a base action may be ahead of the last decided one plus the periods since."""
+    early: int = 0
+    """Real-time base actions dropped because their step was further ahead than the time since allows."""
     _last_stale: tuple[int, int] | None = field(default=None, repr=False)
     _last_impossible: tuple[int, int] | None = field(default=None, repr=False)
 
@@ -319,12 +339,33 @@ class StepMatcher:
     def _too_far(self, step: int) -> bool:
         return self.last_decided is not None and step > self.last_decided + self.max_step_gap
 
-    def add_base(self, episode: int, step: int, action, stamp: Any = None) -> str:
-        """Store a base action; returns "new_episode" (another episode than the current one: it starts, the
-        other episodes' undecided state is dropped), "added", "rewound" (added after a rewind), "duplicate" (its step
+    def announce(self, episode: int) -> None:
+        """The simulator says its current episode is ``episode``."""
+        self.announced = int(episode)
+
+    def _foreign(self, episode: int, step: int) -> bool:
+        a = self.announced
+        if a is None or episode in (self.episode, a) or (episode == a + 1 and step < NEXT_EPISODE_STEPS):
+            return False
+        self.foreign += 1
+        return True
+
+    def add_base(self, episode: int, step: int, action, stamp: Any = None, periods_since_decision: int | None = None
+                 ) -> str:
+        """Store a base action; returns "foreign" (an episode the simulator did not announce: ignored, counted),
+        "early" (real time, ``periods_since_decision`` given: a step further ahead than the time since the last
+        decision allows: ignored, counted),
+        "new_episode" (another episode than the current one: it starts, the other episodes' undecided state is
+        dropped), "added", "rewound" (added after a rewind), "duplicate" (its step
         was just decided: ignored), "stale" (an older step than the last decided one: ignored, counted) or
         "impossible" (too far ahead: ignored, counted)."""
         episode, step = int(episode), int(step)
+        if self._foreign(episode, step):
+            return "foreign"
+        if (periods_since_decision is not None and episode == self.episode and self.last_decided is not None
+                and step > self.last_decided + self.early_slack + max(int(periods_since_decision), 0)):
+            self.early += 1
+            return "early"
         result = "added"
         if episode != self.episode:
             self.previous_episode, self.episode = self.episode, episode
@@ -355,6 +396,8 @@ class StepMatcher:
         """Store a residual; False (and counted) when its step was already decided, its episode is over or its step
         is implausibly far ahead."""
         episode, step = int(episode), int(step)
+        if self._foreign(episode, step):
+            return False
         current = episode == self.episode
         decided = current and self.last_decided is not None and step <= self.last_decided
         if decided or (not current and episode == self.previous_episode):

@@ -50,6 +50,7 @@ from residual_core.observation import PoseFreshness
 from residual_core.pipeline import ActionPipeline, tighten_scale
 from residual_core.safety import EnvelopeConfig
 from residual_interfaces.msg import ArbiterCommand, Correction, EefAction, ObjectPoseArray
+from residual_ros.episode_status import status_fields
 from residual_ros.node_main import run_node
 from residual_ros.params import declare_config
 from residual_ros.qos import latest_input_qos
@@ -62,7 +63,7 @@ from residual_ros.validate import (
     same_frames,
     stamp_ns,
 )
-from std_msgs.msg import Bool, Float64
+from std_msgs.msg import Bool, Float64, String
 from std_srvs.srv import SetBool, Trigger
 from visualization_msgs.msg import MarkerArray
 
@@ -139,6 +140,10 @@ class ArbiterNodeConfig:
     """EefAction topic of the base node."""
     residual_topic: str = "/residual/action"
     """EefAction topic of the residual node (residual already scaled to action units)."""
+    episode_topic: str = "none"
+    """The simulator's (or twin's) episode status (std_msgs/String JSON, e.g. /sim/episode): actions of an episode it
+    did not announce (nor the next one) are dropped and counted (StepMatcher.announce); none: every episode id is
+    taken (the real robot: the base node counts the episodes)."""
     controller_pose_topic: str = "none"
     """Also publish the target pose here (real mode: the tracking controller's target topic,
     residual_ros.franka_interfaces.TRACKING_CONTROLLER); none: off."""
@@ -208,6 +213,7 @@ class ArbiterNode(Node):
         self._last_base_s: float | None = None
         self._last_pose_s: float | None = None
         self._last_command_s: float | None = None
+        self._last_decided_s: float | None = None
         self.late_ticks, self._late_ticks_window = 0, 0
         """Watchdog ticks (real time) at which more than one control period had passed without a command."""
         self._max_gap_window = 0.0
@@ -241,6 +247,8 @@ class ArbiterNode(Node):
                                  latest_input_qos(cfg.reliable_inputs, depth=10))
         self.create_subscription(ObjectPoseArray, "/objects/poses", self._on_poses,
                                  latest_input_qos(cfg.reliable_inputs))
+        if cfg.episode_topic != "none":  # before the actions: a status and an action ready together, status first
+            self.create_subscription(String, cfg.episode_topic, self._on_status, reliable)
         self.create_subscription(EefAction, cfg.base_topic, self._on_base, reliable)
         self.create_subscription(EefAction, cfg.residual_topic, self._on_residual, reliable)
         self.create_service(SetBool, "~/enable_residual", self._on_enable)
@@ -288,6 +296,14 @@ class ArbiterNode(Node):
         if self.dropped.drop(topic, reason):
             self.get_logger().warn(f"dropped a message on {topic}: {reason} "
                                    f"({self.dropped.counts[f'{topic}/{reason}']} so far)")
+
+    def _on_status(self, msg: String) -> None:
+        try:
+            (episode,) = status_fields(msg.data, ("episode",))
+        except ValueError:
+            self._drop(self.cfg.episode_topic, "bad_status")
+            return
+        self.matcher.announce(episode)
 
     def _on_tcp(self, msg: PoseStamped) -> None:
         reason = pose_stamped_reason(msg, self._frames, self._now_ns())
@@ -362,7 +378,9 @@ class ArbiterNode(Node):
         if action is None:
             return
         step = int(msg.step)
-        added = self.matcher.add_base(msg.episode, step, action, msg.header.stamp)
+        periods = (None if self.cfg.lockstep or self._last_decided_s is None else
+                   int((self._steady_s() - self._last_decided_s) / self.cfg.control_dt))
+        added = self.matcher.add_base(msg.episode, step, action, msg.header.stamp, periods)
         if added == "duplicate":
             # The base re-sent the step just decided (the simulator re-published it: our command was lost, e.g.
             # while DDS was still matching): send the same command again, decide nothing new.
@@ -373,6 +391,9 @@ class ArbiterNode(Node):
             return
         if added in ("stale", "impossible"):
             self._drop(self.cfg.base_topic, f"{added}_step")
+            return
+        if added in ("foreign", "early"):
+            self._drop(self.cfg.base_topic, "foreign_episode" if added == "foreign" else "early_step")
             return
         self._last_base_s = self._steady_s()
         if added == "rewound":
@@ -534,6 +555,7 @@ class ArbiterNode(Node):
     # --- deciding and publishing ------------------------------------------------------------------------------------
     def _decide(self, step: int) -> None:
         inputs = self.matcher.take(step)
+        self._last_decided_s = self._steady_s()
         if self.matcher.pending is None:
             self._deadline_timer.cancel()
         stale = poses_are_stale(self._ros_s(), self._last_pose_s, self.arbiter.cfg)
@@ -583,6 +605,8 @@ class ArbiterNode(Node):
         extra = [("late_ticks_total", str(self.late_ticks)),
                  ("max_command_gap_s_recent", f"{self._max_gap_window:.4f}"),
                  ("resent_commands_total", str(self.resent_commands)), ("stale_steps_total", str(m.stale_bases)),
+                 ("foreign_episode_total", str(m.foreign)), ("early_steps_total", str(m.early)),
+                 ("announced_episode", "none" if m.announced is None else str(m.announced)),
                  ("impossible_steps_total", str(m.impossible)), ("late_residuals_total", str(m.late_residuals)),
                  ("pending_evicted_total", str(m.evicted)), ("rewinds_total", str(m.rewinds)),
                  ("tcp_jumps_total", str(self.tcp_gate.jumps)), ("tcp_reanchors_total", str(self.tcp_gate.reanchors)),

@@ -321,6 +321,48 @@ def test_step_matcher_starts_an_episode_only_on_another_episode_id():
     assert m.add_base(3, 0, BASE) == "added"  # not decided yet: stored again
 
 
+def test_step_matcher_takes_only_announced_episodes_once_the_simulator_announces_them():
+    """A forged action of another episode id flipped the current episode (soak: a flood of 500 random EefActions
+    delayed a command by 54-150 ms); with the simulator's announcements it is dropped and counted."""
+    from action_arbiter.arbiter import StepMatcher
+
+    m = StepMatcher()
+    assert m.add_base(41, 0, BASE) == "new_episode"  # before any announcement every id is taken
+    m.take(0)
+    m.announce(7)
+    assert m.add_base(41, 1, BASE) == "added"  # the current episode stays while it runs
+    assert m.add_base(3, 0, BASE) == "foreign" and m.add_base(9, 5, BASE) == "foreign"
+    assert not m.add_residual(12, 1, RES) and m.foreign == 3
+    assert (m.episode, m.last_decided) == (41, 0) and m.has_base(1)  # nothing of the current episode was lost
+    assert m.add_base(7, 0, BASE) == "new_episode"  # the announced episode starts
+    m.take(0)
+    # the next episode's first actions may arrive before its announcement (its first steps only)
+    assert m.add_base(8, 40, BASE) == "foreign"
+    assert m.add_residual(8, 0, RES) and m.add_base(8, 0, BASE) == "new_episode"
+    m.announce(8)
+    assert m.add_base(7, 3, BASE) == "foreign"  # the previous one is over for good
+    assert m.foreign == 5
+
+
+def test_step_matcher_in_real_time_drops_base_steps_further_ahead_than_the_time_since_allows():
+    """A forged action of the current episode a few steps ahead was decided and made the real steps stale: 257 ms
+    without a command in the soak. A step may be ahead by the periods since the last decision plus early_slack."""
+    from action_arbiter.arbiter import StepMatcher
+
+    m = StepMatcher()
+    assert m.add_base(1, 0, BASE, periods_since_decision=None) == "new_episode"
+    m.take(0)
+    assert m.add_base(1, 9, BASE, periods_since_decision=0) == "early" and m.early == 1
+    assert m.add_base(1, 3, BASE, periods_since_decision=0) == "early"
+    assert m.add_base(1, 1, BASE, periods_since_decision=0) == "added"
+    assert m.add_base(1, 2, BASE, periods_since_decision=0) == "added"  # within the slack (delivery jitter)
+    m.take(2)
+    assert m.add_base(1, 40, BASE, periods_since_decision=40) == "impossible"  # max_step_gap still applies
+    assert m.add_base(1, 12, BASE, periods_since_decision=10) == "added"  # e.g. after a 0.5 s freeze
+    assert m.add_base(1, 13, BASE) == "added"  # lockstep: no time rule
+    assert not m.has_base(9) and not m.has_base(3) and m.early == 2
+
+
 def test_hold_of_a_tcp_outside_the_workspace_is_inside_the_box():
     """Defect 4: the stale-base hold published the raw latched TCP, once outside the workspace box."""
     env = EnvelopeConfig()

@@ -20,10 +20,11 @@ Disabled (no episode topic, e.g. the real robot): every image is released at onc
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
+
+from residual_ros.episode_status import status_fields
 
 
 @dataclass(frozen=True)
@@ -42,19 +43,8 @@ class Release:
 
 def parse_status(text: str) -> tuple[int, int]:
     """(episode, stamp_ns) of a simulator status (``/sim/episode`` JSON); ValueError naming what is wrong."""
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise ValueError(f"not JSON ({type(exc).__name__}): {text[:100]!r}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"not a JSON object: {text[:100]!r}")
-    out = []
-    for key in ("episode", "stamp_ns"):
-        value = data.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{key} must be a non-negative integer, got {str(value)[:50]}: {text[:100]!r}")
-        out.append(value)
-    return out[0], out[1]
+    episode, stamp = status_fields(text, ("episode", "stamp_ns"))
+    return episode, stamp
 
 
 class ImageEpisodes:

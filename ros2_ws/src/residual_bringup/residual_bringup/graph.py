@@ -236,13 +236,14 @@ def describe_graph(
             remappings=camera_remap,
             description="camera image + camera_info -> /objects/poses (robot base frame)",
         ))
+    episode_topic = "/sim/episode" if sim else (f"/{fi.TWIN.name}/episode" if stand_in else "none")
     out.append(NodeSpec(
         "vla_base_node", "vla-base-node", "base", params_files=params_files,
         # Episode ids: the sim's (/sim/episode) in sim; on the robot the base node counts them (its ~/reset).
         # (lockstep_pose_wait: a re-plan waits for its step's ground-truth poses, published with every sim state)
         parameters={**common, "task": task, "backend": backend, "lockstep": lockstep, "sync_inference": lockstep,
                     "lockstep_pose_wait": lockstep, "reliable_inputs": lockstep,
-                    "episode_topic": "/sim/episode" if sim else (f"/{fi.TWIN.name}/episode" if stand_in else "none"),
+                    "episode_topic": episode_topic,
                     "use_image": (not sim and not stand_in) or backend in ("openpi", "openvla"),
                     **({"base_checkpoint": base_checkpoint} if base_checkpoint else {})},
         remappings=base_remap,
@@ -260,7 +261,9 @@ def describe_graph(
         "action_arbiter", "action-arbiter", "arbiter", params_files=params_files,
         # The arbiter reads the residual's trained bound from the same checkpoint's manifest.
         # On the robot (and its twin): gated by franka's robot state, and ~/stop also stops the gripper.
+        # Episode ids: only those the sim (or twin) announces are taken (a forged action cannot start an episode).
         parameters={**common, "lockstep": lockstep, "reliable_inputs": lockstep, "task": task, "checkpoint": checkpoint,
+                    "episode_topic": episode_topic,
                     "controller_pose_topic": "none" if sim else fi.TRACKING_CONTROLLER.target.name,
                     **({} if sim else {"lab.robot_state_topic": fi.ROBOT_STATE.name,
                                        "lab.gripper_stop_service": fi.GRIPPER_STOP.name})},

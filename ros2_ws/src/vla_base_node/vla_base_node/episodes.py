@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from residual_ros.episode_status import status_fields
+
 
 @dataclass(frozen=True)
 class Tick:
@@ -33,30 +35,14 @@ class Tick:
     was still matching): send the same action again, compute nothing new."""
 
 
-MAX_EPISODE = 2**32 - 1
-"""Largest episode id (EefAction.episode is a uint32)."""
-MAX_STEP = 2**32 - 1
-"""Largest step index a status may carry (2.7 years at 20 Hz; far below uint64, so step + chunk index never
-overflows an EefAction)."""
-
-
-def _count(data: dict, key: str, limit: int) -> int:
-    value = data[key]
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
-        raise ValueError(f"{key} must be an integer in [0, {limit}], got {str(value)[:50]}")
-    return value
-
-
 def parse_status(text: str) -> tuple[int, int]:
     """(episode, step) of a simulator status (``/sim/episode`` JSON); ValueError naming what is wrong (not JSON, too
     deeply nested, not an object, a field missing, not an integer in range): never another exception."""
     try:
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise TypeError(f"a JSON {type(data).__name__}, not an object")
-        return _count(data, "episode", MAX_EPISODE), _count(data, "step", MAX_STEP)
-    except (ValueError, TypeError, KeyError, RecursionError) as exc:
-        raise ValueError(f"not a simulator episode status ({type(exc).__name__}: {exc}): {text[:200]!r}") from None
+        episode, step = status_fields(text, ("episode", "step"))
+    except ValueError as exc:
+        raise ValueError(f"not a simulator episode status ({exc})") from None
+    return episode, step
 
 
 def status_stamp_ns(text: str) -> int:
