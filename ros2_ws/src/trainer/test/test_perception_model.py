@@ -7,23 +7,18 @@ import json
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
+from trainer.camera_log import LOG_COLUMNS, CameraLog
 from trainer.perception_cli import main as perception_main
 from trainer.perception_cli import parse_seeds, sim_camera_positions
-from trainer.perception_model import (
-    LOG_COLUMNS,
-    CameraLog,
-    FittedPerception,
-    PerceptionModelParams,
+from trainer.perception_geometry import (
     arm_link_origins,
     cells,
-    compare,
-    fit,
     grasped,
-    model_on_log,
     n_cells,
     occluder_spheres,
     occlusion_clearance,
 )
+from trainer.perception_model import FittedPerception, PerceptionModelParams, compare, fit, model_on_log
 from trainer.sim_backend import BatchState
 
 CAMS = sim_camera_positions()

@@ -26,14 +26,9 @@ import tyro
 from residual_core.tasks import TASK_NAMES, check_task
 from tqdm import tqdm
 
-from trainer.perception_model import (
-    PHASES,
-    CameraLog,
-    PerceptionModelParams,
-    compare,
-    fit,
-    model_on_log,
-)
+from trainer.camera_log import CameraLog
+from trainer.perception_geometry import PHASES
+from trainer.perception_model import PerceptionModelParams, compare, fit, model_on_log
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -143,7 +138,7 @@ class Record:
     """Record the camera estimator's output on base + residual episodes in sim (the camera path offline)."""
 
     out: Path
-    """CSV camera log to write (columns: trainer.perception_model.LOG_COLUMNS)."""
+    """CSV camera log to write (columns: trainer.camera_log.LOG_COLUMNS)."""
     task: str = "all"
     """Task, or 'all' for the five."""
     seeds: str = "300-339"

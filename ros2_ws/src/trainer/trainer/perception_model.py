@@ -5,20 +5,20 @@ is cheap but drops poses i.i.d. with one rate, while the estimator misses whole 
 marker) and errs with a per-episode bias. :class:`FittedPerception` is a cheap, batched stand-in for
 :class:`trainer.camera_path.CameraPerception` whose numbers come from measured estimator output:
 
-* **Misses, decided geometrically per step.** Per object and camera, how far the object is from being hidden by the
-  arm or hand: spheres at the FR3's elbow, forearm, wrist and flange (from the joint positions through the published
-  DH parameters) and at the fingers and hand (along the TCP's tool axis); the angle between the camera's rays to the
-  object and to a sphere, less the sphere's angular radius, in units of the object's angular radius, the smallest
-  over the spheres nearer the camera than the object (:func:`occlusion_clearance`). That clearance, binned for each
-  camera, with "grasped" (the object within 4 cm of the TCP, the gripper not fully open) and "tipped" (the object's
-  z axis more than 45 deg from vertical: the cup lying) makes a cell (:func:`cells`); each object's detection rate
-  per cell is counted from the estimator's output (a Beta prior towards the object's overall rate for rarely seen
-  cells), per task where the log has the task's episodes. The model draws a detection per object and step from its
-  cell's rate.
-* **Errors as measured.** Per object and phase (:data:`PHASES`: far from the hand, near it, grasped; "any" for a
-  phase rarely seen), an episode bootstrap (:class:`ErrorModel`): each episode follows one of the log's episodes, its
-  mean error as the offset plus, per step, one of that episode's errors about its mean; the orientation error angle
-  from its quantiles (about a random axis).
+* **Misses, decided geometrically per step** (trainer.perception_geometry). Per object and camera, how far the object
+  is from being hidden by the arm or hand: spheres at the FR3's elbow, forearm, wrist and flange (from the joint
+  positions through the published DH parameters) and at the fingers and hand (along the TCP's tool axis); the angle
+  between the camera's rays to the object and to a sphere, less the sphere's angular radius, in units of the object's
+  angular radius, the smallest over the spheres nearer the camera than the object (``occlusion_clearance``). That
+  clearance, binned for each camera, with "grasped" (the object within 4 cm of the TCP, the gripper not fully open)
+  and "tipped" (the object's z axis more than 45 deg from vertical: the cup lying) makes a cell (``cells``); each
+  object's detection rate per cell is counted from the estimator's output (a Beta prior towards the object's overall
+  rate for rarely seen cells), per task where the log has the task's episodes. The model draws a detection per object
+  and step from its cell's rate.
+* **Errors as measured.** Per object and phase (``PHASES``: far from the hand, near it, grasped; "any" for a phase
+  rarely seen), an episode bootstrap (:class:`ErrorModel`): each episode follows one of the log's episodes, its mean
+  error as the offset plus, per step, one of that episode's errors about its mean; the orientation error angle from
+  its quantiles (about a random axis).
 * **Latency**: ``latency_steps`` (0 in the lockstep sim, whose estimator answers each step's image before the
   residual acts): the estimate of step t is made from the state of step t - latency. A real camera's latency is the
   image stamp to pose arrival time of its log (see docs/PERCEPTION.md, "Refit from a real camera").
@@ -26,8 +26,8 @@ marker) and errs with a per-episode bias. :class:`FittedPerception` is a cheap, 
 What the residual sees goes through the residual node's presence rule as on the camera path: a missed object is absent
 at once (the estimator publishes a confidence-0 entry for it, which replaces the older pose).
 
-The fit reads a :class:`CameraLog`: per step and object the true pose, the TCP pose and gripper width, and what the
-estimator published (detected or not, the pose). ``residual-perception record`` makes one from the sim's camera path;
+The fit reads a :class:`trainer.camera_log.CameraLog`: per step and object the true pose, the TCP pose and gripper
+width, and what the estimator published (detected or not, the pose). ``residual-perception record`` makes one from the sim's camera path;
 a real camera log in the same CSV columns (truth from a reference, see docs/PERCEPTION.md) refits the model with
 ``residual-perception fit --log``. ``residual-perception check`` compares the model with the estimator on held-out
 episodes per task, object and phase.
@@ -35,255 +35,26 @@ episodes per task, object and phase.
 
 from __future__ import annotations
 
-import csv
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from trainer.camera_log import CameraLog, log_cells, log_phases
+from trainer.perception_geometry import PHASES, cells, n_cells, phases
 from trainer.sim_backend import BatchState
 
 MODEL_VERSION = 2
 
-HAND_SPHERES: tuple[tuple[float, float], ...] = ((0.02, 0.045), (0.07, 0.06))
-"""(distance behind the TCP along its tool axis (m), radius (m)): the fingers and the hand (franka hand: TCP 0.1034 m
-from the flange)."""
-ARM_SPHERES: tuple[tuple[int, int, float], ...] = ((3, 3, 0.07), (4, 4, 0.07), (4, 5, 0.06), (5, 5, 0.06),
-                                                   (7, 7, 0.06))
-"""(DH frame a, DH frame b, radius (m)): spheres at the midpoint of the two frames' origins (the FR3's published DH
-parameters, franka_sim.robot): the elbow, the forearm, the wrist, the flange."""
-CLEARANCE_EDGES: tuple[float, ...] = (0.0, 1.5)
-"""Bin edges of :func:`occlusion_clearance` (object angular radii): hidden (< 0), at the edge, clear (>= 1.5)."""
-PHASES = ("far", "near", "grasped")
-"""Phases of :func:`phases` (comparisons are reported per phase): the TCP over 10 cm from the object, within, or
-grasping it."""
 MAX_EPISODES = 40
 """Log episodes kept per object and phase in an :class:`ErrorModel` (evenly spaced over the log's)."""
 MAX_RESIDUALS = 12
 """Per-step errors kept per episode in an :class:`ErrorModel`."""
 QUANTILES = tuple(np.linspace(0.0, 1.0, 21).round(3).tolist())
 """Quantile levels at which error distributions are stored (0, 0.05, ..., 1)."""
-
-
-# --- geometry ------------------------------------------------------------------------------------------------------
-def _tool_axis(tcp_quat: np.ndarray) -> np.ndarray:
-    """(..., 3) the TCP's z axis (from the flange towards the fingers) in the base frame."""
-    q = np.asarray(tcp_quat, dtype=np.float64)
-    return Rotation.from_quat(q.reshape(-1, 4)).apply([0.0, 0.0, 1.0]).reshape(q.shape[:-1] + (3,))
-
-
-def arm_link_origins(joint_pos: np.ndarray) -> np.ndarray:
-    """(N, 8, 3) origins of the FR3's DH frames 0..7 in the base frame for joint positions (N, 7) (batched DH)."""
-    from franka_sim.robot import DH_A, DH_ALPHA, DH_D
-
-    q = np.asarray(joint_pos, dtype=np.float64)
-    n = len(q)
-    T = np.broadcast_to(np.eye(4), (n, 4, 4)).copy()
-    out = np.zeros((n, 8, 3))
-    for i in range(7):
-        ca, sa, cq, sq = np.cos(DH_ALPHA[i]), np.sin(DH_ALPHA[i]), np.cos(q[:, i]), np.sin(q[:, i])
-        A = np.zeros((n, 4, 4))
-        A[:, 0, 0], A[:, 0, 1], A[:, 0, 3] = cq, -sq, DH_A[i]
-        A[:, 1, 0], A[:, 1, 1], A[:, 1, 2], A[:, 1, 3] = sq * ca, cq * ca, -sa, -DH_D[i] * sa
-        A[:, 2, 0], A[:, 2, 1], A[:, 2, 2], A[:, 2, 3] = sq * sa, cq * sa, ca, DH_D[i] * ca
-        A[:, 3, 3] = 1.0
-        T = T @ A
-        out[:, i + 1] = T[:, :3, 3]
-    return out
-
-
-def occluder_spheres(joint_pos: np.ndarray, tcp_pos: np.ndarray, tcp_quat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centres (N, P, 3) and radii (P,) of the spheres standing for the arm and hand (:data:`ARM_SPHERES`,
-    :data:`HAND_SPHERES`)."""
-    origins = arm_link_origins(joint_pos)
-    axis = _tool_axis(tcp_quat)
-    centres = [0.5 * (origins[:, a] + origins[:, b]) for a, b, _ in ARM_SPHERES]
-    centres += [np.asarray(tcp_pos, dtype=np.float64) - back * axis for back, _ in HAND_SPHERES]
-    radii = [r for _, _, r in ARM_SPHERES] + [r for _, r in HAND_SPHERES]
-    return np.stack(centres, axis=1), np.asarray(radii)
-
-
-def occlusion_clearance(obj_pos: np.ndarray, spheres: tuple[np.ndarray, np.ndarray], camera_pos: np.ndarray,
-                        object_radius: float = 0.03) -> np.ndarray:
-    """(N, K): how clear each object is of the arm and hand as seen from a camera at ``camera_pos`` (3,), in object
-    angular radii: min over the ``spheres`` (:func:`occluder_spheres`) nearer the camera than the object of (angle
-    between the rays to the object and to the sphere - the sphere's angular radius) / the object's angular radius.
-    Below 0: the object's centre is behind a sphere; no sphere in front: 10."""
-    obj = np.asarray(obj_pos, dtype=np.float64)  # (N, K, 3)
-    cam = np.asarray(camera_pos, dtype=np.float64).reshape(1, 1, 3)
-    to_obj = obj - cam
-    d_obj = np.linalg.norm(to_obj, axis=-1)  # (N, K)
-    u_obj = to_obj / np.maximum(d_obj[..., None], 1e-9)
-    alpha = np.arctan2(object_radius, d_obj)
-    centres, radii = spheres
-    out = np.full(d_obj.shape, 10.0)
-    for p, radius in enumerate(radii):
-        to_s = centres[:, p][:, None, :] - cam  # (N, 1, 3)
-        d_s = np.linalg.norm(to_s, axis=-1)  # (N, 1)
-        u_s = to_s / np.maximum(d_s[..., None], 1e-9)
-        angle = np.arccos(np.clip(np.sum(u_obj * u_s, axis=-1), -1.0, 1.0))
-        rho = np.arcsin(np.clip(radius / np.maximum(d_s, radius), 0.0, 1.0))
-        out = np.where(d_s < d_obj, np.minimum(out, (angle - rho) / alpha), out)
-    return out
-
-
-def grasped(obj_pos: np.ndarray, tcp_pos: np.ndarray, gripper_width: np.ndarray, grasp_radius_m: float = 0.04,
-            open_width_m: float = 0.075) -> np.ndarray:
-    """(N, K) bool: the object is within ``grasp_radius_m`` of the TCP and the gripper is not fully open."""
-    dist = np.linalg.norm(np.asarray(obj_pos) - np.asarray(tcp_pos)[:, None, :], axis=-1)
-    return (dist < grasp_radius_m) & (np.asarray(gripper_width)[:, None] < open_width_m)
-
-
-def tipped(obj_quat: np.ndarray) -> np.ndarray:
-    """(N, K) bool: the object's z axis is more than 45 deg from the vertical."""
-    q = np.asarray(obj_quat, dtype=np.float64)
-    z = Rotation.from_quat(q.reshape(-1, 4)).apply([0.0, 0.0, 1.0]).reshape(q.shape[:-1] + (3,))
-    return z[..., 2] < np.cos(np.pi / 4)
-
-
-def phases(obj_pos: np.ndarray, tcp_pos: np.ndarray, gripper_width: np.ndarray) -> np.ndarray:
-    """(N, K) index into :data:`PHASES`."""
-    dist = np.linalg.norm(np.asarray(obj_pos) - np.asarray(tcp_pos)[:, None, :], axis=-1)
-    out = np.where(dist > 0.10, 0, 1)
-    return np.where(grasped(obj_pos, tcp_pos, gripper_width), 2, out)
-
-
-def n_cells(n_cameras: int) -> int:
-    return (len(CLEARANCE_EDGES) + 1) ** n_cameras * 4
-
-
-def cells(obj_pos, obj_quat, tcp_pos, tcp_quat, gripper_width, joint_pos, camera_positions: Sequence) -> np.ndarray:
-    """(N, K) cell index in [0, :func:`n_cells`): the clearance bin per camera, grasped, tipped."""
-    idx = np.zeros(np.asarray(obj_pos).shape[:2], dtype=np.int64)
-    spheres = occluder_spheres(joint_pos, tcp_pos, tcp_quat)
-    for cam in camera_positions:
-        c = occlusion_clearance(obj_pos, spheres, np.asarray(cam))
-        idx = idx * (len(CLEARANCE_EDGES) + 1) + np.digitize(c, CLEARANCE_EDGES)
-    idx = idx * 2 + grasped(obj_pos, tcp_pos, gripper_width)
-    return idx * 2 + tipped(obj_quat)
-
-
-# --- the camera log ------------------------------------------------------------------------------------------------
-LOG_COLUMNS = ("task", "episode", "step", "object", "true_x", "true_y", "true_z", "true_qx", "true_qy", "true_qz",
-               "true_qw", "tcp_x", "tcp_y", "tcp_z", "tcp_qx", "tcp_qy", "tcp_qz", "tcp_qw", "gripper_width",
-               "q1", "q2", "q3", "q4", "q5", "q6", "q7", "detected", "est_x", "est_y", "est_z", "est_qx", "est_qy",
-               "est_qz", "est_qw")
-"""CSV columns of a camera log, one row per camera image and object (base frame, m, quaternions x y z w):
-``episode`` any integer naming the episode (per-episode offsets are fitted from it), ``step`` the control step of the
-image, ``q1``..``q7`` the arm's joint positions (rad; the arm's occlusion is computed from them), ``detected`` 1 when
-the estimator published a pose with confidence at or above the residual's ``min_confidence``, else 0 (the est_*
-columns are then ignored)."""
-
-
-@dataclass
-class CameraLog:
-    """Rows of a camera log (see :data:`LOG_COLUMNS`), as arrays of equal length."""
-
-    task: np.ndarray
-    episode: np.ndarray
-    step: np.ndarray
-    object: np.ndarray
-    true_pos: np.ndarray
-    true_quat: np.ndarray
-    tcp_pos: np.ndarray
-    tcp_quat: np.ndarray
-    gripper_width: np.ndarray
-    joint_pos: np.ndarray
-    detected: np.ndarray
-    est_pos: np.ndarray
-    est_quat: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.step)
-
-    def __post_init__(self) -> None:
-        n = len(self.step)
-        shapes = {"true_pos": 3, "true_quat": 4, "tcp_pos": 3, "tcp_quat": 4, "joint_pos": 7, "est_pos": 3,
-                  "est_quat": 4}
-        for name in ("task", "episode", "object", "gripper_width", "detected"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"camera log: column {name} has {len(getattr(self, name))} rows, step has {n}")
-        for name, width in shapes.items():
-            if np.shape(getattr(self, name)) != (n, width):
-                raise ValueError(f"camera log: {name} must be ({n}, {width}), got {np.shape(getattr(self, name))}")
-        bad = ~(np.all(np.isfinite(self.true_pos), axis=1) & np.all(np.isfinite(self.tcp_pos), axis=1))
-        if bad.any():
-            raise ValueError(f"camera log: {int(bad.sum())} rows with a non-finite true or TCP position "
-                             f"(first: row {int(np.flatnonzero(bad)[0])})")
-
-    @classmethod
-    def concat(cls, logs: Iterable[CameraLog]) -> CameraLog:
-        logs = list(logs)
-        if not logs:
-            raise ValueError("no camera logs to join")
-        return cls(**{f: np.concatenate([getattr(g, f) for g in logs]) for f in cls.__dataclass_fields__})
-
-    def subset(self, mask: np.ndarray) -> CameraLog:
-        return CameraLog(**{f: getattr(self, f)[mask] for f in self.__dataclass_fields__})
-
-    def errors(self) -> tuple[np.ndarray, np.ndarray]:
-        """Position error (n, 3) (estimate - truth, m) and orientation error angle (n,) (rad); NaN where missed."""
-        pos = np.where(self.detected[:, None], self.est_pos - self.true_pos, np.nan)
-        ang = np.full(len(self), np.nan)
-        d = self.detected & np.all(np.isfinite(self.est_quat), axis=1) & (np.linalg.norm(self.est_quat, axis=1) > 0.5)
-        if d.any():
-            rel = Rotation.from_quat(self.est_quat[d]) * Rotation.from_quat(self.true_quat[d]).inv()
-            ang[d] = rel.magnitude()
-        return pos, ang
-
-    def to_csv(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(LOG_COLUMNS)
-            for i in range(len(self)):
-                w.writerow([self.task[i], int(self.episode[i]), int(self.step[i]), self.object[i],
-                            *(f"{v:.6f}" for v in self.true_pos[i]), *(f"{v:.6f}" for v in self.true_quat[i]),
-                            *(f"{v:.6f}" for v in self.tcp_pos[i]), *(f"{v:.6f}" for v in self.tcp_quat[i]),
-                            f"{self.gripper_width[i]:.6f}", *(f"{v:.6f}" for v in self.joint_pos[i]),
-                            int(self.detected[i]),
-                            *(f"{v:.6f}" for v in self.est_pos[i]), *(f"{v:.6f}" for v in self.est_quat[i])])
-
-    @classmethod
-    def from_csv(cls, path: Path) -> CameraLog:
-        path = Path(path)
-        with path.open(newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None or tuple(header) != LOG_COLUMNS:
-                raise ValueError(f"{path}: not a camera log: the header must be {','.join(LOG_COLUMNS)}")
-            rows = list(reader)
-        if not rows:
-            raise ValueError(f"{path}: the camera log has no rows")
-        bad = [i + 2 for i, r in enumerate(rows) if len(r) != len(LOG_COLUMNS)]
-        if bad:
-            raise ValueError(f"{path}: line(s) {bad[:5]} do not have {len(LOG_COLUMNS)} fields")
-        cols = list(zip(*rows, strict=True))
-        try:
-            num = lambda names: np.array([[float(v) for v in cols[LOG_COLUMNS.index(c)]] for c in names]).T  # noqa: E731
-            return cls(task=np.array(cols[0]), episode=np.array([int(v) for v in cols[1]]),
-                       step=np.array([int(v) for v in cols[2]]), object=np.array(cols[3]),
-                       true_pos=num(LOG_COLUMNS[4:7]), true_quat=num(LOG_COLUMNS[7:11]),
-                       tcp_pos=num(LOG_COLUMNS[11:14]), tcp_quat=num(LOG_COLUMNS[14:18]),
-                       gripper_width=np.array([float(v) for v in cols[18]]), joint_pos=num(LOG_COLUMNS[19:26]),
-                       detected=np.array([int(v) for v in cols[26]]).astype(bool),
-                       est_pos=num(LOG_COLUMNS[27:30]), est_quat=num(LOG_COLUMNS[30:34]))
-        except ValueError as e:
-            raise ValueError(f"{path}: a field is not a number: {e}") from None
-
-
-def log_cells(log: CameraLog, camera_positions: Sequence) -> np.ndarray:
-    """(n,) the cell of every row (rows are one object each: computed as N=n, K=1)."""
-    return cells(log.true_pos[:, None], log.true_quat[:, None], log.tcp_pos, log.tcp_quat, log.gripper_width,
-                 log.joint_pos, camera_positions)[:, 0]
-
-
-def log_phases(log: CameraLog) -> np.ndarray:
-    return phases(log.true_pos[:, None], log.tcp_pos, log.gripper_width)[:, 0]
 
 
 # --- the model -----------------------------------------------------------------------------------------------------
