@@ -19,6 +19,7 @@ from residual_core.action import ActionSpec, clip_action
 from scipy.spatial.transform import Rotation
 
 from franka_sim import controller, robot
+from franka_sim.dynamics import NOMINAL, DynamicsDraw, DynamicsRandomization
 from franka_sim.scene import SceneConfig, build_scene
 from franka_sim.tasks.base import ResetSample, Task, TaskState
 
@@ -42,6 +43,8 @@ class SimConfig:
     """Physics threads of the batch (0: all CPUs)."""
     persistent: bool = False
     """Keep one full MjData per simulation (needed to render or inspect contacts); else threads share MjData."""
+    dynamics: DynamicsRandomization = field(default_factory=DynamicsRandomization)
+    """Per-episode dynamics draws (franka_sim.dynamics); the default is the nominal model."""
 
     def __post_init__(self) -> None:
         if self.joint_noise < 0 or self.nthread < 0:
@@ -98,6 +101,9 @@ class BatchSim:
         self.last_ik: controller.IKResult | None = None
         # A valid state everywhere from the start (home posture, objects where the scene put them).
         self.batch.reset(keyframe=np.full(num_envs, self._home_key), stage=_STAGE_VEL)
+        self.dynamics: list[DynamicsDraw] = [NOMINAL] * num_envs
+        """Each simulation's current episode dynamics (drawn at its reset)."""
+        self._dyn = _DynamicsFields(self) if self.cfg.dynamics.enabled else None
 
     # ---------------------------------------------------------------- reset
     def reset(self, ids: np.ndarray, samples: list[ResetSample], rngs: list[np.random.Generator]) -> None:
@@ -131,7 +137,13 @@ class BatchSim:
             for key in self.task.episode_keys:
                 self.episode[key][i] = sample.episode[key]
             self.last_action[i] = 0.0
+            if self._dyn is not None:  # drawn last: the episode's start is that of the nominal model
+                self.dynamics[i] = self.cfg.dynamics.sample(rng)
+        if self._dyn is not None:
+            self._dyn.apply(ids, [self.dynamics[i] for i in ids])
         self.batch.forward(ids, stage=_STAGE_VEL)
+        if self._dyn is not None:
+            self._dyn.reset_latency(ids, self.tcp_pos()[ids], self.tcp_mat()[ids])
 
     # ---------------------------------------------------------------- control
     @property
@@ -177,8 +189,9 @@ class BatchSim:
             bad = np.nonzero(~np.all(np.isfinite(actions), axis=-1))[0]
             raise ValueError(f"non-finite actions for envs {bad.tolist()}")
         applied = clip_action(actions, self.cfg.action_spec)
+        delayed = applied if self._dyn is None else self._dyn.delay_actions(applied)
         # Target = apply_delta(measured pose, action): its error w.r.t. the measured pose is the action itself.
-        self._apply_task_error(applied[:, :6], applied[:, 6])
+        self._apply_task_error(delayed[:, :6], delayed[:, 6])
         self.batch.step(nstep=self.substeps, stage=_STAGE_VEL)
         self.last_action[:] = applied
         return applied
@@ -204,8 +217,12 @@ class BatchSim:
         target arrives (the ramps keep integrating while the physics runs)."""
         q = np.asarray(target_quat, dtype=np.float64).reshape(-1, 4)
         target_mat = Rotation.from_quat(q / np.linalg.norm(q, axis=-1, keepdims=True)).as_matrix()
-        err = controller.pose_error(self.tcp_pos(), self.tcp_mat(), np.asarray(target_pos).reshape(-1, 3), target_mat)
-        self._apply_task_error(err, np.broadcast_to(np.asarray(gripper, dtype=np.float64), (self.num_envs,)))
+        target_pos = np.asarray(target_pos, dtype=np.float64).reshape(-1, 3)
+        gripper = np.broadcast_to(np.asarray(gripper, dtype=np.float64), (self.num_envs,))
+        if self._dyn is not None:
+            target_pos, target_mat, gripper = self._dyn.delay_targets(target_pos, target_mat, gripper)
+        err = controller.pose_error(self.tcp_pos(), self.tcp_mat(), target_pos, target_mat)
+        self._apply_task_error(err, gripper)
         return err
 
     # ---------------------------------------------------------------- state
@@ -246,8 +263,80 @@ class BatchSim:
         )
 
     def get_data(self, sim: int, data: mujoco.MjData | None = None) -> mujoco.MjData:
-        """Simulation ``sim`` as an MjData with kinematics computed (for rendering and inspection)."""
+        """Simulation ``sim`` as an MjData with kinematics computed (for rendering and inspection). Kinematics do not
+        depend on the dynamics draws; forces computed from it need that simulation's model (``batch.get_model``)."""
         data = self.batch.get_data(sim, data)
         if not self.cfg.persistent:
             mujoco.mj_forward(self.model, data)
         return data
+
+
+class _DynamicsFields:
+    """The per-simulation model fields a :class:`DynamicsDraw` scales, and the command delay lines of the latency.
+
+    Nominal values are read once from the compiled model; each reset writes nominal * scale for the simulations it
+    resets only (``Batch.expand`` makes the fields per-simulation), then ``set_const`` recomputes the constants that
+    depend on masses.
+    """
+
+    def __init__(self, sim: BatchSim) -> None:
+        m, b = sim.model, sim.batch
+        self.sim = sim
+        bodies = {int(m.site_bodyid[m.site(n).id]) for n in sim.task.objects}
+        self.bodies = np.array(sorted(i for i in bodies if m.body_mocapid[i] < 0), dtype=np.int64)
+        self.mass0, self.inertia0 = m.body_mass[self.bodies].copy(), m.body_inertia[self.bodies].copy()
+        self.friction0 = m.geom_friction[:, 0].copy()
+        self.arm = sim.arm_actuators
+        self.kp0 = m.actuator_gainprm[self.arm, 0].copy()
+        self.bias0 = m.actuator_biasprm[self.arm, :3].copy()
+        self.mass, self.inertia = b.expand("body_mass"), b.expand("body_inertia")
+        self.friction = b.expand("geom_friction")
+        self.gain, self.bias = b.expand("actuator_gainprm"), b.expand("actuator_biasprm")
+        n, depth = sim.num_envs, sim.cfg.dynamics.max_latency + 1
+        self.latency = np.zeros(n, dtype=np.int64)
+        self.sent = np.zeros(n, dtype=np.int64)
+        """Commands sent since each simulation's reset."""
+        self.line_pos, self.line_mat = np.zeros((n, depth, 3)), np.tile(np.eye(3), (n, depth, 1, 1))
+        self.line_grip, self.line_action = np.zeros((n, depth)), np.zeros((n, depth, 7))
+        self.hold_pos, self.hold_mat = np.zeros((n, 3)), np.tile(np.eye(3), (n, 1, 1))
+
+    def apply(self, ids: np.ndarray, draws: list[DynamicsDraw]) -> None:
+        for i, d in zip(ids, draws, strict=True):
+            self.mass[i, self.bodies] = self.mass0 * d.mass_scale
+            self.inertia[i, self.bodies] = self.inertia0 * d.mass_scale
+            self.friction[i, :, 0] = self.friction0 * d.friction_scale
+            s = d.stiffness_scale
+            self.gain[i, self.arm, 0] = self.kp0 * s
+            self.bias[i, self.arm, 1] = self.bias0[:, 1] * s
+            self.bias[i, self.arm, 2] = self.bias0[:, 2] * np.sqrt(s)
+            self.latency[i] = d.latency_steps
+        self.sim.batch.set_const()
+
+    def reset_latency(self, ids: np.ndarray, tcp_pos: np.ndarray, tcp_mat: np.ndarray) -> None:
+        """Until the first delayed command arrives the arm holds the pose it was reset to, gripper open."""
+        self.sent[ids] = 0
+        self.hold_pos[ids], self.hold_mat[ids] = tcp_pos, tcp_mat
+
+    def _slots(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        depth = self.line_grip.shape[1]
+        write = self.sent % depth
+        due = self.sent - self.latency
+        return write, due % depth, due >= 0
+
+    def delay_targets(self, pos: np.ndarray, mat: np.ndarray, grip: np.ndarray):
+        """Push this step's absolute targets, return the ones due now (the reset pose before the first)."""
+        rows = np.arange(len(self.sent))
+        write, read, ready = self._slots()
+        self.line_pos[rows, write], self.line_mat[rows, write], self.line_grip[rows, write] = pos, mat, grip
+        self.sent += 1
+        out_pos = np.where(ready[:, None], self.line_pos[rows, read], self.hold_pos)
+        out_mat = np.where(ready[:, None, None], self.line_mat[rows, read], self.hold_mat)
+        return out_pos, out_mat, np.where(ready, self.line_grip[rows, read], 0.0)
+
+    def delay_actions(self, actions: np.ndarray) -> np.ndarray:
+        """Push this step's delta actions, return the ones due now (no motion, gripper open, before the first)."""
+        rows = np.arange(len(self.sent))
+        write, read, ready = self._slots()
+        self.line_action[rows, write] = actions
+        self.sent += 1
+        return np.where(ready[:, None], self.line_action[rows, read], 0.0)

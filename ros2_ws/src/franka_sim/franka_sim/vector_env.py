@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from gymnasium import spaces
 
+from franka_sim.dynamics import widen_placement
 from franka_sim.observations import batched_observations, mats_to_quats, observation_space
 from franka_sim.sim import BatchSim, SimConfig
 from franka_sim.tasks import make_task
@@ -32,6 +33,8 @@ class VectorEnvConfig:
     """End an episode at its first successful state."""
     autoreset: bool = True
     """Reset finished episodes inside step()."""
+    placement_scale: float = 1.0
+    """Object placement ranges scaled about their centres (franka_sim.dynamics.widen_placement); 1 = the task's."""
 
 
 class VectorFrankaEnv:
@@ -39,7 +42,7 @@ class VectorFrankaEnv:
 
     def __init__(self, task: str, num_envs: int, seed: int | None = None, config: VectorEnvConfig | None = None):
         self.config = config or VectorEnvConfig()
-        self._task = make_task(task)
+        self._task = widen_placement(make_task(task), self.config.placement_scale)
         self.num_envs = int(num_envs)
         self.sim = BatchSim(self._task, self.num_envs, self.config.sim)
         self.single_observation_space = observation_space(len(self._task.objects), None)

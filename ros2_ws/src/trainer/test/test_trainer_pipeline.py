@@ -121,6 +121,49 @@ def test_residual_eval_table_and_json(trained, base_ckpt, tmp_path):
     assert (tmp_path / "eval.png").stat().st_size > 1000
 
 
+def test_residual_eval_under_a_dynamics_shift_and_training_with_randomised_dynamics(trained, base_ckpt, tmp_path):
+    out = tmp_path / "eval.json"
+    r = run(["residual-eval", "--task", "cube_lift", "--episodes", "2", "--num-envs", "2", "--dynamics", "mixed",
+             "--base-checkpoint", str(base_ckpt), "--residual-checkpoint", str(trained / "best"),
+             "--json-out", str(out)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "dynamics mixed" in r.stdout and "| lost / gained |" in r.stdout
+    row = json.loads(out.read_text())["results"][0]
+    assert row["dynamics"]["name"] == "mixed" and row["dynamics"]["object_mass"] == [0.3, 3.0]
+    bad = run(["residual-eval", "--task", "cube_lift", "--dynamics", "moon"])
+    assert bad.returncode != 0 and "known: nominal" in bad.stderr
+    run_dir = tmp_path / "dyn"
+    r = run(["residual-train", "--task", "cube_lift", "--base-checkpoint", str(base_ckpt), "--out-dir", str(run_dir),
+             "--dynamics", "train", *tiny()])
+    assert r.returncode == 0, r.stderr[-3000:]
+    _, man = load_checkpoint(run_dir / "last", expected_kind="residual")
+    assert man.training["dynamics"]["kind"] == "per_episode_draws"
+    assert man.training["dynamics"]["arm_stiffness"] == [0.6, 1.6]
+
+
+def test_training_and_evaluating_against_a_population_of_bases(trained, base_ckpt, tmp_path):
+    pop = tmp_path / "pop.json"
+    pop.write_text(json.dumps({"members": [{"checkpoint": str(base_ckpt)},
+                                           {"checkpoint": str(base_ckpt), "action_noise": 0.1, "delay_steps": 1}]}))
+    run_dir = tmp_path / "pop_run"
+    r = run(["residual-train", "--task", "cube_lift", "--base-population", str(pop), "--out-dir", str(run_dir),
+             *tiny()])
+    assert r.returncode == 0, r.stderr[-3000:]
+    _, man = load_checkpoint(run_dir / "last", expected_kind="residual")
+    assert [m["delay_steps"] for m in man.training["base_population"]["members"]] == [0, 1]
+    out = tmp_path / "eval.json"
+    r = run(["residual-eval", "--task", "cube_lift", "--episodes", "2", "--num-envs", "2", "--base-population",
+             str(pop), "--residual-checkpoint", str(trained / "best"), "--json-out", str(out)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(out.read_text())["args"]["base_population"] == str(pop)
+    both = run(["residual-eval", "--task", "cube_lift", "--base-population", str(pop), "--base-checkpoint",
+                str(base_ckpt)])
+    assert both.returncode != 0 and "replaces --base-checkpoint" in both.stderr
+    pop.write_text('{"members": [{"checkpoint": "x", "delay_steps": 99}]}')
+    bad = run(["residual-eval", "--task", "cube_lift", "--base-population", str(pop)])
+    assert bad.returncode == 2 and "delay_steps" in bad.stderr
+
+
 def _eval_with(ckpt, base_ckpt, task="cube_lift"):
     return run(["residual-eval", "--task", task, "--episodes", "1", "--num-envs", "1", "--base-checkpoint",
                 str(base_ckpt), "--residual-checkpoint", str(ckpt)])

@@ -32,6 +32,7 @@ from residual_core.observation import build_observation_batch, present_mask
 from residual_core.pipeline import ActionPipeline, BatchPipelineResult, GripperMemory
 from residual_learning.base_policy import BasePolicy, base_features_batch, embed_instruction
 
+from trainer.base_population import BasePopulation, PopulationRunner
 from trainer.sim_backend import BatchState, SimBackend, StepResult
 
 if TYPE_CHECKING:  # (not imported at run time: the camera path pulls in OpenCV and the pose estimator)
@@ -131,12 +132,14 @@ class LoopStep:
 class ClosedLoop:
     """Runs :mod:`this module's <trainer.closed_loop>` loop over the ``num_envs`` envs of a backend."""
 
-    def __init__(self, backend: SimBackend, base: BasePolicy, pipeline: ActionPipeline | None = None,
+    def __init__(self, backend: SimBackend, base: BasePolicy | BasePopulation, pipeline: ActionPipeline | None = None,
                  perception: Perception | None = None):
         self.backend = backend
         self.pipeline = pipeline or ActionPipeline()
         self.perception = perception
-        self.runner = BaseChunkRunner(base, backend.instruction, backend.num_envs)
+        # one base, or a population of them (trainer.base_population: a member drawn per episode from its seed)
+        self.runner = (PopulationRunner(base, backend.instruction, backend.num_envs) if isinstance(base, BasePopulation)
+                       else BaseChunkRunner(base, backend.instruction, backend.num_envs))
         self.gripper = GripperMemory(backend.num_envs)
         self.state: BatchState | None = None
 
@@ -147,7 +150,10 @@ class ClosedLoop:
     def reset(self, seeds: Sequence[int], env_ids: Sequence[int] | None = None) -> None:
         """New episodes from ``seeds`` in ``env_ids`` (default all): sim, base chunk, perception, gripper memory."""
         self.backend.reset(seeds, env_ids=None if env_ids is None else list(env_ids))
-        self.runner.reset(env_ids)
+        if isinstance(self.runner, PopulationRunner):
+            self.runner.reset(env_ids, seeds=seeds)
+        else:
+            self.runner.reset(env_ids)
         if self.perception is not None:
             if env_ids is None or self.perception.num_envs != self.num_envs:
                 self.perception.reset(self.num_envs)

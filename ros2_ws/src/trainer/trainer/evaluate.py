@@ -25,6 +25,7 @@ from typing import Literal
 
 import numpy as np
 import tyro
+from franka_sim.dynamics import resolve_shift
 from franka_sim.sim_bridge import SimNodeConfig
 from residual_core.augment import PoseAugmenter
 from residual_core.checkpoint import (
@@ -41,6 +42,7 @@ from residual_core.tasks import TASK_NAMES, check_task
 from residual_learning.base_policy import BasePolicy
 from tqdm import tqdm
 
+from trainer.base_population import BasePopulation
 from trainer.plots import plot_eval_table
 from trainer.rollout import evaluate_episodes
 
@@ -57,6 +59,9 @@ class Args:
     """Evaluate the base alone (skip base + residual)."""
     base_checkpoint: Path | None = None
     """Base policy checkpoint (default: the shipped checkpoints/base/base_policy)."""
+    base_population: Path | None = None
+    """Evaluate against a population of bases instead (trainer.base_population JSON: checkpoints with action noise,
+    bias, chunk length, delay; one member per episode, drawn from its seed), e.g. held-out perturbed bases."""
     residual_checkpoint: Path | None = None
     """Residual checkpoint (only with a single task; default: the shipped checkpoints/residual/<task>)."""
     pose_source: Literal["gt", "camera"] = "gt"
@@ -73,6 +78,11 @@ class Args:
     image_height: int = SimNodeConfig.image_height
     """camera: rendered image height (px); the default is the sim node's (the scene's offscreen buffer allows up to
     1280x960)."""
+    dynamics: str = "nominal"
+    """Physics of the episodes, a named held-out shift of franka_sim.dynamics.SHIFTS: nominal, heavy (objects 3x),
+    light (0.3x), slippery (every friction x0.4), soft (arm servos 0.4x as stiff), stiff (2.5x), latency (commands 2
+    control steps late), wide (placement ranges 1.5x), mixed (all drawn per episode). Each episode's draw depends
+    only on its seed, so base and base + residual meet the same physics."""
     num_envs: int = 10
     """Parallel envs (episodes run in batches of this size; camera: always 1)."""
     json_out: Path | None = None
@@ -87,6 +97,9 @@ class Args:
             raise ValueError("--residual-checkpoint needs a single --task (each task has its own residual)")
         if self.episodes < 1:
             raise ValueError(f"--episodes must be >= 1, got {self.episodes}")
+        resolve_shift(self.dynamics)
+        if self.base_population is not None and self.base_checkpoint is not None:
+            raise ValueError("--base-population replaces --base-checkpoint: give one of them")
         if not (1 <= self.image_width <= 1280 and 1 <= self.image_height <= 960):
             raise ValueError(f"--image-width/--image-height must be within 1280x960 (the scene's offscreen buffer), "
                              f"got {self.image_width}x{self.image_height}")
@@ -97,12 +110,15 @@ class Args:
         return 1 if self.pose_source == "camera" else min(self.num_envs, self.episodes)
 
 
-def evaluate_task(task: str, args: Args, base: BasePolicy) -> dict:
+def evaluate_task(task: str, args: Args, base: BasePolicy | BasePopulation) -> dict:
     from trainer.franka_backend import FrankaSimBackend
 
     seeds = list(range(args.seed_offset, args.seed_offset + args.episodes))
-    backend = FrankaSimBackend(task, args.envs, seed=0)
-    row: dict = {"task": task, "episodes": args.episodes, "seeds": seeds, "pose_source": args.pose_source}
+    shift = resolve_shift(args.dynamics)
+    backend = FrankaSimBackend(task, args.envs, seed=0, shift=shift)
+    row: dict = {"task": task, "episodes": args.episodes, "seeds": seeds, "pose_source": args.pose_source,
+                 "dynamics": {"name": args.dynamics, "placement_scale": shift.placement_scale,
+                              **shift.dynamics.as_dict()}}
     t0 = time.time()
     with tqdm(total=args.episodes, desc=f"{task}: base", unit="ep", leave=False) as bar:
         row["base"] = evaluate_episodes(backend, base, seeds, progress=bar.update).to_dict()
@@ -141,16 +157,28 @@ def evaluate_task(task: str, args: Args, base: BasePolicy) -> dict:
     return row
 
 
+def lost_gained(row: dict) -> tuple[int, int] | None:
+    """Episodes the residual lost (solved by the base alone, failed with the residual) and gained, or None without
+    a residual row."""
+    res = row.get("residual")
+    if not res:
+        return None
+    b, r = np.asarray(row["base"]["success"], bool), np.asarray(res["success"], bool)
+    return int(np.sum(b & ~r)), int(np.sum(~b & r))
+
+
 def format_table(rows: list[dict], args: Args) -> str:
     n = args.episodes
-    lines = ["| task | base | base + residual | mean steps (base) | mean steps (base + residual) |",
-             "|---|---|---|---|---|"]
+    lines = ["| task | base | base + residual | lost / gained | mean steps (base) | mean steps (base + residual) |",
+             "|---|---|---|---|---|---|"]
     fmt = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
     for r in rows:
         b = r["base"]
         res = r.get("residual")
         res_cell = f"{res['successes']}/{n}" if res else ("no checkpoint" if r.get("residual_missing") else "-")
-        lines.append(f"| {r['task']} | {b['successes']}/{n} | {res_cell} | "
+        lg = lost_gained(r)
+        lg_cell = "-" if lg is None else f"{lg[0]} / {lg[1]}"
+        lines.append(f"| {r['task']} | {b['successes']}/{n} | {res_cell} | {lg_cell} | "
                      f"{fmt(b['mean_steps_to_success'])} | {fmt(res['mean_steps_to_success']) if res else '-'} |")
     if len(rows) > 1:
         avg_b = np.mean([r["base"]["successes"] for r in rows])
@@ -158,7 +186,9 @@ def format_table(rows: list[dict], args: Args) -> str:
         avg_r = f"{np.mean(res_rows):.1f}/{n}" if res_rows else "-"
         if res_rows and len(res_rows) < len(rows):
             avg_r += f" (over the {len(res_rows)} task(s) with a residual)"
-        lines.append(f"| **average** | {avg_b:.1f}/{n} | {avg_r} | | |")
+        lg = [x for x in map(lost_gained, rows) if x is not None]
+        total = f"{sum(x[0] for x in lg)} / {sum(x[1] for x in lg)}" if lg else "-"
+        lines.append(f"| **average** | {avg_b:.1f}/{n} | {avg_r} | {total} | | |")
     return "\n".join(lines)
 
 
@@ -170,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     tasks = list(TASK_NAMES) if args.task == "all" else [args.task]
     try:
-        base = BasePolicy.from_checkpoint(args.base_checkpoint or default_base_checkpoint())
-    except (CheckpointError, FileNotFoundError) as e:
+        base = (BasePolicy.from_checkpoint(args.base_checkpoint or default_base_checkpoint())
+                if args.base_population is None else BasePopulation.load(args.base_population))
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"residual-eval: cannot load the base policy: {e}", file=sys.stderr)
         return 2
     rows = []
@@ -188,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
                  "images of the sim's two cameras)")
     else:
         noise = f" (residual sees pose noise {args.pose_noise * 1000:g} mm, dropout {args.dropout:g})"
+    physics = "" if args.dynamics == "nominal" else f", dynamics {args.dynamics}: {resolve_shift(args.dynamics).note}"
     print(f"\nSuccess over {args.episodes} seeded episodes per task (seeds {args.seed_offset}.."
-          f"{args.seed_offset + args.episodes - 1}){noise}:\n")
+          f"{args.seed_offset + args.episodes - 1}){noise}{physics}:\n")
     print(format_table(rows, args))
     if any(r.get("residual") for r in rows):
         print("\nFraction of steps the residual saw each object (base + residual):")

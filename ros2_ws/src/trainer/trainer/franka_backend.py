@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from franka_sim.camera import CameraIntrinsics, SceneRenderer
+from franka_sim.dynamics import Shift
+from franka_sim.sim import SimConfig
 from franka_sim.tasks import make_task
 from franka_sim.vector_env import VectorEnvConfig, VectorFrankaEnv
 
@@ -13,11 +15,18 @@ from trainer.sim_backend import BatchState, StepResult
 
 
 class FrankaSimBackend:
-    """N MuJoCo envs of one task (physics on all cores); no auto-reset: the trainer decides episode ends."""
+    """N MuJoCo envs of one task (physics on all cores); no auto-reset: the trainer decides episode ends.
 
-    def __init__(self, task: str, num_envs: int, seed: int = 0):
+    ``shift``: the dynamics drawn per episode and the placement widening (franka_sim.dynamics); None is the nominal
+    model. Each episode's draw depends only on its seed."""
+
+    def __init__(self, task: str, num_envs: int, seed: int = 0, shift: Shift | None = None):
+        shift = shift or Shift()
+        self.shift = shift
         self.env = VectorFrankaEnv(task, num_envs, seed=seed,
-                                   config=VectorEnvConfig(terminate_on_success=False, autoreset=False))
+                                   config=VectorEnvConfig(sim=SimConfig(dynamics=shift.dynamics),
+                                                          terminate_on_success=False, autoreset=False,
+                                                          placement_scale=shift.placement_scale))
         self.task = self.env.task
         self.num_envs = int(num_envs)
         self.horizon = self.env.horizon

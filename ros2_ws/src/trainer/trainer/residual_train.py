@@ -24,6 +24,7 @@ from typing import Literal
 import numpy as np
 import torch
 import tyro
+from franka_sim.dynamics import TRAINING, Shift
 from franka_sim.tasks import make_task, reward_spec
 from residual_core.action import DEFAULT_RESIDUAL_SCALE, residual_bound_problems
 from residual_core.augment import PoseAugmenter
@@ -37,6 +38,7 @@ from residual_learning.base_policy import BasePolicy
 from residual_learning.networks import save_residual_checkpoint
 from tqdm import tqdm
 
+from trainer.base_population import BasePopulation
 from trainer.closed_loop import ClosedLoop
 from trainer.franka_backend import FrankaSimBackend
 from trainer.perception_model import FittedPerception, PerceptionModelParams
@@ -104,6 +106,14 @@ class Args:
     checkpoints/perception/camera.json): the residual sees the object poses as the model says the camera estimator
     would (misses decided by hand occlusion per step, the estimator's measured errors), in training and in the
     validation evaluations, instead of --pose-noise / --dropout (and --eval-pose-noise / --eval-dropout)."""
+    base_population: Path | None = None
+    """Train against a population of bases instead of one (trainer.base_population: a JSON file of members, each a
+    base checkpoint with action noise, bias, chunk length and delay; one member drawn per episode; e.g.
+    checkpoints/bases/population.json). Validation plays the same population. Replaces --base-checkpoint."""
+    dynamics: Literal["nominal", "train"] = "nominal"
+    """Physics of the training episodes: nominal (the sim's model) or train (object mass, friction, arm servo
+    stiffness and action latency drawn per episode from franka_sim.dynamics.TRAINING; the validation episodes draw
+    from the same ranges). The held-out shifts of ``residual-eval --dynamics`` lie outside these ranges."""
     eval_every: int = 10_000
     """Evaluate every this many online env steps (and at the end)."""
     eval_episodes: int = 20
@@ -138,6 +148,8 @@ class Args:
                              f"{'; '.join(problems)}")
         if not 0.0 <= self.offline_ratio <= 1.0:
             raise ValueError(f"offline_ratio must be in [0, 1], got {self.offline_ratio}")
+        if self.base_population is not None and self.base_checkpoint is not None:
+            raise ValueError("--base-population replaces --base-checkpoint: give one of them")
         if self.reset_best and not self.resume:
             raise ValueError("--reset-best only applies with --resume")
         if self.total_steps < self.num_envs:
@@ -151,8 +163,11 @@ class Trainer:
         self.out = Path(a.out_dir or f"runs/residual/{a.task}/seed{a.seed}")
         self.out.mkdir(parents=True, exist_ok=True)
         self.rng = np.random.default_rng(a.seed)
-        self.backend: SimBackend = FrankaSimBackend(a.task, num_envs=a.num_envs, seed=a.seed)
-        self.base = BasePolicy.from_checkpoint(a.base_checkpoint or default_base_checkpoint())
+        self.backend: SimBackend = FrankaSimBackend(
+            a.task, num_envs=a.num_envs, seed=a.seed,
+            shift=Shift(dynamics=TRAINING) if a.dynamics == "train" else None)
+        self.base = (BasePolicy.from_checkpoint(a.base_checkpoint or default_base_checkpoint())
+                     if a.base_population is None else BasePopulation.load(a.base_population))
         self.layout = make_layout(self.backend.object_names)
         self.scale = np.asarray(a.residual_scale, dtype=np.float64)
         self.pipeline = ActionPipeline(residual_scale=tuple(self.scale))
@@ -258,11 +273,14 @@ class Trainer:
                                "reward_scale": a.reward_scale},
                     "wall_clock_s": self.wall_clock(), "env_steps": self.env_steps,
                     "base_checkpoint": str(a.base_checkpoint or default_base_checkpoint()),
+                    "base_population": (None if a.base_population is None else self.base.describe()),
                     "perception": ({"kind": "pose_noise_dropout", "pose_noise": a.pose_noise, "dropout": a.dropout}
                                    if self.perception_params is None else
                                    {"kind": "fitted_camera_model", "path": str(a.perception_model),
                                     "fitted_from": self.perception_params.fitted_from,
-                                    "latency_steps": self.perception_params.latency_steps})}
+                                    "latency_steps": self.perception_params.latency_steps}),
+                    "dynamics": ({"kind": "nominal"} if a.dynamics == "nominal" else
+                                 {"kind": "per_episode_draws", **TRAINING.as_dict()})}
         return save_residual_checkpoint(self.out / name, self.agent.actor, self.layout, a.task, self.scale.tolist(),
                                         training, self.env_steps, evaluation)
 
@@ -308,9 +326,12 @@ class Trainer:
 
     def eval_protocol(self) -> dict:
         a = self.args
+        extra = {} if a.dynamics == "nominal" else {"dynamics": a.dynamics}
+        if a.base_population is not None:
+            extra["base_population"] = str(a.base_population)
         if a.perception_model is not None:
-            return {"episodes": a.eval_episodes, "perception_model": str(a.perception_model)}
-        return {"episodes": a.eval_episodes, "pose_noise": a.eval_pose_noise, "dropout": a.eval_dropout}
+            return {"episodes": a.eval_episodes, "perception_model": str(a.perception_model), **extra}
+        return {"episodes": a.eval_episodes, "pose_noise": a.eval_pose_noise, "dropout": a.eval_dropout, **extra}
 
     # --- the whole run --------------------------------------------------------------------------------
     def train(self) -> dict:

@@ -15,6 +15,7 @@ import numpy as np
 from residual_core.pipeline import ActionPipeline
 from residual_learning.base_policy import BasePolicy
 
+from trainer.base_population import BasePopulation
 from trainer.closed_loop import ClosedLoop, ResidualFn
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class EvalResult:
                 **self.extra}
 
 
-def evaluate_episodes(backend: SimBackend, base: BasePolicy, seeds: Sequence[int],
+def evaluate_episodes(backend: SimBackend, base: BasePolicy | BasePopulation, seeds: Sequence[int],
                       residual_fn: ResidualFn | None = None, augmenter: Perception | None = None,
                       pipeline: ActionPipeline | None = None,
                       progress: Callable[[int], None] | None = None, record_present: bool = False) -> EvalResult:
