@@ -112,6 +112,8 @@ class Shift:
     dynamics: DynamicsRandomization = DynamicsRandomization()
     placement_scale: float = 1.0
     note: str = ""
+    held_out: bool = True
+    """Outside :data:`TRAINING` (a condition ``--dynamics train`` never draws); False: inside it."""
 
 
 SHIFTS: dict[str, Shift] = {
@@ -122,11 +124,14 @@ SHIFTS: dict[str, Shift] = {
     "soft": Shift(DynamicsRandomization(arm_stiffness=(0.4, 0.4)), note="arm servos 0.4x as stiff"),
     "stiff": Shift(DynamicsRandomization(arm_stiffness=(2.5, 2.5)), note="arm servos 2.5x as stiff"),
     "latency": Shift(DynamicsRandomization(action_latency=(2, 2)), note="every command 2 control steps late"),
+    "latency1": Shift(DynamicsRandomization(action_latency=(1, 1)), note="every command 1 control step late",
+                      held_out=False),
     "wide": Shift(placement_scale=1.5, note="placement ranges 1.5x as wide"),
     "mixed": Shift(DynamicsRandomization(object_mass=(0.3, 3.0), friction=(0.4, 1.0), arm_stiffness=(0.4, 2.5),
                                          action_latency=(0, 2)), note="all of them drawn per episode"),
 }
-"""Held-out conditions, each outside :data:`TRAINING` (``residual-eval --dynamics NAME``)."""
+"""Evaluation conditions (``residual-eval --dynamics NAME``), each outside :data:`TRAINING` unless ``held_out`` is
+False (latency1: one step of latency, inside the training ranges)."""
 
 PLACEMENT_FIELDS: dict[str, tuple[str, ...]] = {
     "cube_lift": ("x_range", "y_range"),

@@ -193,6 +193,9 @@ def test_every_named_shift_lies_outside_the_training_ranges():
         if name == "nominal":
             assert not d.enabled and shift.placement_scale == 1.0
             continue
+        if not shift.held_out:
+            assert d.enabled and name == "latency1"
+            continue
         outside = (shift.placement_scale != 1.0
                    or not all(inside(TRAINING.object_mass, v) for v in d.object_mass)
                    or not all(inside(TRAINING.friction, v) for v in d.friction)

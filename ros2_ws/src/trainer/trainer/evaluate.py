@@ -81,8 +81,9 @@ class Args:
     dynamics: str = "nominal"
     """Physics of the episodes, a named held-out shift of franka_sim.dynamics.SHIFTS: nominal, heavy (objects 3x),
     light (0.3x), slippery (every friction x0.4), soft (arm servos 0.4x as stiff), stiff (2.5x), latency (commands 2
-    control steps late), wide (placement ranges 1.5x), mixed (all drawn per episode). Each episode's draw depends
-    only on its seed, so base and base + residual meet the same physics."""
+    control steps late), latency1 (1 step late; inside the training ranges of residual-train --dynamics train), wide
+    (placement ranges 1.5x), mixed (all drawn per episode). Each episode's draw depends only on its seed, so base and
+    base + residual meet the same physics."""
     num_envs: int = 10
     """Parallel envs (episodes run in batches of this size; camera: always 1)."""
     json_out: Path | None = None

@@ -27,10 +27,10 @@ What the residual sees goes through the residual node's presence rule as on the 
 at once (the estimator publishes a confidence-0 entry for it, which replaces the older pose).
 
 The fit reads a :class:`trainer.camera_log.CameraLog`: per step and object the true pose, the TCP pose and gripper
-width, and what the estimator published (detected or not, the pose). ``residual-perception record`` makes one from the sim's camera path;
-a real camera log in the same CSV columns (truth from a reference, see docs/PERCEPTION.md) refits the model with
-``residual-perception fit --log``. ``residual-perception check`` compares the model with the estimator on held-out
-episodes per task, object and phase.
+width, and what the estimator published (detected or not, the pose). ``residual-perception record`` makes one from the
+sim's camera path; a real camera log in the same CSV columns (truth from a reference, see docs/PERCEPTION.md) refits
+the model with ``residual-perception fit --log``. ``residual-perception check`` compares the model with the estimator
+on held-out episodes per task, object and phase.
 """
 
 from __future__ import annotations
