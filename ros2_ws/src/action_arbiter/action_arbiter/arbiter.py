@@ -362,10 +362,6 @@ class StepMatcher:
         episode, step = int(episode), int(step)
         if self._foreign(episode, step):
             return "foreign"
-        if (periods_since_decision is not None and episode == self.episode and self.last_decided is not None
-                and step > self.last_decided + self.early_slack + max(int(periods_since_decision), 0)):
-            self.early += 1
-            return "early"
         result = "added"
         if episode != self.episode:
             self.previous_episode, self.episode = self.episode, episode
@@ -388,6 +384,10 @@ class StepMatcher:
             if not follows:
                 self.impossible += 1
                 return "impossible"
+        if (result == "added" and periods_since_decision is not None and self.last_decided is not None
+                and step > self.last_decided + self.early_slack + max(int(periods_since_decision), 0)):
+            self.early += 1
+            return "early"
         inputs = self._store(episode, step)
         inputs.base, inputs.base_stamp = np.array(action, dtype=np.float64), stamp
         return result

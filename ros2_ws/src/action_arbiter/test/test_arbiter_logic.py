@@ -357,7 +357,8 @@ def test_step_matcher_in_real_time_drops_base_steps_further_ahead_than_the_time_
     assert m.add_base(1, 1, BASE, periods_since_decision=0) == "added"
     assert m.add_base(1, 2, BASE, periods_since_decision=0) == "added"  # within the slack (delivery jitter)
     m.take(2)
-    assert m.add_base(1, 40, BASE, periods_since_decision=40) == "impossible"  # max_step_gap still applies
+    assert m.add_base(1, 40, BASE, periods_since_decision=0) == "impossible"  # max_step_gap first: not "early"
+    assert m.add_base(1, 50, BASE, periods_since_decision=40) == "impossible"
     assert m.add_base(1, 12, BASE, periods_since_decision=10) == "added"  # e.g. after a 0.5 s freeze
     assert m.add_base(1, 13, BASE) == "added"  # lockstep: no time rule
     assert not m.has_base(9) and not m.has_base(3) and m.early == 2
