@@ -58,12 +58,6 @@ class Member:
         if not isinstance(self.delay_steps, int) or not 0 <= self.delay_steps <= 10:
             raise ValueError(f"delay_steps must be an integer in [0, 10], got {self.delay_steps!r}")
 
-    @property
-    def label(self) -> str:
-        extra = [f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self)[1:]
-                 if getattr(self, f.name) != f.default]
-        return Path(self.checkpoint).name + (f" ({', '.join(extra)})" if extra else "")
-
 
 @dataclass
 class BasePopulation:
@@ -160,14 +154,16 @@ class PopulationRunner:
     def act(self, s: BatchState, env_ids: Sequence[int] | None = None) -> np.ndarray:
         """Base actions of the current step for ``env_ids`` (default all); only those envs advance."""
         ids = np.arange(self.num_envs) if env_ids is None else np.asarray(env_ids, dtype=np.int64)
+        feats = None  # every env's base features, computed once when some env re-plans
         for k, m in enumerate(self.population.members):
             mine = ids[self.member[ids] == k]
             replan = mine[self.index[mine] >= self._execute_steps(k)]
             if len(replan):
-                present = np.ones(s.obj_pos.shape[:2], dtype=bool)
-                feats = base_features_batch(s.obj_pos, s.obj_quat, present, s.joint_pos, s.gripper_width, s.tcp_pos,
-                                            s.tcp_quat, self.embedding)[replan]
-                chunk = self.population.policies[m.checkpoint].predict_chunk(feats)
+                if feats is None:
+                    present = np.ones(s.obj_pos.shape[:2], dtype=bool)
+                    feats = base_features_batch(s.obj_pos, s.obj_quat, present, s.joint_pos, s.gripper_width,
+                                                s.tcp_pos, s.tcp_quat, self.embedding)
+                chunk = self.population.policies[m.checkpoint].predict_chunk(feats[replan])
                 self.chunks[replan, : chunk.shape[1]] = chunk
                 self.index[replan] = 0
         actions = self.chunks[ids, self.index[ids]].copy()
