@@ -139,12 +139,14 @@ class Decided:
     final: tuple[float, ...]
     clip_reasons: tuple[str, ...]
     target: tuple[float, float, float]
+    base_stamp_ns: int
+    """Stamp of the base action decided: lockstep with sim time, the stamp of the state (TCP) it was computed on."""
 
     @classmethod
     def of(cls, msg) -> Decided:
         p = msg.target.position
         return cls(int(msg.episode), int(msg.step), tuple(float(v) for v in msg.final), tuple(msg.clip_reasons),
-                   (p.x, p.y, p.z))
+                   (p.x, p.y, p.z), msg.base_stamp.sec * 1_000_000_000 + msg.base_stamp.nanosec)
 
 
 class Observer:
@@ -175,7 +177,8 @@ class Observer:
         """(recv monotonic, the decision): a few fields, not the message. Tens of thousands of whole messages made
         this process's garbage collection pause it for about a second (lockstep soak: 30 commands then arrived in
         one burst after a 1.07 s gap, while the graph had gone on)."""
-        self.tcp: list[tuple[float, np.ndarray, int]] = []  # true TCP (the sim's): recv monotonic, pos, sim episode
+        self.tcp: list[tuple[float, np.ndarray, int, int]] = []
+        """True TCP (the sim's): receive time (monotonic), position, sim episode, header stamp (ns)."""
         self.status: dict = {}
         reliable = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -223,7 +226,8 @@ class Observer:
         if not all(math.isfinite(v) and abs(v) < 5 for v in (p.x, p.y, p.z)):
             return
         with self.lock:
-            self.tcp.append((time.monotonic(), np.array([p.x, p.y, p.z]), int(self.status.get("episode", -1))))
+            self.tcp.append((time.monotonic(), np.array([p.x, p.y, p.z]), int(self.status.get("episode", -1)),
+                             msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec))
 
     def _on_status(self, msg) -> None:
         with self.lock:
@@ -360,11 +364,14 @@ def spoof_tcp(obs: Observer, n: int, rng: np.random.Generator) -> int:
 # --- checks ------------------------------------------------------------------------------------------------------
 
 
-def envelope_problems(corrections, tcp, env, control_dt: float) -> list[str]:
-    """Every recorded decision that leaves the envelope (see the module doc)."""
+def envelope_problems(corrections, tcp, env, control_dt: float, by_stamp: bool = False) -> list[str]:
+    """Every recorded decision that leaves the envelope (see the module doc). ``by_stamp`` (lockstep with sim time): a
+    target is judged against the true TCP of its base action's stamp, the state it was composed from, wherever that
+    pose was received; else (real time) against the poses this process received around the decision."""
     lo, hi = np.array(env.workspace_min), np.array(env.workspace_max)
-    tcp_t = np.array([t for t, _, _ in tcp]) if tcp else np.zeros(0)
-    tcp_p = np.array([p for _, p, _ in tcp]) if tcp else np.zeros((0, 3))
+    tcp_t = np.array([x[0] for x in tcp]) if tcp else np.zeros(0)
+    tcp_p = np.array([x[1] for x in tcp]) if tcp else np.zeros((0, 3))
+    at_stamp = {x[3]: x[1] for x in tcp} if by_stamp else {}
     reach = env.max_translation_step + 0.05 * 1.0 + 0.01  # one step + one period of motion at 1 m/s + noise
     bad = []
     for t, c in corrections:
@@ -383,6 +390,14 @@ def envelope_problems(corrections, tcp, env, control_dt: float) -> list[str]:
         target = np.array(c.target)
         if not np.all(np.isfinite(target)) or np.any(target < lo - 1e-9) or np.any(target > hi + 1e-9):
             bad.append(f"{where}: target {target} outside the box")
+            continue
+        if c.base_stamp_ns in at_stamp:
+            # Lockstep: this process may read its poses late (it floods the graph itself; measured under load: targets
+            # judged 0.1-0.45 m from poses received 0.1 s around them while the arbiter composed from the right one).
+            d = float(np.linalg.norm(target - at_stamp[c.base_stamp_ns]))
+            if d > reach and not pulled_in:
+                bad.append(f"{where}: target {d:.3f} m from the true TCP of its state "
+                           f"({', '.join(c.clip_reasons) or 'no clip'})")
             continue
         # The true TCP poses received from two periods before the decision to one after it, of any episode: across
         # a reset the arbiter may rightly compose from the reset pose (re-anchored on it, e.g. while holding with
@@ -577,17 +592,17 @@ def main(argv: list[str] | None = None) -> int:
     # Real time: when the arbiter published (its header stamp, wall clock), so that this process being slow to read
     # (it floods the graph itself) does not count as a gap. Lockstep stamps are sim time: the receive time then.
     times = np.array([c[4] if not lockstep else c[0] for c in commands])
-    outside = envelope_problems(corrections, tcp, envelope, CONTROL_DT)
+    outside = envelope_problems(corrections, tcp, envelope, CONTROL_DT, by_stamp=lockstep)
     with open(tmp / "commands.csv", "w") as f:  # every command, for a closer look at a gap
         f.write("t_s,episode,step,valid\n")
         f.writelines(f"{t - t_start:.4f},{c[1]},{c[2]},{int(c[3])}\n" for t, c in zip(times, commands, strict=True))
     with open(tmp / "tcp.csv", "w") as f:  # when this process received each true TCP pose
-        f.write("t_s,episode,x,y,z\n")
-        f.writelines(f"{t - t_start:.4f},{ep},{p[0]:.4f},{p[1]:.4f},{p[2]:.4f}\n" for t, p, ep in tcp)
+        f.write("t_s,episode,x,y,z,stamp_ns\n")
+        f.writelines(f"{t - t_start:.4f},{ep},{p[0]:.4f},{p[1]:.4f},{p[2]:.4f},{ns}\n" for t, p, ep, ns in tcp)
     with open(tmp / "corrections.csv", "w") as f:  # every decision: its target and why it was changed
-        f.write("t_s,episode,step,x,y,z,reasons\n")
+        f.write("t_s,episode,step,x,y,z,reasons,base_stamp_ns\n")
         f.writelines(f"{t - t_start:.4f},{c.episode},{c.step},{c.target[0]:.4f},{c.target[1]:.4f},"
-                     f"{c.target[2]:.4f},{' '.join(c.clip_reasons)}\n" for t, c in corrections)
+                     f"{c.target[2]:.4f},{' '.join(c.clip_reasons)},{c.base_stamp_ns}\n" for t, c in corrections)
     with open(tmp / "faults.csv", "w") as f:
         f.write("t0_s,kind\n")
         f.writelines(f"{x['t0'] - t_start:.4f},{x['kind']}\n" for x in faults)
@@ -619,7 +634,8 @@ def main(argv: list[str] | None = None) -> int:
         if b - up > 1.0:
             stalls.append((up, b - up))
     for f in faults:
-        f["max_gap_s"], at = gaps_in(times, f["t0"], f["t1"] + 2.0)
+        # (a burst still being sent when the soak ends: its window ends with the soak, not 2 s after)
+        f["max_gap_s"], at = gaps_in(times, f["t0"], min(f["t1"] + 2.0, t_stop))
         f["max_gap_after_fault_s"] = at - f["t0"]  # when the largest gap began, from the fault's start
         f["fallback_late_s"] = max(0.0, f["max_gap_s"] - CONTROL_DT)
         target = f["kind"] not in ("freeze:arbiter", "kill:arbiter")

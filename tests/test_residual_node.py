@@ -94,9 +94,11 @@ def test_base_action_yields_the_residual_of_the_same_step(launch_node, ros_probe
     nxt = ros_probe.wait_for_message(EefAction, "/residual/action", 5.0, predicate=lambda r: r.step == 1000)
     assert nxt.episode == 4
     np.testing.assert_allclose(nxt.action, want, rtol=1e-5, atol=1e-9)
+    # (a report from before the first answer counts computations without proprioception: wait for one after it)
     diag = ros_probe.spin_until(lambda: next((d for d in diags if d.status and d.status[0].name == "residual_policy"
-                                              and any(kv.key == "total_compute_ms_max" for kv in d.status[0].values)),
-                                             None), 5.0, "residual diagnostics with compute times")
+                                              and any(kv.key == "total_status_ok" and int(kv.value) >= 1
+                                                      for kv in d.status[0].values)),
+                                             None), 10.0, "residual diagnostics counting an answered step")
     values = {kv.key: kv.value for kv in diag.status[0].values}
     assert float(values["total_compute_ms_max"]) > 0 and int(values["total_status_ok"]) >= 1
     stopped = proc.stop()
@@ -127,6 +129,48 @@ def test_the_residual_follows_the_latest_object_poses_and_their_dropouts(launch_
             base_pub.publish(EefAction(step=step, action=BASE, source="sim_bc"))
             ros_probe.spin_for(0.1)
     assert len({tuple(np.round(r.action, 9)) for r in residuals}) >= 3
+    assert proc.running(), proc.output()
+
+
+def test_base_actions_of_an_episode_the_simulator_did_not_announce_are_not_computed(launch_node, ros_probe,
+                                                                                    tmp_path):
+    """Issue 10 (soak): 500 forged base actions of random episodes cost 500 policy evaluations (and 500 residuals for
+    the arbiter to refuse); with the simulator's status only its episodes are computed."""
+    import json
+
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import String
+
+    ckpt = write_checkpoint(tmp_path / "res", "cube_lift")
+    FakeRobot(ros_probe, tcp_pos=TCP)
+    residuals = ros_probe.collect(EefAction, "/residual/action")
+    diags = ros_probe.collect(DiagnosticArray, "/diagnostics")
+    proc = start(launch_node, ckpt, "episode_topic:=/sim/episode")
+    status_pub = ros_probe.node.create_publisher(String, "/sim/episode", QoSProfile(
+        depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    base_pub = ros_probe.node.create_publisher(EefAction, "/base/action", QoSProfile(  # deep: 20 sent at once
+        depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    ros_probe.wait_for_subscribers(base_pub, timeout=20.0)
+    ros_probe.wait_for_subscribers(status_pub, timeout=20.0)
+    status_pub.publish(String(data="not a status"))
+    status_pub.publish(String(data=json.dumps({"episode": 4, "step": 0, "stamp_ns": 0})))
+    step, _ = first_answer(ros_probe, base_pub, residuals, proc,
+                           lambda s: EefAction(episode=4, step=s, action=BASE, source="openpi"))
+    for forged in range(20):
+        base_pub.publish(EefAction(episode=17 + forged, step=step + 1 + forged, action=BASE, source="forged"))
+    base_pub.publish(EefAction(episode=4, step=step + 1, action=BASE, source="openpi"))
+    ros_probe.wait_for_message(EefAction, "/residual/action", 10.0, predicate=lambda r: r.step == step + 1)
+    # the next episode's first steps may come before its announcement
+    base_pub.publish(EefAction(episode=5, step=0, action=BASE, source="openpi"))
+    ros_probe.wait_for_message(EefAction, "/residual/action", 10.0, predicate=lambda r: r.episode == 5)
+    values = ros_probe.spin_until(
+        lambda: next((dict((kv.key, kv.value) for kv in d.status[0].values) for d in reversed(diags)
+                      if d.status and d.status[0].name == "residual_policy"
+                      and any(kv.key == "dropped /base/action/foreign_episode" and int(kv.value) >= 5
+                              for kv in d.status[0].values)), None),  # (its queue is 10 deep: some may be lost)
+        10.0, "diagnostics counting the foreign base actions")
+    assert int(values["dropped /sim/episode/bad_status"]) == 1, values
+    assert not any(r.episode >= 17 for r in residuals)
     assert proc.running(), proc.output()
 
 

@@ -35,6 +35,7 @@ import numpy as np
 from residual_core.action import ACTION_DIM
 from residual_core.observation import PoseFreshness
 from residual_core.pipeline import ActionPipeline
+from residual_ros.episode_status import foreign_episode
 
 RESIDUAL_STATUSES = ("ok", "disabled", "late", "masked", "rejected_nan")
 STALE_POSE_POLICIES = ("mask", "disable", "ignore")
@@ -252,10 +253,6 @@ class StepInputs:
     residual_stamp: Any = None
 
 
-NEXT_EPISODE_STEPS = 3
-"""Steps of the episode after the announced one that are taken before its announcement (its first actions)."""
-
-
 @dataclass
 class StepMatcher:
     """Pairs the base action and the residual of each control step by (episode, step), for the node to decide on.
@@ -276,12 +273,12 @@ class StepMatcher:
       starts it.
 
     Where the simulator (or the twin) announces its episode (:meth:`announce`), an action of an episode that is
-    neither the current one, the announced one nor the first steps (< ``NEXT_EPISODE_STEPS``) of the one after it
-    (whose first actions may arrive before its announcement) is foreign and dropped, counted: a forged or leftover
-    action cannot start an episode. In real time the node also says how many control periods passed since the last
-    decision: a base step further ahead than those periods allow (plus ``early_slack``) is early, dropped and
-    counted, so a forged action a few steps ahead cannot supersede the real steps (a base that really jumped, e.g.
-    after a freeze, jumps by about the periods that passed).
+    neither the current one, the announced one nor the first steps of the one after it (whose first actions may
+    arrive before its announcement: ``residual_ros.episode_status.foreign_episode``) is foreign and dropped,
+    counted: a forged or leftover action cannot start an episode. In real time the node also says how many control
+    periods passed since the last decision: a base step further ahead than those periods allow (plus
+    ``early_slack``) is early, dropped and counted, so a forged action a few steps ahead cannot supersede the real
+    steps (a base that really jumped, e.g. after a freeze, jumps by about the periods that passed).
 
     At most ``max_pending`` undecided steps are kept (the oldest go first), so a flood of inputs cannot grow the
     store. :meth:`take` hands over a step's inputs and supersedes every older undecided step. ``pending`` is the
@@ -344,8 +341,7 @@ class StepMatcher:
         self.announced = int(episode)
 
     def _foreign(self, episode: int, step: int) -> bool:
-        a = self.announced
-        if a is None or episode in (self.episode, a) or (episode == a + 1 and step < NEXT_EPISODE_STEPS):
+        if not foreign_episode(episode, step, self.episode, self.announced):
             return False
         self.foreign += 1
         return True

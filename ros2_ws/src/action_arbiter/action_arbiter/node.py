@@ -239,12 +239,12 @@ class ArbiterNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # Inputs before actions: when several messages are ready at once, rclpy serves subscriptions in creation
         # order, one message each per round, so the TCP pose of step t is taken before the actions of step t are
-        # decided (lockstep). Object poses: depth 1, the newest only. TCP poses: depth 10, so a flood of forged
-        # poses cannot push the real one out of the queue before it is read; the gate takes them in stamp order
-        # (an older one queued behind a newer one is dropped as out of order). Best effort, or reliable with
-        # reliable_inputs (lockstep simulation: a lost TCP pose is never replaced; residual_ros.qos).
+        # decided (lockstep). Best effort: object poses depth 1, the newest only; TCP poses depth 10, so a flood of
+        # forged poses cannot push the real one out of the queue before it is read; the gate takes them in stamp
+        # order (an older one queued behind a newer one is dropped as out of order). Reliable with reliable_inputs
+        # (lockstep simulation: a lost TCP pose is never replaced), as deep as residual_ros.qos says.
         self.create_subscription(PoseStamped, "/tcp_pose", self._on_tcp,
-                                 latest_input_qos(cfg.reliable_inputs, depth=10))
+                                 latest_input_qos(cfg.reliable_inputs, depth=None if cfg.reliable_inputs else 10))
         self.create_subscription(ObjectPoseArray, "/objects/poses", self._on_poses,
                                  latest_input_qos(cfg.reliable_inputs))
         if cfg.episode_topic != "none":  # before the actions: a status and an action ready together, status first
@@ -401,7 +401,7 @@ class ArbiterNode(Node):
         if added == "new_episode":
             self.get_logger().info(f"episode {msg.episode} starts at step {step}")
             # (a TCP pose older than the episode's first base action may be the previous episode's: see new_episode)
-            self.tcp_gate.new_episode(stamp_ns(msg.header.stamp))
+            self.tcp_gate.new_episode(stamp_ns(msg.header.stamp), refuse_older=self._match_stamps)
             self._deadline_timer.cancel()
             self.matcher.pending = None
         older = self.matcher.pending

@@ -58,6 +58,8 @@ class TcpGate:
         self.pose: tuple[np.ndarray, np.ndarray, int] | None = None
         self._candidate: tuple[np.ndarray, np.ndarray, int] | None = None
         self._accept_next = False
+        self._since_ns = -1
+        """With _accept_next: the oldest stamp the next pose may carry (the new episode's first action's)."""
         self.jumps = 0
         """Poses rejected as jumps."""
         self.reanchors = 0
@@ -75,6 +77,8 @@ class TcpGate:
         pos = np.asarray(pos, dtype=np.float64)
         quat = np.asarray(quat, dtype=np.float64)  # as measured: the pipeline normalises it (bit-for-bit as offline)
         new = (pos, quat, int(stamp_ns))
+        if self._accept_next and stamp_ns < self._since_ns:
+            return "out_of_order"  # queued before the episode started: the arm may have been reset since
         if self.pose is not None and not self._accept_next:
             if stamp_ns < self.pose[2]:
                 return "out_of_order"
@@ -88,17 +92,18 @@ class TcpGate:
         self.pose, self._candidate, self._accept_next = new, None, False
         return ""
 
-    def new_episode(self, since_ns: int | None = None) -> None:
+    def new_episode(self, since_ns: int | None = None, refuse_older: bool = False) -> None:
         """An episode starts; the arm may have been moved (simulator reset). Take the newest rejected pose. Else, with
         ``since_ns`` (the stamp of its first base action: lockstep with sim time, the stamp of the episode's first
         state; real time, when the base sent it, after it saw the new episode), keep the current pose only if it is
         at least that new, or wait for the next one offered (taken without the jump check: the reset may have moved
-        the arm anywhere); without, keep the current pose."""
+        the arm anywhere); with ``refuse_older`` (lockstep with sim time, where stamps are exact: a deep queue may
+        still hold pre-reset poses) not one stamped before ``since_ns``; without ``since_ns``, keep the current pose."""
         if self._candidate is not None:
             self.pose, self._candidate = self._candidate, None
             self.reanchors += 1
         elif since_ns is not None and (self.pose is None or self.pose[2] < since_ns):
-            self._accept_next = True
+            self._accept_next, self._since_ns = True, int(since_ns) if refuse_older else -1
 
     def ready_for(self, base_stamp_ns: int | None) -> bool:
         """A decision may compose from the current pose: it is at least as new as ``base_stamp_ns`` (lockstep with

@@ -478,6 +478,22 @@ def test_tcp_gate_new_episode_takes_the_reset_pose_or_waits_for_one():
     assert gate.current(None)[1] == ""
 
 
+def test_tcp_gate_in_lockstep_never_takes_a_pre_reset_pose_still_queued_for_a_new_episode():
+    """Lockstep state inputs are queued deep (a burst of forged poses overran depth 10 and stalled the graph); a new
+    episode's first pose must then be one of the new episode, not a pre-reset pose read late."""
+    from action_arbiter.tcp_gate import TcpGate
+
+    gate = TcpGate()
+    gate.offer(TCP, DOWN, 100)
+    gate.new_episode(since_ns=300, refuse_older=True)
+    assert gate.offer(TCP + [0, 0.4, 0], DOWN, 200) == "out_of_order"  # queued before the reset
+    assert gate.current(None) == (None, "tcp_awaited") and not gate.ready_for(300)
+    assert gate.offer(TCP + [0, 0.1, 0], DOWN, 300) == "" and gate.ready_for(300)  # the reset pose, unchecked
+    assert gate.current(None)[0][0][1] == pytest.approx(0.1)
+    gate.new_episode(since_ns=500)  # real time (stamps of other clocks): the next pose, whatever its stamp
+    assert gate.offer(TCP, DOWN, 400) == ""
+
+
 def test_tcp_gate_ready_for_a_step_by_stamp_or_while_no_new_pose_is_awaited():
     from action_arbiter.tcp_gate import TcpGate
 

@@ -252,8 +252,10 @@ def describe_graph(
     out.append(NodeSpec(
         "residual_policy_node", "residual-policy-node", "residual", params_files=params_files,
         # With the sim's pose barrier every state gets its poses: the residual of step t waits for step t's.
+        # Base actions of episodes the sim (or twin) does not announce are not computed (a forged flood).
         parameters={**common, "task": task, "checkpoint": checkpoint, "lockstep": lockstep,
-                    "lockstep_pose_wait": lockstep and pose_source == "estimator", "reliable_inputs": lockstep},
+                    "lockstep_pose_wait": lockstep and pose_source == "estimator", "reliable_inputs": lockstep,
+                    "episode_topic": episode_topic},
         remappings=tcp_remap,
         description="object poses + proprio + base action -> residual on /residual/action",
     ))

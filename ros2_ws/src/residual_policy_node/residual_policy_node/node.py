@@ -9,7 +9,10 @@ sends the base action alone). ``/diagnostics`` carries the compute times and cou
 Inputs are checked before use (:mod:`residual_ros.validate`: lengths, ``frame_id`` of poses, finiteness, magnitudes,
 stamps against the node's clock; the values again in the computer): an unusable message (a bad object: that object) is
 dropped, counted per topic and reason, logged (throttled) and reported on ``/diagnostics``, never fatal. A base action
-of any episode and step is answered (pairing by episode and step is the arbiter's).
+of any step is answered (pairing by episode and step is the arbiter's); where the simulator (or twin) announces its
+episodes (``episode_topic``), one of an episode it does not run is dropped as ``foreign_episode`` without a
+computation (the rule of the arbiter's, ``residual_ros.episode_status.foreign_episode``): a flood of 500 forged
+actions cost 500 policy evaluations and delayed real commands by up to 60 ms on two cores.
 
 Lockstep simulation: the simulator publishes /sim/step t only after the pose estimator answered step t's image (its
 pose barrier), so step t's poses are on their way before the base action of t; with ``lockstep_pose_wait`` the node
@@ -31,11 +34,13 @@ from residual_core.observation import PoseFreshness
 from residual_interfaces.msg import EefAction, ObjectPoseArray
 from residual_ros import validate as v
 from residual_ros.diagnostics import diagnostic_array, node_status
+from residual_ros.episode_status import foreign_episode, status_fields
 from residual_ros.lockstep import StateWait
 from residual_ros.node_main import run_node
 from residual_ros.params import declare_config
 from residual_ros.qos import latest_input_qos
 from sensor_msgs.msg import JointState
+from std_msgs.msg import String
 
 from residual_policy_node.core import ComputeStats, ObjectInput, ResidualComputer, ResidualComputerConfig
 
@@ -71,6 +76,9 @@ class ResidualNodeConfig:
     """Lockstep: also wait for the object poses of the base action's stamp (the graph sets it with the sim's pose
     barrier, where every state gets its poses; with a camera slower than the control rate, steps without an image
     would wait state_wait_s)."""
+    episode_topic: str = "none"
+    """Simulator (or twin) status topic (std_msgs/String JSON with episode, e.g. /sim/episode): base actions of
+    episodes it does not announce are dropped uncomputed; none: every base action is answered (real robot)."""
 
     def computer_config(self) -> ResidualComputerConfig:
         return ResidualComputerConfig(task=self.task, pose_timeout=self.pose_timeout,
@@ -106,8 +114,9 @@ class ResidualPolicyNode(Node):
         self.pub = self.create_publisher(EefAction, "~/action", reliable)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # Inputs first: when several messages are ready at once, rclpy serves subscriptions in creation order.
-        # Inputs keep only the newest message (depth 1), as in the arbiter: a queued state of the previous episode
-        # must never be the one a new episode's first residual is computed on. Reliable with reliable_inputs.
+        # Best effort (real time): the newest message only (depth 1), so a queued state of the previous episode is
+        # never the one a new episode's first residual is computed on. Reliable with reliable_inputs (lockstep): a
+        # deep queue read in order, the step waiting for its state's stamp (residual_ros.qos, StateWait).
         latest = latest_input_qos(cfg.reliable_inputs)
         self.drops = v.DropCounter()
         self.pose_frames = v.same_frames(cfg.frame_id)  # what pose inputs may be in
@@ -116,7 +125,13 @@ class ResidualPolicyNode(Node):
             "joints": self.create_subscription(JointState, "/joint_states", self._on_joints, latest).topic_name,
             "tcp": self.create_subscription(PoseStamped, "/tcp_pose", self._on_tcp, latest).topic_name,
             "objects": self.create_subscription(ObjectPoseArray, "/objects/poses", self._on_poses, latest).topic_name,
+            **({"status": self.create_subscription(String, cfg.episode_topic, self._on_status, reliable).topic_name}
+               if cfg.episode_topic not in ("", "none") else {}),  # before the actions: a status is served first
             "base": self.create_subscription(EefAction, "/base/action", self._on_base, reliable).topic_name}
+        self._announced: int | None = None
+        """The episode the simulator last announced (None: no announcements, every episode is answered)."""
+        self._episode: int | None = None
+        """Episode of the last base action computed."""
         self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics, clock=self.steady)
         watched = ("joint_states", "tcp_pose") + (("object_poses",) if cfg.lockstep_pose_wait else ())
         self.state_wait = StateWait(watched, enabled=cfg.lockstep and bool(self.get_parameter("use_sim_time").value))
@@ -173,9 +188,19 @@ class ResidualPolicyNode(Node):
                                    "computing on the newest inputs", throttle_duration_sec=5.0)
             self._compute(held)
 
+    def _on_status(self, msg: String) -> None:
+        try:
+            (self._announced,) = status_fields(msg.data, ("episode",))
+        except ValueError as exc:
+            self._refused("status", "bad_status", str(exc))
+
     def _on_base(self, msg: EefAction) -> None:
         if self._refused("base", v.eef_action_reason(msg, self._now_ns())):
             return
+        if self._refused("base", "foreign_episode" if foreign_episode(msg.episode, msg.step, self._episode,
+                                                                      self._announced) else ""):
+            return
+        self._episode = msg.episode
         # Lockstep with sim time: compute on the state the base action was computed on (its stamp).
         self._compute(self.state_wait.offer(msg, _ns(msg.header.stamp)))
         if self.state_wait.holding:

@@ -11,6 +11,9 @@ MAX_STEP = 2**32 - 1
 """Largest step index a status may carry (2.7 years at 20 Hz; far below uint64, so step + chunk index never
 overflows an EefAction)."""
 MAX_STAMP_NS = 2**63 - 1
+NEXT_EPISODE_STEPS = 3
+"""Steps of the episode after the announced one that are taken before its announcement (its first actions may
+arrive before the status that announces it)."""
 
 
 def status_fields(text: str, keys: tuple[str, ...], limits: dict[str, int] | None = None) -> tuple[int, ...]:
@@ -31,3 +34,13 @@ def status_fields(text: str, keys: tuple[str, ...], limits: dict[str, int] | Non
             raise ValueError(f"{key!r} must be an integer in [0, {limit}], got {str(value)[:50]}: {text[:100]!r}")
         out.append(value)
     return tuple(out)
+
+
+def foreign_episode(episode: int, step: int, current: int | None, announced: int | None) -> bool:
+    """An action of ``episode`` / ``step`` belongs to no episode the simulator (or twin) runs: neither the one being
+    computed or decided (``current``), the ``announced`` one, nor the first steps (< NEXT_EPISODE_STEPS) of the one
+    after it. Never, without announcements (``announced`` None: every id is taken). A forged or leftover action then
+    cannot start an episode (the arbiter) or cost a computation (the residual node)."""
+    if announced is None or episode in (current, announced):
+        return False
+    return not (episode == announced + 1 and step < NEXT_EPISODE_STEPS)

@@ -213,9 +213,10 @@ class VlaBaseNode(Node):
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.action_pub = self.create_publisher(EefAction, "~/action", reliable)
         self.chunk_pub = self.create_publisher(EefActionChunk, "~/chunk", reliable)
-        # Inputs before /sim/step (rclpy serves ready subscriptions in creation order, one message each per round),
-        # depth 1 so a tick never reads an older state queued behind the newest (lockstep episode boundaries); reliable
-        # with reliable_inputs (lockstep simulation, where a lost state is never replaced: residual_ros.qos).
+        # Inputs before /sim/step (rclpy serves ready subscriptions in creation order, one message each per round).
+        # Best effort (real time): depth 1, so a tick never reads an older state queued behind the newest. Reliable
+        # with reliable_inputs (lockstep simulation, where a lost state is never replaced): a deep queue read in
+        # order, a re-plan waiting for its state's stamp (residual_ros.qos, StateWait).
         latest = latest_input_qos(cfg.reliable_inputs)
         # Topic names as resolved (remappings applied): the keys of the drop counts.
         self.topics = {
