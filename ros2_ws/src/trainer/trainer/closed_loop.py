@@ -17,6 +17,13 @@ graph with offline evaluation all run this loop, so an episode offline is the ep
 4. the backend steps towards the pipeline's target pose and gripper command (``SimBackend.step_targets``), the
    command the arbiter sends and the sim node applies, through the same floating-point path.
 
+Where a command is composed from (``compose_from``): ``measured``, the TCP pose measured at the step (what the arbiter
+does); ``target``, the previous target while the arm is tracking it (within ``track_tolerance``), else the measured
+pose. With an arm that lags its targets (action latency, a compliant controller), composing from the measured pose
+moves the arm only part of each step the policy asks for (1/(L+1) with L steps of latency); composing from the
+tracked target keeps the commanded path the policy's, delayed. (An evaluation option: training and the arbiter
+compose from the measured pose.)
+
 Per control step call :meth:`ClosedLoop.observe` once (it advances the base's chunk), then :meth:`ClosedLoop.step`.
 """
 
@@ -129,11 +136,23 @@ class LoopStep:
     """What the pipeline commanded and why."""
 
 
+COMPOSE_FROM = ("measured", "target")
+"""Where commands are composed from (module docstring)."""
+
+
 class ClosedLoop:
     """Runs :mod:`this module's <trainer.closed_loop>` loop over the ``num_envs`` envs of a backend."""
 
     def __init__(self, backend: SimBackend, base: BasePolicy | BasePopulation, pipeline: ActionPipeline | None = None,
-                 perception: Perception | None = None):
+                 perception: Perception | None = None, compose_from: str = "measured",
+                 track_tolerance: tuple[float, float] = (0.15, 0.5)):
+        if compose_from not in COMPOSE_FROM:
+            raise ValueError(f"compose_from must be one of {COMPOSE_FROM}, got {compose_from!r}")
+        self.compose_from = compose_from
+        self.track_tolerance = (float(track_tolerance[0]), float(track_tolerance[1]))
+        """compose_from target: the previous target is the origin while the measured TCP is within this distance (m)
+        and angle (rad) of it."""
+        self._target: tuple[np.ndarray, np.ndarray] | None = None
         self.backend = backend
         self.pipeline = pipeline or ActionPipeline()
         self.perception = perception
@@ -161,6 +180,23 @@ class ClosedLoop:
                 self.perception.reset_env(np.asarray(env_ids, dtype=np.int64))
         self.gripper.reset(env_ids)
         self.state = self.backend.state()
+        s = self.state
+        if self._target is None or env_ids is None:  # a new episode starts from where the arm is
+            self._target = (s.tcp_pos.copy(), s.tcp_quat.copy())
+        else:
+            ids = np.asarray(env_ids, dtype=np.int64)
+            self._target[0][ids], self._target[1][ids] = s.tcp_pos[ids], s.tcp_quat[ids]
+
+    def origin(self) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 3), (N, 4): the poses this step's commands are composed from (``compose_from``)."""
+        s = self.state
+        if self.compose_from == "measured":
+            return s.tcp_pos, s.tcp_quat
+        pos, quat = self._target
+        cos_half = np.clip(np.abs(np.sum(quat * s.tcp_quat, axis=-1)), 0.0, 1.0)
+        tracking = ((np.linalg.norm(pos - s.tcp_pos, axis=-1) <= self.track_tolerance[0])
+                    & (2.0 * np.arccos(cos_half) <= self.track_tolerance[1]))
+        return (np.where(tracking[:, None], pos, s.tcp_pos), np.where(tracking[:, None], quat, s.tcp_quat))
 
     def observe(self, env_ids: Sequence[int] | None = None) -> LoopObservation:
         """The base actions (advancing the chunks of ``env_ids``, default all) and the residual's observations."""
@@ -176,11 +212,13 @@ class ClosedLoop:
         """Compose (N, 7) base actions with (N, 7) residuals in action units (None: the base alone, through the same
         bounds and envelope), command the result and step every env."""
         s = self.state
-        out = self.pipeline.step_batch(base, residual, s.tcp_pos, s.tcp_quat, self.gripper.value)
+        origin_pos, origin_quat = self.origin()
+        out = self.pipeline.step_batch(base, residual, origin_pos, origin_quat, self.gripper.value)
         self.gripper.update(out)
         # A row without a target (invalid measured TCP: never in simulation) holds the measured pose.
         pos = np.where(out.has_target[:, None], out.target_pos, s.tcp_pos)
         quat = np.where(out.has_target[:, None], out.target_quat, s.tcp_quat)
+        self._target = (pos.copy(), quat.copy())
         result = self.backend.step_targets(pos, quat, out.actions[:, 6], out.actions)
         self.state = self.backend.state()
         return LoopStep(result=result, pipeline=out)

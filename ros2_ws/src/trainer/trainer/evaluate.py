@@ -84,6 +84,10 @@ class Args:
     control steps late), latency1 (1 step late; inside the training ranges of residual-train --dynamics train), wide
     (placement ranges 1.5x), mixed (all drawn per episode). Each episode's draw depends only on its seed, so base and
     base + residual meet the same physics."""
+    compose_from: Literal["measured", "target"] = "measured"
+    """Where each command is composed from: measured (the TCP measured at the step, as the arbiter and training do)
+    or target (the previous target while the arm tracks it within 0.15 m and 0.5 rad, else the measured TCP: what
+    an arm lagging its targets needs, e.g. under --dynamics latency; trainer.closed_loop)."""
     num_envs: int = 10
     """Parallel envs (episodes run in batches of this size; camera: always 1)."""
     json_out: Path | None = None
@@ -118,11 +122,13 @@ def evaluate_task(task: str, args: Args, base: BasePolicy | BasePopulation) -> d
     shift = resolve_shift(args.dynamics)
     backend = FrankaSimBackend(task, args.envs, seed=0, shift=shift)
     row: dict = {"task": task, "episodes": args.episodes, "seeds": seeds, "pose_source": args.pose_source,
+                 "compose_from": args.compose_from,
                  "dynamics": {"name": args.dynamics, "placement_scale": shift.placement_scale,
                               **shift.dynamics.as_dict()}}
     t0 = time.time()
     with tqdm(total=args.episodes, desc=f"{task}: base", unit="ep", leave=False) as bar:
-        row["base"] = evaluate_episodes(backend, base, seeds, progress=bar.update).to_dict()
+        row["base"] = evaluate_episodes(backend, base, seeds, progress=bar.update,
+                                        compose_from=args.compose_from).to_dict()
     if not args.no_residual:
         path = args.residual_checkpoint or default_residual_checkpoint(task)
         try:
@@ -147,7 +153,7 @@ def evaluate_task(task: str, args: Args, base: BasePolicy | BasePopulation) -> d
         pipeline = ActionPipeline(residual_scale=tuple(policy.manifest.action_scale))
         with tqdm(total=args.episodes, desc=f"{task}: base+residual", unit="ep", leave=False) as bar:
             res = evaluate_episodes(backend, base, seeds, residual_fn=policy, augmenter=aug, pipeline=pipeline,
-                                    progress=bar.update)
+                                    progress=bar.update, compose_from=args.compose_from)
         row["residual"] = res.to_dict()
         row["residual_checkpoint"] = str(path)
         if args.pose_source == "camera":

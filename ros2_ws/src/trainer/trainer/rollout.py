@@ -73,7 +73,8 @@ class EvalResult:
 def evaluate_episodes(backend: SimBackend, base: BasePolicy | BasePopulation, seeds: Sequence[int],
                       residual_fn: ResidualFn | None = None, augmenter: Perception | None = None,
                       pipeline: ActionPipeline | None = None,
-                      progress: Callable[[int], None] | None = None, record_present: bool = False) -> EvalResult:
+                      progress: Callable[[int], None] | None = None, record_present: bool = False,
+                      compose_from: str = "measured") -> EvalResult:
     """Run one episode per seed (in batches of ``backend.num_envs``); an episode ends at its first success.
 
     ``residual_fn`` None evaluates the base alone (through the same action bounds and safety envelope).
@@ -85,13 +86,15 @@ def evaluate_episodes(backend: SimBackend, base: BasePolicy | BasePopulation, se
 
     With a residual, ``extra["present_fraction"]`` holds per object the fraction of the episodes' steps in which the
     residual saw it; ``record_present`` adds ``extra["present"]``: per episode (in ``seeds`` order) the per-step
-    present masks (steps x objects, 0/1).
+    present masks (steps x objects, 0/1). ``compose_from``: where commands are composed from
+    (:mod:`trainer.closed_loop`: the measured TCP, or the previous target while the arm tracks it).
     """
     seeds = [int(x) for x in seeds]
     n_env = backend.num_envs
     success = np.zeros(len(seeds), dtype=bool)
     steps = np.full(len(seeds), -1, dtype=np.int64)
-    loop = ClosedLoop(backend, base, pipeline, augmenter if residual_fn is not None else None)
+    loop = ClosedLoop(backend, base, pipeline, augmenter if residual_fn is not None else None,
+                      compose_from=compose_from)
     res_sum, res_count, enveloped_steps, all_steps = 0.0, 0, 0, 0
     failures: list[str] = []
     seen_steps = np.zeros(len(backend.object_names))
