@@ -114,6 +114,13 @@ class EpisodeResult:
     """Median distance of the detected objects' estimated positions to the twin's truth (nearest status in time)."""
     target_hz: float
     """Targets on the controller topic per wall second."""
+    tcp_outside_s: float = 0.0
+    """Seconds of the episode the measured TCP spent outside the arbiter's workspace box (+1 cm)."""
+    tcp_outside_before_reset_s: float = 0.0
+    """The same between the previous episode's end and this episode's reset (the graph keeps commanding)."""
+    rearmed: str = ""
+    """Why the arbiter had to be armed again before this episode ("" when it was still armed): the lab guard disarms
+    when the robot state or TCP pose goes stale (a loaded machine), and a disarmed arbiter sends no target."""
 
 
 @dataclass
@@ -128,6 +135,11 @@ class TwinWatch:
     targets: list = field(default_factory=list)
     actions: dict = field(default_factory=dict)
     """Topic -> EefActions received (/base/action, /residual/action)."""
+    _last_end: float | None = None
+    tcp: list = field(default_factory=list)
+    """(receive time, position) of the measured TCP (current_pose, 1 kHz), kept at most every 20 ms."""
+    box: tuple = ((0.25, -0.40, 0.0), (0.8, 0.4, 0.6))
+    """The arbiter's workspace box in real mode (config/real.yaml): targets never leave it; the arm should not."""
 
     def __post_init__(self) -> None:
         from geometry_msgs.msg import PoseStamped
@@ -145,6 +157,7 @@ class TwinWatch:
                               lambda m: self.statuses.append((time.monotonic(), json.loads(m.data))), latched)
         n.create_subscription(ObjectPoseArray, "/objects/poses", lambda m: self.estimates.append((time.monotonic(), m)),
                               50)
+        n.create_subscription(PoseStamped, fi.CURRENT_POSE.name, self._on_tcp, fi.CURRENT_POSE.qos.profile())
         n.create_subscription(PoseStamped, fi.TRACKING_CONTROLLER.target.name,
                               lambda m: self.targets.append(time.monotonic()), 50)
         for topic in ("/base/action", "/residual/action"):
@@ -152,6 +165,20 @@ class TwinWatch:
             n.create_subscription(EefAction, topic, lambda m, t=topic: self.actions[t].append(m), 50)
         self.reset_client = n.create_client(ResetEpisode, f"/{fi.TWIN.name}/reset")
         self.enable_client = n.create_client(SetBool, "/arbiter/enable_residual")
+        self.arm_client = n.create_client(SetBool, "/arbiter/arm")
+
+    def _on_tcp(self, msg) -> None:
+        now = time.monotonic()
+        if not self.tcp or now - self.tcp[-1][0] >= 0.02:
+            p = msg.pose.position
+            self.tcp.append((now, (p.x, p.y, p.z)))
+
+    def outside_box_s(self, t0: float, t1: float) -> float:
+        """Seconds in [t0, t1] the measured TCP was outside the workspace box (by the 20 ms samples)."""
+        lo, hi = np.array(self.box[0]), np.array(self.box[1])
+        out = [np.any(np.array(p) < lo - 0.01) or np.any(np.array(p) > hi + 0.01) for t, p in self.tcp
+               if t0 <= t <= t1]
+        return round(0.02 * sum(out), 2)
 
     def call(self, client, request, timeout: float = 30.0):
         assert client.wait_for_service(timeout_sec=timeout), f"service {client.srv_name} not available"
@@ -166,7 +193,7 @@ class TwinWatch:
                         and (self.actions["/residual/action"] or not residual), timeout,
                         "twin status, object estimates, base" + (" and residual" if residual else "") + " actions")
         assert self.enable_client.wait_for_service(timeout_sec=timeout), "arbiter ~/enable_residual"
-        arm_arbiter(self.node, self.spin_until, timeout)
+        arm_arbiter(self.node, self.spin_until, timeout, client=self.arm_client)
         self.spin_until(lambda: self.targets, timeout, "controller targets after arming")
 
     def run_episode(self, task: str, seed: int, residual: bool, horizon_factor: float = 1.0,
@@ -178,11 +205,18 @@ class TwinWatch:
 
         resp = self.call(self.enable_client, SetBool.Request(data=residual))
         assert resp.success, resp.message
+        # Where the arm went since the last episode ended (the graph keeps commanding until the reset): outside the
+        # workspace box is a fault worth seeing (once measured: the twin's arm swinging outside it after an episode).
+        before = self.outside_box_s(self._last_end, time.monotonic()) if self._last_end is not None else 0.0
         resp = self.call(self.reset_client, ResetEpisode.Request(task=task, seed=seed))
         assert resp.success, resp.message
         first = len(self.statuses)
         status = self.spin_until(lambda: next((s for _, s in self.statuses[first:] if s["seed"] == seed), None),
                                  20.0, f"the twin's status of seed {seed}")
+        # Armed for every episode (after the reset: arming needs the arm inside the workspace box): once disarmed
+        # (robot state 0.51 s old on a loaded machine) every later episode of a run went without targets.
+        armed = arm_arbiter(self.node, self.spin_until, 60.0, client=self.arm_client)
+        rearmed = "" if armed == "already armed" else armed
         episode, horizon = status["episode"], int(round(horizon_factor * int(status["horizon"])))
         t0, e0, g0 = time.monotonic(), len(self.estimates), len(self.targets)
 
@@ -192,7 +226,7 @@ class TwinWatch:
 
         # the horizon in twin time; a twin that fell far behind the wall clock still ends (timeout_factor)
         self.spin_until(finished, timeout_factor * horizon * 0.05 + 30.0, f"episode {episode} to end")
-        t1 = time.monotonic()
+        t1 = self._last_end = time.monotonic()
         mine = [(t, s) for t, s in self.statuses if s["episode"] == episode]
         won = next((s for _, s in mine if s["success"]), None)
         wall = mine[-1][0] - mine[0][0]
@@ -218,15 +252,17 @@ class TwinWatch:
             pose_hz=round(len(ests) / max(t1 - t0, 1e-9), 2),
             pose_max_gap_s=round(float(gaps.max()), 3), seen=round(float(np.mean(seen)) if seen else 0.0, 3),
             pose_error_mm=round(1e3 * float(np.median(errors)), 2) if errors else float("nan"),
-            target_hz=round((len([t for t in self.targets[g0:] if t <= t1])) / max(t1 - t0, 1e-9), 2))
+            target_hz=round((len([t for t in self.targets[g0:] if t <= t1])) / max(t1 - t0, 1e-9), 2),
+            rearmed=rearmed, tcp_outside_s=self.outside_box_s(t0, t1), tcp_outside_before_reset_s=before)
 
 
-def arm_arbiter(node, spin_until, timeout: float = 60.0, period_s: float = 0.5) -> str:
-    """Call /arbiter/arm until it succeeds (``spin_until(predicate, timeout, what)`` spins ``node``); its message.
-    AssertionError with the last refusal on timeout."""
+def arm_arbiter(node, spin_until, timeout: float = 60.0, period_s: float = 0.5, client=None) -> str:
+    """Call /arbiter/arm until it succeeds (``spin_until(predicate, timeout, what)`` spins ``node``; ``client``: a
+    SetBool client of /arbiter/arm, default a new one); its message ("already armed" when it was). AssertionError
+    with the last refusal on timeout."""
     from std_srvs.srv import SetBool
 
-    client = node.create_client(SetBool, "/arbiter/arm")
+    client = client or node.create_client(SetBool, "/arbiter/arm")
     assert client.wait_for_service(timeout_sec=timeout), "arbiter ~/arm"
     deadline, last = time.monotonic() + timeout, ""
     while time.monotonic() < deadline:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from residual_core.action import ACTION_DIM
 from residual_core.observation import PoseFreshness
-from residual_core.pipeline import ActionPipeline
+from residual_core.pipeline import COMPOSE_FROM, TRACK_TOLERANCE, ActionPipeline, composition_origin
 from residual_ros.episode_status import foreign_episode
 
 RESIDUAL_STATUSES = ("ok", "disabled", "late", "masked", "rejected_nan")
@@ -59,8 +59,18 @@ class ArbiterConfig:
     conservative option), or "disable" it until re-enabled."""
     pipeline: ActionPipeline = field(default_factory=ActionPipeline)
     """Composition (with the residual checkpoint's bound), action bounds and safety envelope."""
+    compose_from: str = "measured"
+    """Where a command is composed from: "measured" (the measured TCP pose; training and the lockstep sim) or
+    "target" (the previous target while the measured TCP is within ``track_tolerance`` of it, else the measured pose:
+    residual_core.pipeline.composition_origin; for an arm that lags its targets)."""
+    track_tolerance: tuple[float, float] = TRACK_TOLERANCE
+    """compose_from target: distance (m) and angle (rad) within which the arm counts as tracking the last target."""
 
     def __post_init__(self) -> None:
+        if self.compose_from not in COMPOSE_FROM:
+            raise ValueError(f"compose_from must be one of {COMPOSE_FROM}, got {self.compose_from!r}")
+        if not all(math.isfinite(v) and v > 0 for v in self.track_tolerance) or len(self.track_tolerance) != 2:
+            raise ValueError(f"track_tolerance must be two values > 0 (m, rad), got {self.track_tolerance}")
         if not (math.isfinite(self.control_dt) and self.control_dt > 0):
             raise ValueError(f"control_dt must be > 0, got {self.control_dt}")
         if not (math.isfinite(self.base_stale_periods) and self.base_stale_periods >= 1):
@@ -128,6 +138,19 @@ class Arbiter:
         self.residual_enabled = residual_enabled
         self.last_gripper = float(initial_gripper)
         self.hold_pose: tuple[np.ndarray, np.ndarray] | None = None
+        self.last_target: tuple[np.ndarray, np.ndarray] | None = None
+        """The last target commanded in this episode (compose_from target); None: compose from the measured pose."""
+
+    def forget_target(self) -> None:
+        """A new episode (the arm was reset) or a resync: the next command is composed from the measured pose."""
+        self.last_target = None
+
+    def _origin(self, tcp_pos: np.ndarray, tcp_quat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.cfg.compose_from == "measured" or self.last_target is None:
+            return tcp_pos, tcp_quat
+        pos, quat = composition_origin(np.reshape(tcp_pos, (1, 3)), np.reshape(tcp_quat, (1, 4)),
+                                       self.last_target[0][None], self.last_target[1][None], self.cfg.track_tolerance)
+        return pos[0], quat[0]
 
     def set_residual_enabled(self, enabled: bool) -> bool:
         """Switch the residual on/off; returns the previous state."""
@@ -166,9 +189,10 @@ class Arbiter:
         status = self._residual_status(residual, poses_stale)
         applied = status == "ok"
         r_in = np.asarray(residual, dtype=np.float64).reshape(ACTION_DIM) if applied else None
-        out = self.cfg.pipeline.step(base, r_in, tcp_pos, tcp_quat, self.last_gripper)
+        out = self.cfg.pipeline.step(base, r_in, *self._origin(tcp_pos, tcp_quat), self.last_gripper)
         if out.target_pos is not None:
             self.last_gripper = out.gripper
+        self.last_target = None if out.target_pos is None else (out.target_pos, out.target_quat)
         return Decision(
             step=int(step), base=base, residual=out.residual if applied else zeros, final=out.action,
             residual_applied=applied, residual_status=status, clipped=out.clipped, clip_reasons=out.reasons,
@@ -208,6 +232,7 @@ class Arbiter:
                 final, reasons = out.action, tuple(r for r in out.reasons if r != "action_bounds")
         status = "masked" if self.residual_enabled else "disabled"  # nothing to correct without a base action
         pos, quat = self.hold_pose if self.hold_pose is not None else (None, None)
+        self.last_target = self.hold_pose
         if pos is None:
             reasons += ("tcp_pose_invalid",)
         return Decision(

@@ -47,7 +47,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from residual_core.action import ACTION_DIM, CONTROL_DT, ActionSpec
 from residual_core.checkpoint import default_residual_checkpoint, read_manifest
 from residual_core.observation import PoseFreshness
-from residual_core.pipeline import ActionPipeline, tighten_scale
+from residual_core.pipeline import TRACK_TOLERANCE, ActionPipeline, tighten_scale
 from residual_core.safety import EnvelopeConfig
 from residual_interfaces.msg import ArbiterCommand, Correction, EefAction, ObjectPoseArray
 from residual_ros.episode_status import status_fields
@@ -120,6 +120,12 @@ class ArbiterNodeConfig:
     stale_pose_policy: str = "ignore"
     """With stale poses: ignore (the residual node masks the stale objects in its observation, as in training),
     mask (skip the residual this step) or disable (until re-enabled)."""
+    compose_from: str = "measured"
+    """Where each target is composed from: measured (the measured TCP pose, as in training and the lockstep sim) or
+    target (the previous target while the measured TCP is within track_tolerance of it, else the measured pose: for
+    an arm that lags its targets, real time on a robot or the twin; residual_core.pipeline.composition_origin)."""
+    track_tolerance: tuple[float, ...] = TRACK_TOLERANCE
+    """compose_from target: distance (m) and angle (rad) within which the arm counts as tracking its last target."""
     task: str = "cube_lift"
     """Task (residual_core.tasks): names the default residual checkpoint, as for the residual node."""
     checkpoint: str = ""
@@ -184,6 +190,7 @@ class ArbiterNodeConfig:
         return ArbiterConfig(
             control_dt=self.control_dt, base_stale_periods=self.base_stale_periods,
             freshness=PoseFreshness(timeout_s=self.pose_timeout), stale_pose_policy=self.stale_pose_policy,
+            compose_from=self.compose_from, track_tolerance=tuple(float(v) for v in self.track_tolerance),
             pipeline=ActionPipeline(
                 residual_scale=tuple(tighten_scale(trained, self.residual_scale_fraction)),
                 spec=self.action, envelope=self.envelope),
@@ -402,6 +409,7 @@ class ArbiterNode(Node):
             self.get_logger().info(f"episode {msg.episode} starts at step {step}")
             # (a TCP pose older than the episode's first base action may be the previous episode's: see new_episode)
             self.tcp_gate.new_episode(stamp_ns(msg.header.stamp), refuse_older=self._match_stamps)
+            self.arbiter.forget_target()
             self._deadline_timer.cancel()
             self.matcher.pending = None
         older = self.matcher.pending
@@ -549,6 +557,7 @@ class ArbiterNode(Node):
             return resp
         now = self._now_ns()
         self.tcp_gate.new_episode(now)
+        self.arbiter.forget_target()
         resp.success, resp.message = True, "re-syncing to the next measured TCP pose"
         return resp
 

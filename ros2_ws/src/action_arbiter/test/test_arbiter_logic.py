@@ -504,3 +504,28 @@ def test_tcp_gate_ready_for_a_step_by_stamp_or_while_no_new_pose_is_awaited():
     assert not gate.ready_for(None) and not gate.ready_for(100)
     gate.offer(TCP, DOWN, 160)
     assert gate.ready_for(None) and gate.ready_for(160)
+
+
+def test_compose_from_target_follows_the_commanded_path_while_the_arm_lags_it():
+    """An arm that lags its targets (latency, a compliant controller) measured behind the last command: composed from
+    the measured pose each step moves it less than asked (residual-eval, one step of latency: the base 8.6 -> 1.0/20);
+    composed from the tracked target the commanded path is the policy's."""
+    step = np.array([0.0, 0.02, 0.0, 0.0, 0.0, 0.0, 1.0])
+    lagging = Arbiter(ArbiterConfig(compose_from="target"))
+    measured = Arbiter()
+    for k in range(1, 4):  # the arm has not moved yet (it lags): the measured TCP stays at TCP
+        t = lagging.decide(k, step, None, TCP, DOWN)
+        m = measured.decide(k, step, None, TCP, DOWN)
+        np.testing.assert_allclose(t.target_pos, TCP + [0.0, 0.02 * k, 0.0])
+        np.testing.assert_allclose(m.target_pos, TCP + [0.0, 0.02, 0.0])
+    # the arm is no longer tracking (blocked, moved by a reflex or a person): composed from where it is
+    far = TCP + [0.0, 0.0, 0.2]
+    np.testing.assert_allclose(lagging.decide(4, step, None, far, DOWN).target_pos, far + [0.0, 0.02, 0.0])
+    # a new episode (the arm was reset) starts from the measured pose
+    lagging.forget_target()
+    np.testing.assert_allclose(lagging.decide(0, step, None, TCP, DOWN).target_pos, TCP + [0.0, 0.02, 0.0])
+    # no usable measured TCP: no target, and the next command is composed from the measured pose again
+    assert not lagging.decide(1, step, None, np.full(3, np.nan), DOWN).has_command
+    assert lagging.last_target is None
+    with pytest.raises(ValueError, match="compose_from"):
+        ArbiterConfig(compose_from="tcp")

@@ -18,11 +18,11 @@ graph with offline evaluation all run this loop, so an episode offline is the ep
    command the arbiter sends and the sim node applies, through the same floating-point path.
 
 Where a command is composed from (``compose_from``): ``measured``, the TCP pose measured at the step (what the arbiter
-does); ``target``, the previous target while the arm is tracking it (within ``track_tolerance``), else the measured
-pose. With an arm that lags its targets (action latency, a compliant controller), composing from the measured pose
-moves the arm only part of each step the policy asks for (1/(L+1) with L steps of latency); composing from the
-tracked target keeps the commanded path the policy's, delayed. (An evaluation option: training and the arbiter
-compose from the measured pose.)
+does by default); ``target``, the previous target while the arm is tracking it (within ``track_tolerance``), else the
+measured pose (:func:`residual_core.pipeline.composition_origin`, the arbiter's ``compose_from``). With an arm that
+lags its targets (action latency, a compliant controller), composing from the measured pose moves the arm only part
+of each step the policy asks for (1/(L+1) with L steps of latency); composing from the tracked target keeps the
+commanded path the policy's, delayed.
 
 Per control step call :meth:`ClosedLoop.observe` once (it advances the base's chunk), then :meth:`ClosedLoop.step`.
 """
@@ -36,7 +36,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 from residual_core.augment import PoseAugmenter
 from residual_core.observation import build_observation_batch, present_mask
-from residual_core.pipeline import ActionPipeline, BatchPipelineResult, GripperMemory
+from residual_core.pipeline import (
+    COMPOSE_FROM,
+    TRACK_TOLERANCE,
+    ActionPipeline,
+    BatchPipelineResult,
+    GripperMemory,
+    composition_origin,
+)
 from residual_learning.base_policy import BasePolicy, base_features_batch, embed_instruction
 
 from trainer.base_population import BasePopulation, PopulationRunner
@@ -136,16 +143,12 @@ class LoopStep:
     """What the pipeline commanded and why."""
 
 
-COMPOSE_FROM = ("measured", "target")
-"""Where commands are composed from (module docstring)."""
-
-
 class ClosedLoop:
     """Runs :mod:`this module's <trainer.closed_loop>` loop over the ``num_envs`` envs of a backend."""
 
     def __init__(self, backend: SimBackend, base: BasePolicy | BasePopulation, pipeline: ActionPipeline | None = None,
                  perception: Perception | None = None, compose_from: str = "measured",
-                 track_tolerance: tuple[float, float] = (0.15, 0.5)):
+                 track_tolerance: tuple[float, float] = TRACK_TOLERANCE):
         if compose_from not in COMPOSE_FROM:
             raise ValueError(f"compose_from must be one of {COMPOSE_FROM}, got {compose_from!r}")
         self.compose_from = compose_from
@@ -192,11 +195,7 @@ class ClosedLoop:
         s = self.state
         if self.compose_from == "measured":
             return s.tcp_pos, s.tcp_quat
-        pos, quat = self._target
-        cos_half = np.clip(np.abs(np.sum(quat * s.tcp_quat, axis=-1)), 0.0, 1.0)
-        tracking = ((np.linalg.norm(pos - s.tcp_pos, axis=-1) <= self.track_tolerance[0])
-                    & (2.0 * np.arccos(cos_half) <= self.track_tolerance[1]))
-        return (np.where(tracking[:, None], pos, s.tcp_pos), np.where(tracking[:, None], quat, s.tcp_quat))
+        return composition_origin(s.tcp_pos, s.tcp_quat, *self._target, self.track_tolerance)
 
     def observe(self, env_ids: Sequence[int] | None = None) -> LoopObservation:
         """The base actions (advancing the chunks of ``env_ids``, default all) and the residual's observations."""
