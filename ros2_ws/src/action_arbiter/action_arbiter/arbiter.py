@@ -35,6 +35,7 @@ import numpy as np
 from residual_core.action import ACTION_DIM
 from residual_core.observation import PoseFreshness
 from residual_core.pipeline import COMPOSE_FROM, TRACK_TOLERANCE, ActionPipeline, composition_origin
+from residual_core.rotations import quat_angle
 from residual_ros.episode_status import foreign_episode
 
 RESIDUAL_STATUSES = ("ok", "disabled", "late", "masked", "rejected_nan")
@@ -203,9 +204,7 @@ class Arbiter:
         """The measured TCP is further than one envelope step (translation or rotation) from the pose held."""
         env = self.cfg.pipeline.envelope
         pos, quat = self.hold_pose
-        q1, q2 = np.asarray(quat, dtype=np.float64), np.asarray(tcp_quat, dtype=np.float64)
-        cos_half = abs(float(np.dot(q1, q2))) / (float(np.linalg.norm(q1)) * float(np.linalg.norm(q2)))
-        angle = 2.0 * math.acos(min(1.0, cos_half))
+        angle = float(quat_angle(quat, tcp_quat))
         return (float(np.linalg.norm(np.asarray(tcp_pos, dtype=np.float64) - pos)) > env.max_translation_step
                 or angle > env.max_rotation_step)
 

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from residual_core.rotations import quat_angle
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,6 @@ class TcpLimits:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be finite and > 0, got {value}")
-
-
-def _angle_between(q1: np.ndarray, q2: np.ndarray) -> float:
-    """Rotation angle (rad) between two quaternions (x y z w; near unit, as residual_ros.validate passes them)."""
-    d = abs(float(np.dot(q1, q2))) / (float(np.linalg.norm(q1)) * float(np.linalg.norm(q2)))
-    return 2.0 * math.acos(min(1.0, d))
 
 
 class TcpGate:
@@ -70,7 +65,7 @@ class TcpGate:
         lim = self.limits
         dt = max(stamp_ns - frm[2], 0) * 1e-9
         return (float(np.linalg.norm(pos - frm[0])) > lim.max_speed * dt + lim.jump_margin_m
-                or _angle_between(quat, frm[1]) > lim.max_rotation_speed * dt + lim.jump_margin_rad)
+                or float(quat_angle(quat, frm[1])) > lim.max_rotation_speed * dt + lim.jump_margin_rad)
 
     def offer(self, pos, quat, stamp_ns: int) -> str:
         """"" when the pose is taken, else "out_of_order" (older than the current one) or "jump"."""

@@ -30,6 +30,7 @@ from residual_core.action import (
     as_residual_scale,
     compose_scaled_actions_batch,
 )
+from residual_core.rotations import quat_angle
 from residual_core.safety import EnvelopeConfig, apply_envelope_batch
 
 
@@ -173,10 +174,7 @@ def composition_origin(tcp_pos, tcp_quat, last_pos, last_quat, tolerance=TRACK_T
     p, q = np.asarray(tcp_pos, dtype=np.float64), np.asarray(tcp_quat, dtype=np.float64)
     lp, lq = np.asarray(last_pos, dtype=np.float64), np.asarray(last_quat, dtype=np.float64)
     with np.errstate(invalid="ignore"):
-        norms = np.linalg.norm(q, axis=-1) * np.linalg.norm(lq, axis=-1)
-        cos_half = np.abs(np.sum(q * lq, axis=-1)) / np.where(norms > 0, norms, 1.0)
-        angle = 2.0 * np.arccos(np.clip(cos_half, 0.0, 1.0))
-        tracking = (np.linalg.norm(lp - p, axis=-1) <= tolerance[0]) & (angle <= tolerance[1])
+        tracking = (np.linalg.norm(lp - p, axis=-1) <= tolerance[0]) & (quat_angle(q, lq) <= tolerance[1])
     tracking &= np.all(np.isfinite(p), axis=-1) & np.all(np.isfinite(q), axis=-1)
     return np.where(tracking[:, None], lp, p), np.where(tracking[:, None], lq, q)
 

@@ -98,3 +98,12 @@ def compose_rotvecs(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     out = (Rotation.from_rotvec(a2) * Rotation.from_rotvec(b2)).as_rotvec()
     out[~ok] = np.nan
     return out.reshape(a.shape)
+
+
+def quat_angle(q1, q2) -> np.ndarray:
+    """Rotation angle (rad, in [0, pi]) between quaternions x y z w, row-wise ((..., 4) -> (...)); not necessarily
+    unit (each is normalised), either sign. NaN where a quaternion is non-finite or zero."""
+    a, b = np.asarray(q1, dtype=np.float64), np.asarray(q2, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos_half = np.abs(np.sum(a * b, axis=-1)) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+        return 2.0 * np.arccos(np.minimum(cos_half, 1.0))

@@ -61,3 +61,14 @@ def test_compose_rotvecs_matches_scipy_and_propagates_nan():
     assert np.all(np.isnan(out[2])) and np.all(np.isfinite(np.delete(out, 2, axis=0)))
     with pytest.raises(ValueError, match="equal shape"):
         compose_rotvecs(np.zeros(3), np.zeros((1, 3)))
+
+
+def test_quat_angle_is_the_rotation_between_either_sign_and_scale():
+    from residual_core.rotations import quat_angle
+    from scipy.spatial.transform import Rotation
+
+    a = Rotation.from_euler("x", 0.3).as_quat()
+    b = (Rotation.from_euler("z", 0.7) * Rotation.from_euler("x", 0.3)).as_quat()
+    assert abs(float(quat_angle(a, b)) - 0.7) < 1e-9
+    assert abs(float(quat_angle(a, -2.0 * b)) - 0.7) < 1e-9  # sign and scale do not matter
+    np.testing.assert_allclose(quat_angle(np.stack([a, a]), np.stack([a, b])), [0.0, 0.7], atol=1e-7)
