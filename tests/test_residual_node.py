@@ -80,7 +80,9 @@ def test_base_action_yields_the_residual_of_the_same_step(launch_node, ros_probe
     FakeRobot(ros_probe, tcp_pos=TCP)
     residuals = ros_probe.collect(EefAction, "/residual/action")
     diags = ros_probe.collect(DiagnosticArray, "/diagnostics")
-    proc = start(launch_node, ckpt)
+    # (pose_timeout 5 s: on a loaded machine the FakeRobot's 50 Hz poses can age past the default 0.25 s between two
+    # computations, and a stale cube is a dropout, so a later step's residual differed; freshness has its own tests)
+    proc = start(launch_node, ckpt, "pose_timeout:=5.0")
     base_pub = ros_probe.node.create_publisher(EefAction, "/base/action", 10)
     ros_probe.wait_for_subscribers(base_pub, timeout=20.0)
     step, got = first_answer(ros_probe, base_pub, residuals, proc,

@@ -134,11 +134,21 @@ def test_residual_eval_under_a_dynamics_shift_and_training_with_randomised_dynam
     assert bad.returncode != 0 and "known: nominal" in bad.stderr
     run_dir = tmp_path / "dyn"
     r = run(["residual-train", "--task", "cube_lift", "--base-checkpoint", str(base_ckpt), "--out-dir", str(run_dir),
-             "--dynamics", "train", *tiny()])
+             "--dynamics", "train", "--compose-from", "target", *tiny()])
     assert r.returncode == 0, r.stderr[-3000:]
     _, man = load_checkpoint(run_dir / "last", expected_kind="residual")
     assert man.training["dynamics"]["kind"] == "per_episode_draws"
     assert man.training["dynamics"]["arm_stiffness"] == [0.6, 1.6]
+    # trained composing from the tracked target: the manifest and the validation protocol say so, and residual-eval
+    # evaluates it (base rows too) that way unless told otherwise
+    assert man.training["compose_from"] == "target"
+    assert read_manifest(run_dir / "best").evaluation["compose_from"] == "target"
+    for flag, expected in (([], "target"), (["--compose-from", "measured"], "measured")):
+        r = run(["residual-eval", "--task", "cube_lift", "--episodes", "1", "--num-envs", "1", "--base-checkpoint",
+                 str(base_ckpt), "--residual-checkpoint", str(run_dir / "last"), "--json-out", str(out), *flag])
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert json.loads(out.read_text())["results"][0]["compose_from"] == expected
+    assert "composed from the tracked previous target" in _eval_with(run_dir / "last", base_ckpt).stdout
 
 
 def test_training_and_evaluating_against_a_population_of_bases(trained, base_ckpt, tmp_path):

@@ -84,10 +84,12 @@ class Args:
     control steps late), latency1 (1 step late; inside the training ranges of residual-train --dynamics train), wide
     (placement ranges 1.5x), mixed (all drawn per episode). Each episode's draw depends only on its seed, so base and
     base + residual meet the same physics."""
-    compose_from: Literal["measured", "target"] = "measured"
-    """Where each command is composed from: measured (the TCP measured at the step, as the arbiter and training do)
-    or target (the previous target while the arm tracks it within 0.15 m and 0.5 rad, else the measured TCP: what
-    an arm lagging its targets needs, e.g. under --dynamics latency; trainer.closed_loop)."""
+    compose_from: Literal["auto", "measured", "target"] = "auto"
+    """Where each command is composed from: measured (the TCP measured at the step) or target (the previous target
+    while the arm tracks it within 0.15 m and 0.5 rad, else the measured TCP: what an arm lagging its targets needs,
+    e.g. under --dynamics latency; trainer.closed_loop). auto: what the task's residual checkpoint was trained with
+    (its manifest's training.compose_from; measured for checkpoints made before that option and with --no-residual),
+    for the base rows too, so both meet the same loop."""
     num_envs: int = 10
     """Parallel envs (episodes run in batches of this size; camera: always 1)."""
     json_out: Path | None = None
@@ -122,13 +124,10 @@ def evaluate_task(task: str, args: Args, base: BasePolicy | BasePopulation) -> d
     shift = resolve_shift(args.dynamics)
     backend = FrankaSimBackend(task, args.envs, seed=0, shift=shift)
     row: dict = {"task": task, "episodes": args.episodes, "seeds": seeds, "pose_source": args.pose_source,
-                 "compose_from": args.compose_from,
                  "dynamics": {"name": args.dynamics, "placement_scale": shift.placement_scale,
                               **shift.dynamics.as_dict()}}
     t0 = time.time()
-    with tqdm(total=args.episodes, desc=f"{task}: base", unit="ep", leave=False) as bar:
-        row["base"] = evaluate_episodes(backend, base, seeds, progress=bar.update,
-                                        compose_from=args.compose_from).to_dict()
+    policy, path = None, None
     if not args.no_residual:
         path = args.residual_checkpoint or default_residual_checkpoint(task)
         try:
@@ -139,9 +138,15 @@ def evaluate_task(task: str, args: Args, base: BasePolicy | BasePopulation) -> d
             # With --task all, a task without a trained residual yet still gets its base row.
             print(f"residual-eval: {task}: no residual checkpoint ({e}); base only", file=sys.stderr)
             row["residual_missing"] = str(path)
-            row["wall_s"] = round(time.time() - t0, 1)
-            backend.close()
-            return row
+    compose_from = args.compose_from
+    if compose_from == "auto":
+        compose_from = "measured" if policy is None else (policy.manifest.training or {}).get("compose_from",
+                                                                                               "measured")
+    row["compose_from"] = compose_from
+    with tqdm(total=args.episodes, desc=f"{task}: base", unit="ep", leave=False) as bar:
+        row["base"] = evaluate_episodes(backend, base, seeds, progress=bar.update,
+                                        compose_from=compose_from).to_dict()
+    if policy is not None:
         aug = None
         if args.pose_source == "camera":
             from trainer.camera_path import CameraPathConfig, CameraPerception
@@ -153,7 +158,7 @@ def evaluate_task(task: str, args: Args, base: BasePolicy | BasePopulation) -> d
         pipeline = ActionPipeline(residual_scale=tuple(policy.manifest.action_scale))
         with tqdm(total=args.episodes, desc=f"{task}: base+residual", unit="ep", leave=False) as bar:
             res = evaluate_episodes(backend, base, seeds, residual_fn=policy, augmenter=aug, pipeline=pipeline,
-                                    progress=bar.update, compose_from=args.compose_from)
+                                    progress=bar.update, compose_from=compose_from)
         row["residual"] = res.to_dict()
         row["residual_checkpoint"] = str(path)
         if args.pose_source == "camera":
@@ -227,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         noise = f" (residual sees pose noise {args.pose_noise * 1000:g} mm, dropout {args.dropout:g})"
     physics = "" if args.dynamics == "nominal" else f", dynamics {args.dynamics}: {resolve_shift(args.dynamics).note}"
+    composed = sorted({r["compose_from"] for r in rows})
+    physics += "; commands composed from the " + " / ".join(
+        {"measured": "measured TCP", "target": "tracked previous target"}[c] for c in composed)
     print(f"\nSuccess over {args.episodes} seeded episodes per task (seeds {args.seed_offset}.."
           f"{args.seed_offset + args.episodes - 1}){noise}{physics}:\n")
     print(format_table(rows, args))

@@ -114,6 +114,11 @@ class Args:
     """Physics of the training episodes: nominal (the sim's model) or train (object mass, friction, arm servo
     stiffness and action latency drawn per episode from franka_sim.dynamics.TRAINING; the validation episodes draw
     from the same ranges). The held-out shifts of ``residual-eval --dynamics`` lie outside these ranges."""
+    compose_from: Literal["measured", "target"] = "measured"
+    """Where each command is composed from, in training and validation (trainer.closed_loop): measured (the TCP
+    measured at the step) or target (the previous target while the arm tracks it within 0.15 m and 0.5 rad, else the
+    measured TCP: what an arm that lags its commands needs, e.g. with the action latency of --dynamics train or on the
+    real robot; deploy with the arbiter's compose_from: target). Recorded in the checkpoint's manifest."""
     eval_every: int = 10_000
     """Evaluate every this many online env steps (and at the end)."""
     eval_episodes: int = 20
@@ -173,7 +178,7 @@ class Trainer:
         self.pipeline = ActionPipeline(residual_scale=tuple(self.scale))
         self.perception_params = None if a.perception_model is None else PerceptionModelParams.load(a.perception_model)
         self.augmenter = self._perception(seed=a.seed + 1, evaluation=False)
-        self.loop = ClosedLoop(self.backend, self.base, self.pipeline, self.augmenter)
+        self.loop = ClosedLoop(self.backend, self.base, self.pipeline, self.augmenter, compose_from=a.compose_from)
         self.agent_cfg: ActorCriticConfig = a.td3 if a.algo == "td3" else a.sac
         self.agent = (TD3 if a.algo == "td3" else SAC)(self.layout.size, 7, self.agent_cfg, seed=a.seed)
         self.offline = ReplayBuffer((a.offline_episodes + a.num_envs) * self.backend.horizon, self.layout.size, 7)
@@ -260,7 +265,8 @@ class Trainer:
         aug = self._perception(seed=12345, evaluation=True)
         pol = NumpyPolicy.from_actor(self.agent.actor)
         res = evaluate_episodes(self.backend, self.base, [VALIDATION_SEED_OFFSET + i for i in range(a.eval_episodes)],
-                                residual_fn=lambda o: pol(o) * self.scale, augmenter=aug, pipeline=self.pipeline)
+                                residual_fn=lambda o: pol(o) * self.scale, augmenter=aug, pipeline=self.pipeline,
+                                compose_from=a.compose_from)
         self._obs_cache = self._reset_all()
         self.acc.reset()
         return res.to_dict()
@@ -271,7 +277,7 @@ class Trainer:
                     "pipeline": json.loads(json.dumps(asdict(self.pipeline), default=list)),
                     "reward": {**reward_spec(make_task(a.task)), "success_reward": a.success_reward,
                                "reward_scale": a.reward_scale},
-                    "wall_clock_s": self.wall_clock(), "env_steps": self.env_steps,
+                    "wall_clock_s": self.wall_clock(), "env_steps": self.env_steps, "compose_from": a.compose_from,
                     "base_checkpoint": str(a.base_checkpoint or default_base_checkpoint()),
                     "base_population": (None if a.base_population is None else self.base.describe()),
                     "perception": ({"kind": "pose_noise_dropout", "pose_noise": a.pose_noise, "dropout": a.dropout}
@@ -327,6 +333,8 @@ class Trainer:
     def eval_protocol(self) -> dict:
         a = self.args
         extra = {} if a.dynamics == "nominal" else {"dynamics": a.dynamics}
+        if a.compose_from != "measured":  # (absent for measured: states saved before the option still resume)
+            extra["compose_from"] = a.compose_from
         if a.base_population is not None:
             extra["base_population"] = str(a.base_population)
         if a.perception_model is not None:
