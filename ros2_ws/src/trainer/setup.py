@@ -26,6 +26,8 @@ setup(
             "residual-eval = trainer.evaluate:main",
             "residual-compare = trainer.compare:main",
             "residual-perception = trainer.perception_cli:main",
+            "pld-collect = trainer.pld_collect:main",
+            "pld-distill = trainer.pld_distill:main",
         ]
     },
 )

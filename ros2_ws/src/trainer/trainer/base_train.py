@@ -145,15 +145,23 @@ def collect_demos(args: Args) -> tuple[np.ndarray, np.ndarray, dict]:
     return F, C, stats
 
 
-def train_bc(feats: np.ndarray, chunks: np.ndarray, args: Args) -> tuple[BasePolicyNet, list[float]]:
+def train_bc(feats: np.ndarray, chunks: np.ndarray, args, net: BasePolicyNet | None = None
+             ) -> tuple[BasePolicyNet, list[float]]:
+    """L1 behaviour cloning of (T, H, 7) chunk targets from (T, F) features; ``args`` gives epochs, batch_size, lr,
+    weight_decay, seed (and horizon, hidden for a new net). ``net``: fine-tune this network, keeping its
+    normalisation (pld-distill); None: a new one, normalised to the data."""
     torch.manual_seed(args.seed)
-    net = BasePolicyNet(horizon=args.horizon, hidden=args.hidden)
-    flat = chunks.reshape(-1, 7)
-    act_std = flat.std(0)
-    act_std[act_std < 1e-6] = 1.0
-    feat_std = feats.std(0)
-    feat_std[feat_std < 1e-6] = 1.0
-    net.set_normalization(feats.mean(0), feat_std, flat.mean(0), act_std)
+    if net is None:
+        net = BasePolicyNet(horizon=args.horizon, hidden=args.hidden)
+        flat = chunks.reshape(-1, 7)
+        act_std = flat.std(0)
+        act_std[act_std < 1e-6] = 1.0
+        feat_std = feats.std(0)
+        feat_std[feat_std < 1e-6] = 1.0
+        net.set_normalization(feats.mean(0), feat_std, flat.mean(0), act_std)
+    elif chunks.shape[1] != net.horizon:
+        raise ValueError(f"chunk targets of {chunks.shape[1]} actions for a network predicting {net.horizon}")
+    net.train()
     X = torch.as_tensor(feats, dtype=torch.float32)
     Y = (torch.as_tensor(chunks, dtype=torch.float32) - net.act_mean) / net.act_std
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -208,14 +216,19 @@ def main(argv: list[str] | None = None) -> None:
     training = {**json.loads(json.dumps(asdict(args), default=str)), "execute_steps": args.execute_steps,
                 "demo_stats": stats, "final_l1": losses[-1], "wall_clock_s": round(time.time() - t0, 1),
                 "demo_seed_offset": DEMO_SEED_OFFSET}
+    path = save_base_checkpoint(args.out, net, training, len(losses), evaluation)
+    print(f"[base-train] wrote {path} ({time.time() - t0:.0f} s)")
+
+
+def save_base_checkpoint(out: Path, net: BasePolicyNet, training: dict, steps: int, evaluation: dict) -> Path:
+    """Write a base checkpoint (residual_core format; ``training`` must hold execute_steps)."""
     manifest = Manifest(kind="base", task="all", observation_layout=None,
                         normalization={k: getattr(net, k).tolist() for k in ("feat_mean", "feat_std", "act_mean",
                                                                                  "act_std")},
-                        action_scale=[], network=net.config(), training=training, steps=len(losses),
+                        action_scale=[], network=net.config(), training=training, steps=steps,
                         evaluation=evaluation)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    path = save_checkpoint(args.out, dict(net.state_dict()), manifest)
-    print(f"[base-train] wrote {path} ({time.time() - t0:.0f} s)")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(out, dict(net.state_dict()), manifest)
 
 
 if __name__ == "__main__":
