@@ -127,3 +127,26 @@ def test_bad_options_and_an_existing_dataset_are_refused_with_nothing_lost(datas
     r = run("pld-distill", "--dataset", str(tmp_path / "missing"))
     assert r.returncode == 2 and "pld-distill:" in r.stderr
     assert json.loads((dataset / "meta" / "pld_collect.json").read_text())["tasks"][0]["kept"] == 3
+
+
+def test_control_sources_and_a_quantity_subset(dataset, tmp_path):
+    """--source teleop records scripted teleop-like demos in the same format (no base, no residual);
+    --source base keeps the base's own successes (never an intervention); --episodes-per-task takes the first N."""
+    out = tmp_path / "teleop"
+    r = run("pld-collect", "--source", "teleop", "--tasks", "close_drawer", "--episodes", "2", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    ds = read_dataset(out)
+    assert validate(out) == [] and set(ds.episodes["source"]) == {"teleop"} and ds.episodes["success"].all()
+    f = ds.episode_frames(0)
+    assert not f["intervention"].any() and not np.abs(f["complementary_info.base_action"]).any()
+    assert np.abs(f["action"]).sum() > 0
+    out = tmp_path / "base"
+    r = run("pld-collect", "--source", "base", "--tasks", "close_drawer", "--episodes", "2", "--num-envs", "2",
+            "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    ds = read_dataset(out)
+    assert ds.episodes["success"].all() and not ds.column("intervention").any()
+    assert not np.abs(ds.column("complementary_info.residual")).any()
+    full = read_dataset(dataset)
+    feats, _, per_task = dataset_targets(full, horizon=16, episodes_per_task=1)
+    assert len(feats) == int(full.episodes["length"][0]) == sum(per_task.values())

@@ -106,9 +106,10 @@ class Args:
     alpha: float = 0.6
     """The base's prefix is T ~ U[0, alpha * horizon] steps, then the residual takes over (0: the residual acts from
     the first step)."""
-    source: Literal["pld", "base"] = "pld"
-    """pld: base prefix then base + residual; base: the base alone for the whole episode (its own successes: the
-    control the flywheel is compared with)."""
+    source: Literal["pld", "base", "teleop"] = "pld"
+    """pld: base prefix then base + residual; base: the base alone for the whole episode (its own successes); teleop:
+    more of the teleop-like scripted demonstrations the base was cloned from (other seeds; their
+    complementary_info columns are zero). The last two are the controls the flywheel is compared with."""
     keep_failures: bool = False
     """Keep failed episodes too (their episodes-parquet ``success`` is false and no frame has next.success)."""
     base_checkpoint: Path | None = None
@@ -164,9 +165,51 @@ class _Episode:
         return {k: np.asarray(v, dtype=spec[k].dtype).reshape(len(v), *spec[k].shape) for k, v in self.rows.items()}
 
 
+def collect_teleop(task: str, args: Args, writer: DatasetWriter, bar: tqdm) -> dict:
+    """``--source teleop``: teleop-like scripted demonstrations (franka_sim.experts.teleop_demo: a random human-like
+    style per episode) from this task's collection seeds, in the same format; returns the summary row."""
+    from franka_sim.env import FrankaTaskEnv
+    from franka_sim.experts import teleop_demo
+
+    env = FrankaTaskEnv(task)
+    first_seed = args.seed_offset + TASK_NAMES.index(task) * 1_000_000
+    outcomes, kept = [], 0
+    for k in range(args.attempts):
+        if kept >= args.episodes and not args.keep_failures:
+            break
+        ep = teleop_demo(env, first_seed + k, keep_failures=True)
+        outcomes.append((0, ep.success, ep.length))
+        if not (ep.success or args.keep_failures):
+            continue
+        obs = ep.observations[:-1]
+        t = len(obs)
+        stack = {key: np.stack([o[key] for o in obs]) for key in ("object_pos", "object_quat", "joint_pos",
+                                                                  "gripper_width", "tcp_pos", "tcp_quat")}
+        done = np.zeros((t, 1), dtype=bool)
+        done[-1] = True
+        frames = {"observation.state": np.concatenate([stack["joint_pos"], stack["gripper_width"].reshape(t, 1),
+                                                       stack["tcp_pos"], stack["tcp_quat"]], axis=1),
+                  "observation.environment_state": environment_state(stack["object_pos"], stack["object_quat"]),
+                  "action": np.stack(ep.actions), "complementary_info.base_action": np.zeros((t, 7)),
+                  "complementary_info.residual": np.zeros((t, 7)), "intervention": np.zeros((t, 1), dtype=bool),
+                  "next.reward": np.asarray(ep.rewards).reshape(t, 1), "next.success": done & ep.success,
+                  "next.done": done}
+        spec = dataset_features()
+        writer.add_episode({key: np.asarray(v, dtype=spec[key].dtype) for key, v in frames.items()},
+                           TASK_INSTRUCTIONS[task], {"task_name": task, "seed": first_seed + k, "takeover_step": t,
+                                                     "success": ep.success, "source": "teleop", "alpha": args.alpha})
+        kept += 1
+        bar.update(1)
+    env.close()
+    return summarize(task, outcomes, kept, None, "measured")
+
+
 def collect_task(task: str, args: Args, base: BasePolicy, writer: DatasetWriter, bar: tqdm) -> dict:
     """Collect one task's episodes into ``writer``; returns its summary row."""
     from trainer.franka_backend import FrankaSimBackend
+
+    if args.source == "teleop":
+        return collect_teleop(task, args, writer, bar)
 
     residual = None
     if args.source == "pld":
@@ -237,19 +280,19 @@ def collect_task(task: str, args: Args, base: BasePolicy, writer: DatasetWriter,
         if kept >= args.episodes and not args.keep_failures:
             break  # the attempts still running are not needed
     backend.close()
-    return summarize(task, outcomes, kept, args.alpha * horizon, compose_from)
+    return summarize(task, outcomes, kept, args.alpha * horizon if args.source == "pld" else None, compose_from)
 
 
-def summarize(task: str, outcomes: list[tuple[int, bool, int]], kept: int, max_takeover: float,
+def summarize(task: str, outcomes: list[tuple[int, bool, int]], kept: int, max_takeover: float | None,
               compose_from: str) -> dict:
     """A task's collection summary: attempts, kept, keep rate, success by takeover time (quarters of the prefix
-    range), mean length of the successes."""
+    range; none without a takeover: ``max_takeover`` None), mean length of the successes."""
     take = np.array([o[0] for o in outcomes], dtype=np.float64)
     ok = np.array([o[1] for o in outcomes], dtype=bool)
     length = np.array([o[2] for o in outcomes], dtype=np.float64)
-    edges = np.linspace(0.0, max(max_takeover, 1.0), 5)
+    edges = np.linspace(0.0, max(max_takeover or 0.0, 1.0), 5)
     by_takeover = []
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True) if max_takeover is not None else ():
         sel = (take >= lo) & ((take < hi) if hi < edges[-1] else (take <= hi))
         by_takeover.append({"takeover_from": round(float(lo), 1), "takeover_to": round(float(hi), 1),
                             "attempts": int(sel.sum()), "successes": int(ok[sel].sum())})
@@ -265,7 +308,7 @@ def format_summary(rows: list[dict]) -> str:
              "|---|---|---|---|---|---|"]
     for r in rows:
         quarters = ", ".join(f"{b['takeover_from']:g}-{b['takeover_to']:g}: {b['successes']}/{b['attempts']}"
-                             for b in r["success_by_takeover"])
+                             for b in r["success_by_takeover"]) or "-"
         length = "-" if r["mean_length_success"] is None else f"{r['mean_length_success']:.1f}"
         lines.append(f"| {r['task']} | {r['attempts']} | {r['kept']} | {r['keep_rate']:.2f} | {length} | {quarters} |")
     return "\n".join(lines)

@@ -47,6 +47,8 @@ class Args:
     """Add the parent's original teleop-like demonstrations (regenerated from its manifest) to the dataset."""
     demo_cache: Path | None = None
     """With --mix-demos: load/save the regenerated demonstrations here (npz), as base-train --demo-cache."""
+    episodes_per_task: int | None = None
+    """Use only the first N episodes of each task in the dataset (a data-quantity curve from one collection)."""
     epochs: int = 20
     """Passes over the data."""
     batch_size: int = 512
@@ -61,6 +63,8 @@ class Args:
     def __post_init__(self):
         if self.epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {self.epochs}")
+        if self.episodes_per_task is not None and self.episodes_per_task < 1:
+            raise ValueError(f"--episodes-per-task must be >= 1, got {self.episodes_per_task}")
         if self.demo_cache is not None and not self.mix_demos:
             raise ValueError("--demo-cache only applies with --mix-demos")
 
@@ -77,13 +81,18 @@ def dataset_sha256(root: Path) -> str:
     return h.hexdigest()
 
 
-def dataset_targets(ds: LeRobotDataset, horizon: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """(T, F) base features and (T, H, 7) chunk targets of every frame; frames per task instruction."""
+def dataset_targets(ds: LeRobotDataset, horizon: int, episodes_per_task: int | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """(T, F) base features and (T, H, 7) chunk targets of every frame (of the first ``episodes_per_task`` episodes
+    of each task, default all); frames per task instruction."""
     tasks = {int(i): str(t) for t, i in zip(ds.tasks.index, ds.tasks["task_index"], strict=True)}
-    feats, chunks, per_task = [], [], {}
+    feats, chunks, per_task, episodes = [], [], {}, {}
     for ep in range(ds.num_episodes):
         f = ds.episode_frames(ep)
         instruction = tasks[int(np.ravel(f["task_index"])[0])]
+        episodes[instruction] = episodes.get(instruction, 0) + 1
+        if episodes_per_task is not None and episodes[instruction] > episodes_per_task:
+            continue
         pos, quat, present = split_environment_state(f["observation.environment_state"])
         st = np.asarray(f["observation.state"], dtype=np.float64)
         feats.append(base_features_batch(pos, quat, present, st[:, 0:7], st[:, 7], st[:, 8:11], st[:, 11:15],
@@ -125,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pld-distill: {e}", file=sys.stderr)
         return 2
     horizon = parent.net.horizon
-    feats, chunks, per_task = dataset_targets(ds, horizon)
+    feats, chunks, per_task = dataset_targets(ds, horizon, args.episodes_per_task)
     print(f"[pld-distill] {args.dataset}: {ds.num_episodes} episodes, {len(feats)} frames ("
           + ", ".join(f"{k!r} {v}" for k, v in per_task.items()) + ")")
     demo_stats = None

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""The data flywheel's evaluation (issue 14): collect with pld-collect, distil with pld-distill over several seeds,
+report the distilled base alone per task.
+
+Each experiment is a collection (cached under runs/pld/data/<name>: reused when its pld_collect.json exists) and
+pld-distill options; every distill seed writes runs/pld/distilled/<experiment>/seed<k> and its manifest holds the
+base-alone evaluation (seeds 0..N-1 of residual-eval, disjoint from the collection's). Prints one markdown row per
+experiment (per task: mean over seeds, and min-max) and writes every number as JSON.
+
+    .venv/bin/python tools/pld_sweep.py alpha0.6 alpha0 base_own teleop --seeds 0 1 2 --json-out docs/results_pld.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TASKS = ("cube_lift", "pick_place", "stack_cube", "close_drawer", "stand_cup_up")
+
+COLLECTIONS = {  # name -> pld-collect options
+    "a0.6_n50": ["--alpha", "0.6", "--episodes", "50"],
+    "a0_n50": ["--alpha", "0", "--episodes", "50"],
+    "a0.3_n50": ["--alpha", "0.3", "--episodes", "50"],
+    "a0.9_n50": ["--alpha", "0.9", "--episodes", "50"],
+    "base_n50": ["--source", "base", "--episodes", "50"],
+    "teleop_n50": ["--source", "teleop", "--episodes", "50"],
+    "a0.6_n200": ["--alpha", "0.6", "--episodes", "200"],
+}
+EXPERIMENTS = {  # name -> (collection, pld-distill options, what it is)
+    "alpha0.6": ("a0.6_n50", [], "PLD, alpha 0.6, 50 per task, fine-tuned"),
+    "alpha0": ("a0_n50", [], "residual from step 0 (alpha 0)"),
+    "alpha0.3": ("a0.3_n50", [], "alpha 0.3"),
+    "alpha0.9": ("a0.9_n50", [], "alpha 0.9"),
+    "base_own": ("base_n50", [], "the base's own successes, 50 per task"),
+    "teleop": ("teleop_n50", [], "50 more teleop-like scripted demos per task"),
+    "mix": ("a0.6_n50", ["--mix-demos"], "alpha 0.6 + the original demos"),
+    "scratch": ("a0.6_n50", ["--from-scratch", "--mix-demos", "--epochs", "60", "--lr", "1e-3"],
+                "from scratch on alpha 0.6 + the original demos (base-train's epochs and lr)"),
+    **{f"n{n}": ("a0.6_n200", ["--episodes-per-task", str(n)], f"alpha 0.6, first {n} per task")
+       for n in (10, 25, 50, 100, 200)},
+}
+
+
+def run(cmd: list[str], log: Path) -> None:
+    with log.open("w") as f:
+        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
+    if r.returncode != 0:
+        raise SystemExit(f"failed ({r.returncode}): {' '.join(cmd)}; see {log}")
+
+
+def collect(name: str, base: Path | None) -> dict:
+    out = ROOT / "runs/pld/data" / name
+    report = out / "meta" / "pld_collect.json"
+    if not report.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        extra = ["--base-checkpoint", str(base)] if base else []
+        run([str(BIN / "pld-collect"), "--out", str(out), "--overwrite", *COLLECTIONS[name], *extra],
+            out.parent / f"{name}.log")
+    return json.loads(report.read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("experiments", nargs="+", choices=sorted(EXPERIMENTS), help="experiments to run, in order")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="pld-distill seeds per experiment")
+    p.add_argument("--eval-episodes", type=int, default=20, help="base-alone evaluation episodes per task")
+    p.add_argument("--base-checkpoint", type=Path, default=None, help="the parent base (default: the shipped one)")
+    p.add_argument("--json-out", type=Path, default=None, help="write every number here (merged into an existing "
+                                                                "file: experiments already there are kept)")
+    a = p.parse_args(argv)
+    results = json.loads(a.json_out.read_text()) if a.json_out and a.json_out.exists() else {}
+    for name in a.experiments:
+        coll_name, opts, about = EXPERIMENTS[name]
+        t0 = time.time()
+        coll = collect(coll_name, a.base_checkpoint)
+        per_seed = []
+        for seed in a.seeds:
+            out = ROOT / "runs/pld/distilled" / name / f"seed{seed}"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            extra = ["--base-checkpoint", str(a.base_checkpoint)] if a.base_checkpoint else []
+            run([str(BIN / "pld-distill"), "--dataset", str(ROOT / "runs/pld/data" / coll_name), "--out", str(out),
+                 "--seed", str(seed), "--eval-episodes", str(a.eval_episodes), *opts, *extra],
+                out.parent / f"seed{seed}.log")
+            man = json.loads(out.with_suffix(".json").read_text())
+            per_seed.append({t: man["evaluation"][t]["successes"] for t in TASKS})
+        mean = {t: float(np.mean([s[t] for s in per_seed])) for t in TASKS}
+        results[name] = {"about": about, "collection": coll_name, "distill_options": opts, "seeds": a.seeds,
+                         "eval_episodes": a.eval_episodes, "per_seed": per_seed, "mean": mean,
+                         "average": float(np.mean(list(mean.values()))),
+                         "seed_averages": [float(np.mean(list(s.values()))) for s in per_seed],
+                         "collection_keep_rate": {r["task"]: r["keep_rate"] for r in coll["tasks"]},
+                         "wall_s": round(time.time() - t0, 1)}
+        cells = " | ".join(f"{mean[t]:.1f} ({min(s[t] for s in per_seed)}-{max(s[t] for s in per_seed)})"
+                           for t in TASKS)
+        print(f"| {name} | {cells} | **{results[name]['average']:.1f}** |   [{results[name]['wall_s']} s]",
+              flush=True)
+        if a.json_out:
+            a.json_out.parent.mkdir(parents=True, exist_ok=True)
+            a.json_out.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
