@@ -108,6 +108,21 @@ def test_same_seed_same_weights(base_ckpt, tmp_path):
         assert np.array_equal(outs[0][k], outs[1][k]), k
 
 
+def test_probing_prefixes_are_played_by_the_base_and_not_stored(base_ckpt, tmp_path):
+    """--probe-alpha: each training episode starts with the base alone for a random prefix that is not stored, so the
+    online buffer holds fewer transitions than the online steps played; the manifest records the option."""
+    out = tmp_path / "probe"
+    r = run(["residual-train", "--task", "cube_lift", "--base-checkpoint", str(base_ckpt), "--out-dir", str(out),
+             "--probe-alpha", "0.2", *tiny(192)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    with np.load(out / "state" / "online.npz") as z:
+        stored = int(z["size"])
+    assert 0 < stored < 192 - 3 * 4  # (n-step: at most 3 pending per env are not yet in the buffer)
+    assert read_manifest(out / "last").training["args"]["probe_alpha"] == 0.2
+    bad = run(["residual-train", "--task", "cube_lift", "--probe-alpha", "1.5"])
+    assert bad.returncode == 2 and "probe_alpha" in bad.stderr
+
+
 def test_residual_eval_table_and_json(trained, base_ckpt, tmp_path):
     out = tmp_path / "eval.json"
     r = run(["residual-eval", "--task", "cube_lift", "--episodes", "2", "--num-envs", "2",

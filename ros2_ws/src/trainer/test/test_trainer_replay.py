@@ -64,3 +64,16 @@ def test_ring_buffer_wraps_samples_and_round_trips(tmp_path):
         ReplayBuffer(5, 3, 1).load(tmp_path / "b.npz")
     with pytest.raises(ValueError, match="empty"):
         ReplayBuffer(5, 2, 1).sample(1, np.random.default_rng(0))
+
+
+def test_steps_not_stored_make_no_transition_and_cannot_follow_stored_ones():
+    """Probing (residual-train --probe-alpha): a prefix's steps are not transitions; the first stored step starts the
+    env's n-step queue."""
+    acc = NStepAccumulator(n=2, gamma=0.5, num_envs=2)
+    obs, act = np.zeros((2, 1), np.float32), np.zeros((2, 1), np.float32)
+    no = np.array([False, False])
+    assert acc.push(obs, act, np.array([5.0, 1.0]), obs, no, no, store=np.array([False, True])) is None
+    o, a, r, nxt, d = acc.push(obs + 1, act, np.array([2.0, 2.0]), obs + 2, no, no, store=np.array([True, True]))
+    np.testing.assert_allclose(r, [1.0 + 0.5 * 2.0])  # env 1's first two steps; env 0's unstored 5.0 is in no return
+    with pytest.raises(ValueError, match="not stored after stored"):
+        acc.push(obs, act, np.zeros(2), obs, no, no, store=np.array([False, True]))

@@ -196,7 +196,8 @@ def evaluate_base(policy: BasePolicy, tasks, episodes: int) -> dict:
         backend = FrankaSimBackend(task, min(10, episodes), seed=0)
         r = evaluate_episodes(backend, policy, list(range(episodes)))
         backend.close()
-        out[task] = {"successes": r.successes, "episodes": episodes, "mean_steps_to_success": r.mean_steps}
+        out[task] = {"successes": r.successes, "episodes": episodes,
+                     "mean_steps_to_success": None if np.isnan(r.mean_steps) else r.mean_steps}
         print(f"[base-train] {task}: base {r.successes}/{episodes}")
     return out
 

@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Literal
 
 import numpy as np
 import tyro
@@ -49,6 +50,10 @@ class Args:
     """With --mix-demos: load/save the regenerated demonstrations here (npz), as base-train --demo-cache."""
     episodes_per_task: int | None = None
     """Use only the first N episodes of each task in the dataset (a data-quantity curve from one collection)."""
+    frames: Literal["all", "intervention"] = "all"
+    """Which frames are training samples: all (the base's prefix, labelled with its own actions, and the takeover) or
+    intervention (only the frames in which the residual acted: the recoveries; each frame's chunk target still reads
+    the actions that followed it)."""
     epochs: int = 20
     """Passes over the data."""
     batch_size: int = 512
@@ -81,10 +86,11 @@ def dataset_sha256(root: Path) -> str:
     return h.hexdigest()
 
 
-def dataset_targets(ds: LeRobotDataset, horizon: int, episodes_per_task: int | None = None
-                    ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+def dataset_targets(ds: LeRobotDataset, horizon: int, episodes_per_task: int | None = None,
+                    frames: str = "all") -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """(T, F) base features and (T, H, 7) chunk targets of every frame (of the first ``episodes_per_task`` episodes
-    of each task, default all); frames per task instruction."""
+    of each task, default all; ``frames`` "intervention": only those in which the residual acted); frames per task
+    instruction."""
     tasks = {int(i): str(t) for t, i in zip(ds.tasks.index, ds.tasks["task_index"], strict=True)}
     feats, chunks, per_task, episodes = [], [], {}, {}
     for ep in range(ds.num_episodes):
@@ -98,7 +104,12 @@ def dataset_targets(ds: LeRobotDataset, horizon: int, episodes_per_task: int | N
         feats.append(base_features_batch(pos, quat, present, st[:, 0:7], st[:, 7], st[:, 8:11], st[:, 11:15],
                                          embed_instruction(instruction)))
         chunks.append(chunk_targets(np.asarray(f["action"], dtype=np.float64), horizon))
-        per_task[instruction] = per_task.get(instruction, 0) + len(st)
+        if frames == "intervention":
+            keep = np.ravel(f["intervention"]).astype(bool)
+            feats[-1], chunks[-1] = feats[-1][keep], chunks[-1][keep]
+        per_task[instruction] = per_task.get(instruction, 0) + len(feats[-1])
+    if not sum(per_task.values()):
+        raise ValueError(f"no training frames in the dataset (frames={frames})")
     return np.concatenate(feats), np.concatenate(chunks), per_task
 
 
@@ -134,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pld-distill: {e}", file=sys.stderr)
         return 2
     horizon = parent.net.horizon
-    feats, chunks, per_task = dataset_targets(ds, horizon, args.episodes_per_task)
+    try:
+        feats, chunks, per_task = dataset_targets(ds, horizon, args.episodes_per_task, args.frames)
+    except ValueError as e:
+        print(f"pld-distill: {e}", file=sys.stderr)
+        return 2
     print(f"[pld-distill] {args.dataset}: {ds.num_episodes} episodes, {len(feats)} frames ("
           + ", ".join(f"{k!r} {v}" for k, v in per_task.items()) + ")")
     demo_stats = None

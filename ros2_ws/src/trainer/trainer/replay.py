@@ -77,9 +77,15 @@ class NStepAccumulator:
         self.n, self.gamma = n, gamma
         self.pending: list[deque] = [deque() for _ in range(num_envs)]
 
-    def push(self, obs, act, reward, next_obs, terminal, truncated) -> tuple[np.ndarray, ...] | None:
+    def push(self, obs, act, reward, next_obs, terminal, truncated, store=None) -> tuple[np.ndarray, ...] | None:
+        """``store`` (N,) bool, optional: envs whose step is not a transition (e.g. a probing prefix); their pending
+        queue must be empty (such steps come before an env's first stored one in its episode)."""
         out: list[tuple] = []
         for i, q in enumerate(self.pending):
+            if store is not None and not store[i]:
+                if q:
+                    raise ValueError(f"env {i}: a step not stored after stored ones of the same episode")
+                continue
             q.append((obs[i], act[i], float(reward[i])))
             end = bool(terminal[i]) or bool(truncated[i])
             while q and (len(q) >= self.n or end):

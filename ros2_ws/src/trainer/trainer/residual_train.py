@@ -119,6 +119,10 @@ class Args:
     measured at the step) or target (the previous target while the arm tracks it within 0.15 m and 0.5 rad, else the
     measured TCP: what an arm that lags its commands needs, e.g. with the action latency of --dynamics train or on the
     real robot; deploy with the arbiter's compose_from: target). Recorded in the checkpoint's manifest."""
+    probe_alpha: float = 0.0
+    """Probing (the PLD recipe's specialist training): each training episode starts with the base alone for
+    T ~ U[0, probe_alpha * horizon] steps, not stored, then the residual acts, so it learns to recover from states the
+    base really reaches (what pld-collect's late takeovers need). 0: the residual acts from the first step."""
     eval_every: int = 10_000
     """Evaluate every this many online env steps (and at the end)."""
     eval_episodes: int = 20
@@ -157,6 +161,8 @@ class Args:
             raise ValueError("--base-population replaces --base-checkpoint: give one of them")
         if self.reset_best and not self.resume:
             raise ValueError("--reset-best only applies with --resume")
+        if not 0.0 <= self.probe_alpha <= 1.0:
+            raise ValueError(f"probe_alpha must be in [0, 1], got {self.probe_alpha}")
         if self.total_steps < self.num_envs:
             raise ValueError(f"total_steps ({self.total_steps}) < num_envs ({self.num_envs})")
 
@@ -203,8 +209,15 @@ class Trainer:
         self.loop.reset(self._seeds(n))
         self.ep_t = np.zeros(n, dtype=np.int64)
         self.ep_success = np.zeros(n, dtype=bool)
+        self.prefix = self._prefixes(n)
         seen = self.loop.observe()
         return seen.residual_obs, seen.base
+
+    def _prefixes(self, n: int) -> np.ndarray:
+        """Base-only prefix lengths of ``n`` new training episodes (--probe-alpha; zeros without probing)."""
+        if self.args.probe_alpha <= 0:
+            return np.zeros(n, dtype=np.int64)
+        return self.rng.integers(0, int(self.args.probe_alpha * self.backend.horizon) + 1, size=n)
 
     def _run(self, steps: int, policy, acc: NStepAccumulator, buffer: ReplayBuffer, noise: float,
              on_step=None, episodes: int | None = None) -> dict:
@@ -219,6 +232,9 @@ class Trainer:
             u = np.zeros((n, 7), np.float32) if policy is None else policy(obs)
             if policy is not None:
                 u = self.agent.explore(u, self.rng, noise)
+            # probing: the base alone before its takeover, not stored (base-only rollouts store every step)
+            acting = self.ep_t >= self.prefix if policy is not None else np.ones(n, dtype=bool)
+            u = np.where(acting[:, None], u, 0.0).astype(np.float32)
             out = self.loop.step(base_act, u * self.scale).result
             self.ep_t += 1
             self.ep_success |= out.success
@@ -230,7 +246,7 @@ class Trainer:
             reward = a.reward_scale * reward
             seen = self.loop.observe()
             next_base, next_obs = seen.base, seen.residual_obs
-            tr = acc.push(obs, u, reward, next_obs, terminal, truncated)
+            tr = acc.push(obs, u, reward, next_obs, terminal, truncated, store=acting)
             if tr is not None:
                 buffer.add_batch(*tr)
             done = np.flatnonzero(terminal | truncated)
@@ -241,6 +257,7 @@ class Trainer:
                 self.episodes += len(done)
                 self.loop.reset(self._seeds(len(done)), env_ids=done.tolist())
                 self.ep_t[done] = 0
+                self.prefix[done] = self._prefixes(len(done))
                 fresh = self.loop.observe(done)
                 next_base[done], next_obs[done] = fresh.base, fresh.residual_obs
             obs, base_act = next_obs, next_base
@@ -373,7 +390,7 @@ class Trainer:
             self.env_steps += chunk
             bar.update(chunk)
             info = {}
-            if self.env_steps >= a.warmup_steps:
+            if self.env_steps >= a.warmup_steps and len(self.online):  # (probing: the first steps store nothing)
                 upd_debt += chunk * a.updates_per_step
                 n_off = int(round(self.agent_cfg.batch_size * a.offline_ratio))
                 while upd_debt >= 1:
