@@ -81,8 +81,10 @@ def test_the_recorded_observation_is_what_the_base_saw(dataset):
     """Frame 0 of each episode, turned into base features by pld-distill, equals what the base computes at that seed's
     reset: the dataset holds the base's real inputs."""
     ds = read_dataset(dataset)
-    feats, chunks, per_task = dataset_targets(ds, horizon=16)
+    feats, chunks, mask, per_task = dataset_targets(ds, horizon=16)
     assert per_task == {TASK_INSTRUCTIONS["close_drawer"]: ds.num_frames} and chunks.shape == (ds.num_frames, 16, 7)
+    last = int(ds.episodes["length"][0]) - 1  # the first episode's last frame: only its own action is labelled
+    assert mask[last].tolist() == [True] + [False] * 15 and mask[0].all()
     backend = FrankaSimBackend("close_drawer", 1, seed=0)
     base = BasePolicy.from_checkpoint(default_base_checkpoint())
     runner = BaseChunkRunner(base, TASK_INSTRUCTIONS["close_drawer"], 1)
@@ -148,5 +150,5 @@ def test_control_sources_and_a_quantity_subset(dataset, tmp_path):
     assert ds.episodes["success"].all() and not ds.column("intervention").any()
     assert not np.abs(ds.column("complementary_info.residual")).any()
     full = read_dataset(dataset)
-    feats, _, per_task = dataset_targets(full, horizon=16, episodes_per_task=1)
+    feats, _, _, per_task = dataset_targets(full, horizon=16, episodes_per_task=1)
     assert len(feats) == int(full.episodes["length"][0]) == sum(per_task.values())

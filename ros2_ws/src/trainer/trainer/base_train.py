@@ -145,11 +145,12 @@ def collect_demos(args: Args) -> tuple[np.ndarray, np.ndarray, dict]:
     return F, C, stats
 
 
-def train_bc(feats: np.ndarray, chunks: np.ndarray, args, net: BasePolicyNet | None = None
-             ) -> tuple[BasePolicyNet, list[float]]:
+def train_bc(feats: np.ndarray, chunks: np.ndarray, args, net: BasePolicyNet | None = None,
+             mask: np.ndarray | None = None) -> tuple[BasePolicyNet, list[float]]:
     """L1 behaviour cloning of (T, H, 7) chunk targets from (T, F) features; ``args`` gives epochs, batch_size, lr,
     weight_decay, seed (and horizon, hidden for a new net). ``net``: fine-tune this network, keeping its
-    normalisation (pld-distill); None: a new one, normalised to the data."""
+    normalisation (pld-distill); None: a new one, normalised to the data. ``mask`` (T, H) bool: the chunk actions that
+    supervise (None: all; pld-distill leaves out the actions past an episode that ended at its success)."""
     torch.manual_seed(args.seed)
     if net is None:
         net = BasePolicyNet(horizon=args.horizon, hidden=args.hidden)
@@ -164,6 +165,7 @@ def train_bc(feats: np.ndarray, chunks: np.ndarray, args, net: BasePolicyNet | N
     net.train()
     X = torch.as_tensor(feats, dtype=torch.float32)
     Y = (torch.as_tensor(chunks, dtype=torch.float32) - net.act_mean) / net.act_std
+    M = None if mask is None else torch.as_tensor(mask, dtype=torch.float32)[..., None].expand_as(Y)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = max(1, len(X) // args.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs * steps_per_epoch)
@@ -175,7 +177,8 @@ def train_bc(feats: np.ndarray, chunks: np.ndarray, args, net: BasePolicyNet | N
             total = 0.0
             for i in range(steps_per_epoch):
                 idx = perm[i * args.batch_size:(i + 1) * args.batch_size]
-                loss = (net.forward_normalized(X[idx]) - Y[idx]).abs().mean()
+                err = (net.forward_normalized(X[idx]) - Y[idx]).abs()
+                loss = err.mean() if M is None else (err * M[idx]).sum() / M[idx].sum().clamp(min=1.0)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -87,12 +87,16 @@ def dataset_sha256(root: Path) -> str:
 
 
 def dataset_targets(ds: LeRobotDataset, horizon: int, episodes_per_task: int | None = None,
-                    frames: str = "all") -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """(T, F) base features and (T, H, 7) chunk targets of every frame (of the first ``episodes_per_task`` episodes
-    of each task, default all; ``frames`` "intervention": only those in which the residual acted); frames per task
-    instruction."""
+                    frames: str = "all") -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, int]]:
+    """(T, F) base features, (T, H, 7) chunk targets and their (T, H) mask of every frame (of the first
+    ``episodes_per_task`` episodes of each task, default all; ``frames`` "intervention": only those in which the
+    residual acted); frames per task instruction.
+
+    An episode ends at its first success, so a chunk that runs past its end has no label there: the mask leaves those
+    actions out (base-train's "hold still" padding would teach the base to stop just short of success; the base's own
+    successes distilled that way took cube_lift from 9/20 to 0/20: it lifted the cube and stalled)."""
     tasks = {int(i): str(t) for t, i in zip(ds.tasks.index, ds.tasks["task_index"], strict=True)}
-    feats, chunks, per_task, episodes = [], [], {}, {}
+    feats, chunks, masks, per_task, episodes = [], [], [], {}, {}
     for ep in range(ds.num_episodes):
         f = ds.episode_frames(ep)
         instruction = tasks[int(np.ravel(f["task_index"])[0])]
@@ -104,13 +108,15 @@ def dataset_targets(ds: LeRobotDataset, horizon: int, episodes_per_task: int | N
         feats.append(base_features_batch(pos, quat, present, st[:, 0:7], st[:, 7], st[:, 8:11], st[:, 11:15],
                                          embed_instruction(instruction)))
         chunks.append(chunk_targets(np.asarray(f["action"], dtype=np.float64), horizon))
+        t = len(st)
+        masks.append(np.arange(t)[:, None] + np.arange(horizon)[None, :] < t)
         if frames == "intervention":
             keep = np.ravel(f["intervention"]).astype(bool)
-            feats[-1], chunks[-1] = feats[-1][keep], chunks[-1][keep]
+            feats[-1], chunks[-1], masks[-1] = feats[-1][keep], chunks[-1][keep], masks[-1][keep]
         per_task[instruction] = per_task.get(instruction, 0) + len(feats[-1])
     if not sum(per_task.values()):
         raise ValueError(f"no training frames in the dataset (frames={frames})")
-    return np.concatenate(feats), np.concatenate(chunks), per_task
+    return np.concatenate(feats), np.concatenate(chunks), np.concatenate(masks), per_task
 
 
 def parent_demos(parent_manifest, demo_cache: Path | None) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -146,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     horizon = parent.net.horizon
     try:
-        feats, chunks, per_task = dataset_targets(ds, horizon, args.episodes_per_task, args.frames)
+        feats, chunks, mask, per_task = dataset_targets(ds, horizon, args.episodes_per_task, args.frames)
     except ValueError as e:
         print(f"pld-distill: {e}", file=sys.stderr)
         return 2
@@ -160,10 +166,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"pld-distill: {e}", file=sys.stderr)
             return 2
         feats, chunks = np.concatenate([feats, d_feats]), np.concatenate([chunks, d_chunks])
+        mask = np.concatenate([mask, np.ones(d_chunks.shape[:2], dtype=bool)])  # (base-train's own targets)
         print(f"[pld-distill] + {len(d_feats)} frames of the parent's demonstrations")
     hp = SimpleNamespace(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                          seed=args.seed, horizon=horizon, hidden=parent.net.hidden)
-    net, losses = train_bc(feats, chunks, hp, net=None if args.from_scratch else parent.net)
+    net, losses = train_bc(feats, chunks, hp, net=None if args.from_scratch else parent.net, mask=mask)
     policy = BasePolicy(net=net, execute_steps=parent.execute_steps)
     evaluation = evaluate_base(policy, TASK_NAMES, args.eval_episodes) if args.eval_episodes else {}
     collect_report = Path(args.dataset) / "meta" / "pld_collect.json"
