@@ -47,7 +47,10 @@ EXPERIMENTS = {  # name -> (collection, pld-distill options, what it is)
     "alpha0.6_interv": ("a0.6_n50", ["--frames", "intervention"], "alpha 0.6, only the frames the residual acted in"),
     "alpha0.3_interv": ("a0.3_n50", ["--frames", "intervention"], "alpha 0.3, only the frames the residual acted in"),
     "alpha0_mix": ("a0_n50", ["--mix-demos"], "alpha 0 + the original demos"),
-    **{f"n{n}": ("a0.6_n200", ["--episodes-per-task", str(n)], f"alpha 0.6, first {n} per task")
+    "mix_interv": ("a0.6_n50", ["--frames", "intervention", "--mix-demos"],
+                   "alpha 0.6, the frames the residual acted in + the original demos"),
+    **{f"n{n}": ("a0.6_n200", ["--episodes-per-task", str(n), "--frames", "intervention"],
+                 f"alpha 0.6, the frames the residual acted in, first {n} episodes per task")
        for n in (10, 25, 50, 100, 200)},
 }
 

@@ -123,6 +123,24 @@ def test_probing_prefixes_are_played_by_the_base_and_not_stored(base_ckpt, tmp_p
     assert bad.returncode == 2 and "probe_alpha" in bad.stderr
 
 
+def test_init_actor_starts_from_a_trained_residual_and_refuses_another_bound(trained, base_ckpt, tmp_path):
+    """--init-actor: the actor is the loaded residual, its normalisation included (with the critics still warming up
+    the actor does not move, so the run's checkpoint equals it); the manifest names it; a checkpoint of another
+    residual bound is refused before training."""
+    out = tmp_path / "init"
+    r = run(["residual-train", "--task", "cube_lift", "--base-checkpoint", str(base_ckpt), "--out-dir", str(out),
+             "--init-actor", str(trained / "last"), *tiny(96), "--td3.critic-warmup", "100000"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    start, _ = load_checkpoint(out / "last", expected_kind="residual")
+    loaded, loaded_man = load_checkpoint(trained / "last", expected_kind="residual")
+    assert all(np.array_equal(start[k], loaded[k]) for k in loaded)
+    assert read_manifest(out / "last").training["init_actor"]["weights_sha256"] == loaded_man.weights_sha256
+    bad = run(["residual-train", "--task", "cube_lift", "--base-checkpoint", str(base_ckpt), "--out-dir",
+               str(tmp_path / "bad"), "--init-actor", str(trained / "last"), "--residual-scale", *["0.02"] * 7,
+               *tiny(96)])
+    assert bad.returncode == 2 and "differs from --residual-scale" in bad.stderr
+
+
 def test_residual_eval_table_and_json(trained, base_ckpt, tmp_path):
     out = tmp_path / "eval.json"
     r = run(["residual-eval", "--task", "cube_lift", "--episodes", "2", "--num-envs", "2",

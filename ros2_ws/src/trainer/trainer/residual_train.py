@@ -28,7 +28,7 @@ from franka_sim.dynamics import TRAINING, Shift
 from franka_sim.tasks import make_task, reward_spec
 from residual_core.action import DEFAULT_RESIDUAL_SCALE, residual_bound_problems
 from residual_core.augment import PoseAugmenter
-from residual_core.checkpoint import default_base_checkpoint
+from residual_core.checkpoint import default_base_checkpoint, load_checkpoint
 from residual_core.observation import make_layout
 from residual_core.pipeline import ActionPipeline
 from residual_core.residual_policy import NumpyPolicy
@@ -119,6 +119,10 @@ class Args:
     measured at the step) or target (the previous target while the arm tracks it within 0.15 m and 0.5 rad, else the
     measured TCP: what an arm that lags its commands needs, e.g. with the action latency of --dynamics train or on the
     real robot; deploy with the arbiter's compose_from: target). Recorded in the checkpoint's manifest."""
+    init_actor: Path | None = None
+    """Start the actor from this residual checkpoint (e.g. the shipped checkpoints/residual/<task>: a new recipe as a
+    fine-tune of a trained residual) instead of zero: same task, layout, --residual-scale and --td3.hidden; its
+    observation normalisation is kept. The critics start fresh (their --td3.critic-warmup updates come first)."""
     probe_alpha: float = 0.0
     """Probing (the PLD recipe's specialist training): each training episode starts with the base alone for
     T ~ U[0, probe_alpha * horizon] steps, not stored, then the residual acts, so it learns to recover from states the
@@ -187,6 +191,7 @@ class Trainer:
         self.loop = ClosedLoop(self.backend, self.base, self.pipeline, self.augmenter, compose_from=a.compose_from)
         self.agent_cfg: ActorCriticConfig = a.td3 if a.algo == "td3" else a.sac
         self.agent = (TD3 if a.algo == "td3" else SAC)(self.layout.size, 7, self.agent_cfg, seed=a.seed)
+        self.init_actor = self._load_init_actor() if a.init_actor is not None else None
         self.offline = ReplayBuffer((a.offline_episodes + a.num_envs) * self.backend.horizon, self.layout.size, 7)
         self.online = ReplayBuffer(a.buffer_size, self.layout.size, 7)
         self.env_steps = 0
@@ -196,6 +201,26 @@ class Trainer:
         self.eval_rows: list[dict] = []
         self.wall0 = time.time()
         self.wall_before = 0.0
+
+    def _load_init_actor(self) -> dict:
+        """Load --init-actor into the actor (and its target); returns its provenance and normalisation."""
+        a = self.args
+        tensors, man = load_checkpoint(a.init_actor, expected_kind="residual", expected_task=a.task,
+                                       expected_layout=self.layout)
+        if not np.allclose(man.action_scale, self.scale):
+            raise ValueError(f"--init-actor {a.init_actor}: its residual bound {man.action_scale} differs from "
+                             f"--residual-scale {self.scale.tolist()}")
+        hidden = list(man.network.get("kwargs", {}).get("hidden", []))
+        if hidden != list(self.agent_cfg.hidden):
+            raise ValueError(f"--init-actor {a.init_actor}: hidden layers {hidden}, the agent's "
+                             f"{list(self.agent_cfg.hidden)} (pass the same --td3.hidden / --sac.hidden)")
+        state = {k: torch.as_tensor(np.asarray(v)) for k, v in tensors.items()}
+        self.agent.actor.load_state_dict(state)
+        if hasattr(self.agent, "actor_target"):
+            self.agent.actor_target.load_state_dict(state)
+        norm = man.normalization
+        return {"path": str(a.init_actor), "weights_sha256": man.weights_sha256,
+                "obs_mean": np.asarray(norm["obs_mean"]), "obs_std": np.asarray(norm["obs_std"])}
 
     # --- episodes -------------------------------------------------------------------------------------
     def _seeds(self, n: int) -> list[int]:
@@ -295,6 +320,8 @@ class Trainer:
                     "reward": {**reward_spec(make_task(a.task)), "success_reward": a.success_reward,
                                "reward_scale": a.reward_scale},
                     "wall_clock_s": self.wall_clock(), "env_steps": self.env_steps, "compose_from": a.compose_from,
+                    "init_actor": (None if self.init_actor is None else
+                                   {k: self.init_actor[k] for k in ("path", "weights_sha256")}),
                     "base_checkpoint": str(a.base_checkpoint or default_base_checkpoint()),
                     "base_population": (None if a.base_population is None else self.base.describe()),
                     "perception": ({"kind": "pose_noise_dropout", "pose_noise": a.pose_noise, "dropout": a.dropout}
@@ -374,8 +401,11 @@ class Trainer:
                   f"{st['successes']}/{st['episodes']} episodes")
             self.acc.reset()
             self._obs_cache = self._reset_all()
-        obs_all = np.concatenate([self.offline.obs[: len(self.offline)]], axis=0)
-        self.agent.set_normalization(obs_all.mean(0), obs_all.std(0))
+        if self.init_actor is not None:  # the loaded actor's own normalisation, for every network
+            self.agent.set_normalization(self.init_actor["obs_mean"], self.init_actor["obs_std"])
+        else:
+            obs_all = np.concatenate([self.offline.obs[: len(self.offline)]], axis=0)
+            self.agent.set_normalization(obs_all.mean(0), obs_all.std(0))
         self.log = RunLog(self.out, new_run=self.env_steps == 0)
         if self.env_steps == 0:
             self._record_eval(self.evaluate())
