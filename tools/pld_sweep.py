@@ -73,15 +73,54 @@ def collect(name: str, base: Path | None) -> dict:
     return json.loads(report.read_text())
 
 
+def plot_quantity(results: dict, path: Path) -> None:
+    """The data-quantity curve: the distilled base's average success against kept episodes per task (n* experiments),
+    mean and min-max over distill seeds, with the base before and the teleop control as references."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ns = sorted(int(k[1:]) for k in results if k[0] == "n" and k[1:].isdigit())
+    if not ns:
+        return
+    mean = [results[f"n{n}"]["average"] for n in ns]
+    lo = [min(results[f"n{n}"]["seed_averages"]) for n in ns]
+    hi = [max(results[f"n{n}"]["seed_averages"]) for n in ns]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(ns, mean, "o-", label="distilled base alone (PLD, alpha 0.6, residual frames)")
+    ax.fill_between(ns, lo, hi, alpha=0.25, label="min-max over distill seeds")
+    ax.axhline(8.6, color="grey", ls="--", label="shipped base (8.6)")
+    if "teleop" in results:
+        ax.axhline(results["teleop"]["average"], color="green", ls=":", label="50 more teleop demos per task")
+    ax.set_xscale("log")
+    ax.set_xticks(ns, [str(n) for n in ns])
+    ax.set_xlabel("kept episodes per task")
+    ax.set_ylabel("successes of 20, average over the five tasks")
+    ax.set_ylim(0, 20)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("experiments", nargs="+", choices=sorted(EXPERIMENTS), help="experiments to run, in order")
+    p.add_argument("experiments", nargs="*", metavar="EXPERIMENT",
+                   help=f"experiments to run, in order, of: {', '.join(EXPERIMENTS)} (none: only --plot-out from "
+                        "--json-out)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="pld-distill seeds per experiment")
     p.add_argument("--eval-episodes", type=int, default=20, help="base-alone evaluation episodes per task")
     p.add_argument("--base-checkpoint", type=Path, default=None, help="the parent base (default: the shipped one)")
     p.add_argument("--json-out", type=Path, default=None, help="write every number here (merged into an existing "
                                                                 "file: experiments already there are kept)")
+    p.add_argument("--plot-out", type=Path, default=None,
+                   help="write the data-quantity curve (the n* experiments in the results) here as PNG")
     a = p.parse_args(argv)
+    unknown = [e for e in a.experiments if e not in EXPERIMENTS]
+    if unknown:
+        p.error(f"unknown experiments {unknown}; known: {', '.join(EXPERIMENTS)}")
     results = json.loads(a.json_out.read_text()) if a.json_out and a.json_out.exists() else {}
     for name in a.experiments:
         coll_name, opts, about = EXPERIMENTS[name]
@@ -111,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         if a.json_out:
             a.json_out.parent.mkdir(parents=True, exist_ok=True)
             a.json_out.write_text(json.dumps(results, indent=2))
+    if a.plot_out:
+        plot_quantity(results, a.plot_out)
     return 0
 
 
