@@ -265,7 +265,8 @@ def collect_task(task: str, args: Args, base: BasePolicy, writer: DatasetWriter,
                 continue
             attempts += 1
             outcomes.append((min(e.takeover, e.t), ok, e.t))
-            if ok or args.keep_failures:
+            room = attempts <= args.episodes if args.keep_failures else kept < args.episodes
+            if (ok or args.keep_failures) and room:  # (several envs can end in one step: never more than asked)
                 writer.add_episode(e.frames(), instruction,
                                    {"task_name": task, "seed": e.seed, "takeover_step": min(e.takeover, e.t),
                                     "success": ok, "source": args.source, "alpha": args.alpha})
