@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from franka_sim.dynamics import SHIFTS
+from residual_core.checkpoint import default_base_checkpoint
 from residual_core.runtime import limit_blas_threads
 from residual_core.tasks import check_task
 from residual_learning.base_policy import BasePolicy
@@ -82,15 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for label, ck, pop, dyn in conditions:
         t0 = time.time()
-        base = BasePolicy.from_checkpoint(ck) if ck else (BasePopulation.load(pop) if pop else None)
+        base = (BasePolicy.from_checkpoint(ck or default_base_checkpoint()) if pop is None
+                else BasePopulation.load(pop))
         row = {"condition": label, "residuals": {}}
         for i, (name, path) in enumerate(residuals):
             args = Args(task=a.task, episodes=a.episodes, residual_checkpoint=path, dynamics=dyn,
                         compose_from=a.compose_from, base_checkpoint=ck, base_population=pop)
-            if base is None:
-                from residual_core.checkpoint import default_base_checkpoint
-
-                base = BasePolicy.from_checkpoint(default_base_checkpoint())
             r = evaluate_task(a.task, args, base)
             if i == 0:
                 row["base"] = r["base"]["successes"]

@@ -16,9 +16,8 @@ from trainer.lerobot_v3 import (
     DatasetWriter,
     FeatureSpec,
     is_policy_key,
-    read_dataset,
-    validate,
 )
+from trainer.lerobot_v3_read import read_dataset, validate
 
 FEATURES = {
     "observation.state": FeatureSpec("float32", (3,), ["x", "y", "z"]),

@@ -15,7 +15,7 @@ from residual_core.tasks import TASK_INSTRUCTIONS
 from residual_learning.base_policy import BasePolicy
 from trainer.closed_loop import BaseChunkRunner
 from trainer.franka_backend import FrankaSimBackend
-from trainer.lerobot_v3 import read_dataset, validate
+from trainer.lerobot_v3_read import read_dataset, validate
 from trainer.pld_collect import PLD_SEED_OFFSET, environment_state, split_environment_state, takeover_step
 from trainer.pld_distill import dataset_sha256, dataset_targets
 

@@ -38,7 +38,7 @@ from residual_core.checkpoint import CheckpointError, default_base_checkpoint, d
 from residual_core.observation import layout_for_task
 from residual_core.pipeline import ActionPipeline
 from residual_core.residual_policy import ResidualPolicy
-from residual_core.runtime import limit_blas_threads
+from residual_core.runtime import limit_compute_threads
 from residual_core.tasks import TASK_INSTRUCTIONS, TASK_NAMES, check_task
 from residual_learning.base_policy import BASE_MAX_OBJECTS, BasePolicy
 from tqdm import tqdm
@@ -317,10 +317,7 @@ def format_summary(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = tyro.cli(Args, args=argv, description=__doc__)
-    limit_blas_threads(1)
-    import torch
-
-    torch.set_num_threads(1)
+    limit_compute_threads(1)  # BLAS, torch (imported by then) and cv2: one thread each
     t0 = time.time()
     try:
         base = BasePolicy.from_checkpoint(args.base_checkpoint or default_base_checkpoint())

@@ -25,12 +25,12 @@ from typing import Literal
 import numpy as np
 import tyro
 from residual_core.checkpoint import CheckpointError, default_base_checkpoint, read_manifest
-from residual_core.runtime import limit_blas_threads
+from residual_core.runtime import limit_compute_threads
 from residual_core.tasks import TASK_NAMES
 from residual_learning.base_policy import BasePolicy, base_features_batch, embed_instruction
 
 from trainer.base_train import chunk_targets, collect_demos, evaluate_base, save_base_checkpoint, train_bc
-from trainer.lerobot_v3 import LeRobotDataset, read_dataset
+from trainer.lerobot_v3_read import LeRobotDataset, read_dataset
 from trainer.pld_collect import split_environment_state
 
 
@@ -138,10 +138,7 @@ def parent_demos(parent_manifest, demo_cache: Path | None) -> tuple[np.ndarray, 
 
 def main(argv: list[str] | None = None) -> int:
     args = tyro.cli(Args, args=argv, description=__doc__)
-    limit_blas_threads(1)
-    import torch
-
-    torch.set_num_threads(1)
+    limit_compute_threads(1)  # BLAS, torch (imported by then) and cv2: one thread each
     t0 = time.time()
     parent_path = Path(args.base_checkpoint or default_base_checkpoint())
     try:
