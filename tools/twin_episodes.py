@@ -118,6 +118,12 @@ class EpisodeResult:
     """Seconds of the episode the measured TCP spent outside the arbiter's workspace box (+1 cm)."""
     tcp_outside_before_reset_s: float = 0.0
     """The same between the previous episode's end and this episode's reset (the graph keeps commanding)."""
+    limit_reflexes: list = field(default_factory=list)
+    """The twin's joint-limit reflexes in this episode (franka_msgs/Errors names each; the arm then holds in REFLEX
+    for the rest of the episode, as the robot would until an error recovery)."""
+    target_lead_mm_p95: float = float("nan")
+    """95th percentile over the episode's targets of their distance from the measured TCP when they arrived: how far
+    the commands lead the arm (what compose_from target's track_tolerance must allow)."""
     rearmed: str = ""
     """Why the arbiter had to be armed again before this episode ("" when it was still armed): the lab guard disarms
     when the robot state or TCP pose goes stale (a loaded machine), and a disarmed arbiter sends no target."""
@@ -133,6 +139,8 @@ class TwinWatch:
     statuses: list = field(default_factory=list)
     estimates: list = field(default_factory=list)
     targets: list = field(default_factory=list)
+    target_leads: list = field(default_factory=list)
+    """(receive time, distance in m of the target from the newest measured TCP sample)."""
     actions: dict = field(default_factory=dict)
     """Topic -> EefActions received (/base/action, /residual/action)."""
     _last_end: float | None = None
@@ -158,8 +166,7 @@ class TwinWatch:
         n.create_subscription(ObjectPoseArray, "/objects/poses", lambda m: self.estimates.append((time.monotonic(), m)),
                               50)
         n.create_subscription(PoseStamped, fi.CURRENT_POSE.name, self._on_tcp, fi.CURRENT_POSE.qos.profile())
-        n.create_subscription(PoseStamped, fi.TRACKING_CONTROLLER.target.name,
-                              lambda m: self.targets.append(time.monotonic()), 50)
+        n.create_subscription(PoseStamped, fi.TRACKING_CONTROLLER.target.name, self._on_target, 50)
         for topic in ("/base/action", "/residual/action"):
             self.actions[topic] = []
             n.create_subscription(EefAction, topic, lambda m, t=topic: self.actions[t].append(m), 50)
@@ -172,6 +179,13 @@ class TwinWatch:
         if not self.tcp or now - self.tcp[-1][0] >= 0.02:
             p = msg.pose.position
             self.tcp.append((now, (p.x, p.y, p.z)))
+
+    def _on_target(self, msg) -> None:
+        now = time.monotonic()
+        self.targets.append(now)
+        if self.tcp:
+            p = msg.pose.position
+            self.target_leads.append((now, float(np.linalg.norm(np.subtract((p.x, p.y, p.z), self.tcp[-1][1])))))
 
     def outside_box_s(self, t0: float, t1: float) -> float:
         """Seconds in [t0, t1] the measured TCP was outside the workspace box (by the 20 ms samples)."""
@@ -234,6 +248,7 @@ class TwinWatch:
         ests = [(t, m) for t, m in self.estimates[e0:] if t <= t1]
         times = np.array([t for t, _ in ests])
         gaps = np.diff(np.concatenate([[t0], times, [t1]]))
+        leads = [d for t, d in self.target_leads if t0 <= t <= t1]
         errors, seen = [], []
         for t, m in ests:
             truth = min(mine, key=lambda x: abs(x[0] - t))[1]["objects"]
@@ -253,7 +268,9 @@ class TwinWatch:
             pose_max_gap_s=round(float(gaps.max()), 3), seen=round(float(np.mean(seen)) if seen else 0.0, 3),
             pose_error_mm=round(1e3 * float(np.median(errors)), 2) if errors else float("nan"),
             target_hz=round((len([t for t in self.targets[g0:] if t <= t1])) / max(t1 - t0, 1e-9), 2),
-            rearmed=rearmed, tcp_outside_s=self.outside_box_s(t0, t1), tcp_outside_before_reset_s=before)
+            rearmed=rearmed, tcp_outside_s=self.outside_box_s(t0, t1), tcp_outside_before_reset_s=before,
+            limit_reflexes=list(mine[-1][1].get("limit_reflexes", [])),
+            target_lead_mm_p95=round(1e3 * float(np.quantile(leads, 0.95)), 1) if leads else float("nan"))
 
 
 def arm_arbiter(node, spin_until, timeout: float = 60.0, period_s: float = 0.5, client=None) -> str:
@@ -284,22 +301,25 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def table(results: list[EpisodeResult]) -> str:
-    lines = ["| task | base | base + residual | mean steps to success (base / + residual) | twin real-time factor "
-             "(min) | images (Hz, median) | object poses (Hz, median) | largest pose gap (s) | "
-             "pose error (mm, median) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| task | base | base + residual | mean steps to success (base / + residual) | joint-limit reflexes "
+             "(episodes, base / + residual) | target lead p95 (mm, median) | twin real-time factor (min) | images "
+             "(Hz, median) | object poses (Hz, median) | largest pose gap (s) | pose error (mm, median) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for task in dict.fromkeys(r.task for r in results):
         rows = [r for r in results if r.task == task]
         parts = []
         for residual in (False, True):
             rs = [r for r in rows if r.residual == residual]
             parts.append((sum(r.success for r in rs), len(rs),
-                          np.mean([r.steps for r in rs if r.success]) if any(r.success for r in rs) else float("nan")))
-        (bs, bn, bsteps), (rs_, rn, rsteps) = parts
-        med = {k: np.nanmedian([getattr(r, k) for r in rows]) for k in ("camera_hz", "pose_hz", "pose_error_mm")}
-        lines.append(f"| {task} | {bs}/{bn} | {rs_}/{rn} | {bsteps:.1f} / {rsteps:.1f} | "
-                     f"{min(r.rtf for r in rows):.2f} | {med['camera_hz']:.1f} | {med['pose_hz']:.1f} | "
-                     f"{max(r.pose_max_gap_s for r in rows):.2f} | {med['pose_error_mm']:.1f} |")
+                          np.mean([r.steps for r in rs if r.success]) if any(r.success for r in rs) else float("nan"),
+                          sum(bool(r.limit_reflexes) for r in rs)))
+        (bs, bn, bsteps, bref), (rs_, rn, rsteps, rref) = parts
+        med = {k: np.nanmedian([getattr(r, k) for r in rows])
+               for k in ("camera_hz", "pose_hz", "pose_error_mm", "target_lead_mm_p95")}
+        lines.append(f"| {task} | {bs}/{bn} | {rs_}/{rn} | {bsteps:.1f} / {rsteps:.1f} | {bref} / {rref} | "
+                     f"{med['target_lead_mm_p95']:.0f} | {min(r.rtf for r in rows):.2f} | {med['camera_hz']:.1f} | "
+                     f"{med['pose_hz']:.1f} | {max(r.pose_max_gap_s for r in rows):.2f} | "
+                     f"{med['pose_error_mm']:.1f} |")
     return "\n".join(lines)
 
 

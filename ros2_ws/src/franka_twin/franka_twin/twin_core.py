@@ -134,12 +134,19 @@ class ImpedanceGains:
     error_clip_rot_rad: float = math.inf
     max_delta_tau_nm: float = math.inf
     """Per 1 kHz tick."""
+    nullspace_max_tau_nm: float = math.inf
+    """The nullspace torque clamped per joint."""
+    joint_limit_safe_range_rad: float = 0.0
+    """Joint-limit repulsion (:func:`joint_limit_torque`) within this distance of a limit; 0: none."""
+    joint_limit_max_torque_nm: float = 0.0
+    """The repulsion's torque at the limit."""
 
     @classmethod
     def crisp(cls) -> ImpedanceGains:
         law = fi.TRACKING_CONTROLLER.law
         return cls(law["k_pos"], law["k_rot"], law["nullspace_stiffness"], law["target_filter_alpha"],
-                   law["error_clip_pos_m"], law["error_clip_rot_rad"], law["max_delta_tau_nm"])
+                   law["error_clip_pos_m"], law["error_clip_rot_rad"], law["max_delta_tau_nm"],
+                   law["nullspace_max_tau_nm"], law["joint_limit_safe_range_rad"], law["joint_limit_max_torque_nm"])
 
     @classmethod
     def stock_example(cls) -> ImpedanceGains:
@@ -161,13 +168,27 @@ class ImpedanceResult:
     """The torque change was limited."""
 
 
-class ImpedanceLaw:
-    """``tau = J^T (K e - D J dq) + N (k_ns (q_ns - q) - 2 sqrt(k_ns) dq)`` with the target EMA-filtered, the error
-    clipped per axis and the torque change limited (crisp CartesianController's structure; no gravity term: the
-    FR3 and the MuJoCo model compensate gravity themselves)."""
+def joint_limit_torque(q, q_min, q_max, safe_range: float, max_torque: float) -> np.ndarray:
+    """crisp v1.0.0's joint-limit repulsion: a joint within ``safe_range`` of a limit is pushed back by a torque rising
+    linearly from 0 to ``max_torque`` at the limit (and held there beyond it)."""
+    q = np.asarray(q, dtype=np.float64)
+    if safe_range <= 0.0:
+        return np.zeros_like(q)
+    near_lower = np.clip((safe_range - (q - q_min)) / safe_range, 0.0, 1.0)
+    near_upper = np.clip((safe_range - (q_max - q)) / safe_range, 0.0, 1.0)
+    return max_torque * (near_lower - near_upper)
 
-    def __init__(self, gains: ImpedanceGains, dt: float, q_nullspace: np.ndarray):
+
+class ImpedanceLaw:
+    """``tau = J^T (K e - D J dq) + N (k_ns (q_ns - q) - 2 sqrt(k_ns) dq) + tau_limits`` with the target
+    EMA-filtered, the error clipped per axis, the nullspace torque clamped, the joint-limit repulsion
+    (:func:`joint_limit_torque`, with ``q_limits``) and the torque change limited (crisp CartesianController's
+    structure; no gravity term: the FR3 and the MuJoCo model compensate gravity themselves)."""
+
+    def __init__(self, gains: ImpedanceGains, dt: float, q_nullspace: np.ndarray,
+                 q_limits: tuple[np.ndarray, np.ndarray] | None = None):
         self.gains, self.dt = gains, dt
+        self.q_limits = q_limits
         self.alpha = per_tick(gains.target_filter_alpha, dt)
         self.max_dtau = gains.max_delta_tau_nm * dt / 1e-3
         self.K = np.array([gains.k_pos] * 3 + [gains.k_rot] * 3)
@@ -201,7 +222,10 @@ class ImpedanceLaw:
         null = np.eye(7) - jac.T @ np.linalg.solve(jac @ jac.T + 1e-9 * np.eye(6), jac)
         k_ns = g.nullspace_stiffness
         tau_ns = null @ (k_ns * (self.q_ns - q) - 2.0 * math.sqrt(k_ns) * dq)
+        tau_ns = np.clip(tau_ns, -g.nullspace_max_tau_nm, g.nullspace_max_tau_nm)
         tau = tau_task + tau_ns
+        if self.q_limits is not None:
+            tau = tau + joint_limit_torque(q, *self.q_limits, g.joint_limit_safe_range_rad, g.joint_limit_max_torque_nm)
         delta = np.clip(tau - self.tau, -self.max_dtau, self.max_dtau)
         limited = bool(np.any(delta != tau - self.tau))
         self.tau = self.tau + delta
@@ -265,13 +289,15 @@ class RobotModeMachine:
     def controller_active(self) -> bool:
         return self.controller_running and self.hardware_active
 
-    def fault(self, kind: str) -> str:
-        """Inject ``kind`` ("reflex" or "user_stop"); returns what happened."""
+    def fault(self, kind: str, errors: set[str] | None = None) -> str:
+        """Inject ``kind`` ("reflex" or "user_stop"); a reflex sets ``errors`` (franka_msgs/Errors field names;
+        default the cartesian reflex of a collision); returns what happened."""
         if kind == "reflex":
+            errors = set(errors or {"cartesian_reflex"})
             self.mode = fi.ROBOT_MODES["REFLEX"]
-            self.errors = {"cartesian_reflex"}
-            self.last_motion_errors = {"cartesian_reflex"}
-            what = "cartesian reflex"
+            self.errors = set(errors)
+            self.last_motion_errors = set(errors)
+            what = "reflex (" + ", ".join(sorted(errors)) + ")"
         elif kind == "user_stop":
             self.mode = fi.ROBOT_MODES["USER_STOPPED"]
             what = "user stop pressed"
@@ -279,6 +305,16 @@ class RobotModeMachine:
             raise ValueError(f"unknown fault {kind!r} (reflex, user_stop)")
         self.hardware_active = self.controller_running = False
         return f"{what}: hardware component unconfigured, controllers deactivated"
+
+    def check_limits(self, q, dq, q_min, q_max, dq_max) -> set[str]:
+        """While the controller commands the arm: the errors :func:`limit_violations` finds, each stopping the arm in
+        REFLEX with them set (the caller holds the arm); nothing while no controller runs (the brakes hold it)."""
+        if not self.controller_active:
+            return set()
+        found = limit_violations(q, dq, q_min, q_max, dq_max)
+        if found:
+            self.fault("reflex", found)
+        return found
 
     def release_user_stop(self) -> None:
         if self.mode == fi.ROBOT_MODES["USER_STOPPED"]:
@@ -322,6 +358,21 @@ class RobotModeMachine:
 
     def accepts_target(self) -> bool:
         return self.controller_active
+
+
+def limit_violations(q, dq, q_min, q_max, dq_max) -> set[str]:
+    """The franka_msgs/Errors flags the FR3's own joint monitoring raises for this joint state (the robot stops in
+    REFLEX on any of them while a controller commands it): ``joint_position_limits_violation`` for a joint outside
+    [q_min, q_max], ``joint_velocity_violation`` for |dq| above dq_max (franka_sim.robot's FR3 limits, from Franka's
+    published FR3 specifications). The twin checks at its tick (100 Hz), the robot at 1 kHz: a violation shorter
+    than a tick can go unseen here."""
+    q, dq = np.asarray(q, dtype=float), np.asarray(dq, dtype=float)
+    found = set()
+    if np.any(q < q_min) or np.any(q > q_max) or not np.all(np.isfinite(q)):
+        found.add("joint_position_limits_violation")
+    if np.any(np.abs(dq) > dq_max) or not np.all(np.isfinite(dq)):
+        found.add("joint_velocity_violation")
+    return found
 
 
 def mode_name(mode: int) -> str:

@@ -132,6 +132,8 @@ class TwinNode(Node):
         self.robot.reset(task, seed)
         self.mode = tc.RobotModeMachine()
         self.target = None
+        self.reflexes: list[list[str]] = []
+        """The joint-limit reflexes of this episode (their error names), reported in the episode status."""
         self.episode += 1
         self.seed = seed
         self.wall_start = time.monotonic()
@@ -179,6 +181,7 @@ class TwinNode(Node):
                                             n.run * self.robot.dt)
         self.robot.advance(n.run, self.target, self.mode.controller_active)
         self.steps_done += n.run
+        self._watch_limits()
         self._check_goal()
         self._check_ptp()
         stamp = self.get_clock().now().to_msg()
@@ -189,6 +192,22 @@ class TwinNode(Node):
         self._publish_robot_state(stamp)
         if self._control_step() != self._published_step:  # the episode status at the control rate (20 Hz)
             self._publish_episode()
+
+    def _watch_limits(self) -> None:
+        """The FR3's own joint monitoring (:func:`twin_core.limit_violations`): a joint outside its limits or faster
+        than its maximum velocity while the controller commands the arm stops it in REFLEX, as the robot does."""
+        env = self.robot.env
+        q, dq = env.joint_positions(), env.joint_velocities()
+        found = self.mode.check_limits(q, dq, fr.Q_MIN, fr.Q_MAX, fr.DQ_MAX)
+        if found:
+            self.robot.hold()
+            self.target = None
+            self.reflexes.append(sorted(found))
+            joints = "; ".join(f"{fi.ARM_JOINTS[i]} q {q[i]:.3f} in [{fr.Q_MIN[i]:.3f}, {fr.Q_MAX[i]:.3f}] "
+                               f"dq {dq[i]:.2f} (max {fr.DQ_MAX[i]:.2f})" for i in range(7)
+                               if not fr.Q_MIN[i] <= q[i] <= fr.Q_MAX[i] or not abs(dq[i]) <= fr.DQ_MAX[i])
+            self.get_logger().error(f"joint limits monitoring at twin time {self.robot.time:.2f} s: reflex "
+                                    f"({', '.join(sorted(found))}): {joints}; error recovery needed")
 
     def _publish_robot_state(self, stamp) -> None:
         msg = FrankaRobotState()
@@ -227,6 +246,7 @@ class TwinNode(Node):
                   "time": self.robot.time,
                   "horizon": self.robot.env.horizon, "camera_frames": self.camera_frames,
                   "success": self.robot.success(), "robot_mode": self.mode.mode, "law": self.cfg.law,
+                  "errors": sorted(self.mode.errors), "limit_reflexes": self.reflexes,
                   "tcp": [*map(float, pos), *map(float, quat)],
                   "objects": {k: [*map(float, p), *map(float, q)]
                               for k, (p, q) in objects.items()}}

@@ -58,7 +58,7 @@ class TwinRobot:
         if pose is not None:
             self.place_camera(*pose)
         gains = tc.ImpedanceGains.stock_example() if cfg.law == "stock_example" else tc.ImpedanceGains.crisp()
-        self.law = tc.ImpedanceLaw(gains, self.dt, robot.HOME_Q)
+        self.law = tc.ImpedanceLaw(gains, self.dt, robot.HOME_Q, q_limits=(robot.Q_MIN, robot.Q_MAX))
 
     def place_camera(self, pos: np.ndarray, quat_xyzw: np.ndarray) -> None:
         """Put the scene camera's optical frame at (pos, quat) in the base frame (= MuJoCo's world)."""

@@ -91,6 +91,81 @@ def _recover_in_order(m: tc.RobotModeMachine) -> None:
     assert m.activate_controller()[0] and m.mode == fi.ROBOT_MODES["MOVE"] and m.accepts_target()
 
 
+def test_crisp_joint_limit_repulsion_pushes_a_joint_back_from_its_limits():
+    from franka_sim import robot as fr
+
+    g = tc.ImpedanceGains.crisp()
+    assert (g.joint_limit_safe_range_rad, g.joint_limit_max_torque_nm) == (0.3, 5.0)  # crisp v1.0.0's built-in values
+    lo, hi = fr.Q_MIN, fr.Q_MAX
+    mid = 0.5 * (lo + hi)
+    np.testing.assert_allclose(tc.joint_limit_torque(mid, lo, hi, 0.3, 5.0), 0.0)
+    np.testing.assert_allclose(tc.joint_limit_torque(lo, lo, hi, 0.3, 5.0), 5.0)  # at the lower limit: +5 Nm
+    np.testing.assert_allclose(tc.joint_limit_torque(hi - 0.15, lo, hi, 0.3, 5.0), -2.5)  # half-way into the range
+    np.testing.assert_allclose(tc.joint_limit_torque(hi + 0.1, lo, hi, 0.3, 5.0), -5.0)  # beyond: held at the max
+    np.testing.assert_allclose(tc.joint_limit_torque(hi, lo, hi, 0.0, 5.0), 0.0)  # off
+    # in the law: at rest on the target, one joint 0.06 rad from its upper limit -> -0.8 x 5 Nm on that joint only
+    r = TwinRobot(tc.TwinConfig(law="impedance", image_width=64, image_height=48))
+    r.reset("cube_lift", 0)
+    q = 0.5 * (lo + hi)
+    q[3] = hi[3] - 0.06
+    law = tc.ImpedanceLaw(g, 1e-3, q, q_limits=(lo, hi))
+    p0, m0 = r.tcp_pose()[0], r.sim.tcp_mat()[0]
+    law.activate(p0, m0)
+    for _ in range(10):  # the torque change is rate-limited (0.5 Nm per 1 ms tick)
+        tau = law.torque(p0, m0, r.sim.jacobian()[0], q, np.zeros(7)).tau
+    expected = np.zeros(7)
+    expected[3] = -4.0
+    np.testing.assert_allclose(tau, expected, atol=1e-9)
+
+
+def test_joint_limit_monitoring_stops_the_arm_in_reflex_only_while_a_controller_commands_it():
+    from franka_sim import robot as fr
+
+    q_mid, still = 0.5 * (fr.Q_MIN + fr.Q_MAX), np.zeros(7)
+    assert tc.limit_violations(q_mid, 0.99 * fr.DQ_MAX, fr.Q_MIN, fr.Q_MAX, fr.DQ_MAX) == set()
+    fast = still.copy()
+    fast[4] = -1.01 * fr.DQ_MAX[4]
+    assert tc.limit_violations(q_mid, fast, fr.Q_MIN, fr.Q_MAX, fr.DQ_MAX) == {"joint_velocity_violation"}
+    beyond = q_mid.copy()
+    beyond[5] = fr.Q_MIN[5] - 1e-3
+    assert tc.limit_violations(beyond, still, fr.Q_MIN, fr.Q_MAX, fr.DQ_MAX) == {"joint_position_limits_violation"}
+    assert tc.limit_violations(q_mid * np.nan, still, fr.Q_MIN, fr.Q_MAX, fr.DQ_MAX)
+
+    m = tc.RobotModeMachine()
+    assert m.check_limits(q_mid, still, fr.Q_MIN, fr.Q_MAX, fr.DQ_MAX) == set() and m.accepts_target()
+    assert m.check_limits(beyond, fast, fr.Q_MIN, fr.Q_MAX, fr.DQ_MAX) == {"joint_position_limits_violation",
+                                                                           "joint_velocity_violation"}
+    assert m.mode == fi.ROBOT_MODES["REFLEX"] and not m.accepts_target()
+    assert m.errors == m.last_motion_errors == {"joint_position_limits_violation", "joint_velocity_violation"}
+    # no controller commanding (in reflex, or switched off): the brakes hold the arm, nothing is monitored
+    assert m.check_limits(beyond, fast, fr.Q_MIN, fr.Q_MAX, fr.DQ_MAX) == set()
+    _recover_in_order(m)
+    assert not m.errors and "joint_velocity_violation" in m.last_motion_errors
+
+
+@pytest.mark.parametrize("law,step_m", [("impedance", 0.05), ("stiff", 0.02)])
+def test_joint_limit_monitoring_reads_the_twin_arm_and_stays_quiet_while_it_tracks(law, step_m):
+    """Steps down and back, one per control period, raise nothing: with the robot's law even the policies' largest
+    step (5 cm per 50 ms); the sim's stiff servo reaches 1.01x joint 4's limit on a 5 cm step from rest (a sim-to-real
+    gap on record in docs/RESULTS.md), so it is checked at 2 cm. A joint kicked past its maximum velocity is seen
+    through the twin's joint accessors (what the node monitors)."""
+    from franka_sim import robot as fr
+
+    r = TwinRobot(tc.TwinConfig(law=law, image_width=64, image_height=48))
+    r.reset("cube_lift", 0)
+    m = tc.RobotModeMachine()
+    p0, q0 = r.tcp_pose()
+    for k in range(1, 9):  # down and back, one step per control period
+        target = (p0 + np.array([0.0, 0.0, -step_m * min(k, 8 - k)]), q0)
+        for _ in range(10):
+            r.advance(1, target, True)
+            assert m.check_limits(r.env.joint_positions(), r.env.joint_velocities(), fr.Q_MIN, fr.Q_MAX,
+                                  fr.DQ_MAX) == set(), (k, r.env.joint_velocities())
+    r.env.sim.qvel[0, r.env.sim._arm_dadr[3]] = 1.2 * fr.DQ_MAX[3]
+    assert m.check_limits(r.env.joint_positions(), r.env.joint_velocities(), fr.Q_MIN, fr.Q_MAX,
+                          fr.DQ_MAX) == {"joint_velocity_violation"}
+
+
 def test_robot_mode_reflex_and_recovery():
     m = tc.RobotModeMachine()
     assert m.accepts_target()

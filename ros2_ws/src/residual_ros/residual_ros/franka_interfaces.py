@@ -243,10 +243,14 @@ TRACKING_CONTROLLER = ControllerSpec(
         "messages ignored",
         frame_id=FRAMES.root),
     law={"k_pos": 500.0, "k_rot": 30.0, "target_filter_alpha": 0.1, "error_clip_pos_m": 0.1,
-         "error_clip_rot_rad": 0.5, "nullspace_stiffness": 1.0, "max_delta_tau_nm": 0.5, "update_rate_hz": 1000.0},
+         "error_clip_rot_rad": 0.5, "nullspace_stiffness": 1.0, "nullspace_max_tau_nm": 5.0, "max_delta_tau_nm": 0.5,
+         "joint_limit_safe_range_rad": 0.3, "joint_limit_max_torque_nm": 5.0, "update_rate_hz": 1000.0},
 )
 """crisp_controllers' Cartesian impedance controller: torque = J^T (K e - D v) with e the pose error to the target
-(clipped), D = 2 sqrt(K), the target low-pass filtered (EMA, alpha per 1 kHz tick), torque rate-limited."""
+(clipped), D = 2 sqrt(K), the target low-pass filtered (EMA, alpha per 1 kHz tick), plus the nullspace torque (clamped
+to nullspace.max_tau, 5 Nm by default) and v1.0.0's built-in joint-limit repulsion (include/crisp_controllers/utils/
+joint_limits.hpp: within 0.3 rad of a joint limit a torque rising linearly to 5 Nm at the limit; not a parameter in
+v1.0.0), the sum rate-limited."""
 
 # --- actions and services -----------------------------------------------------------------------------------------
 _GRIPPER_SRC = f"{_FR} franka_gripper/src/gripper_action_server.cpp"
