@@ -413,6 +413,48 @@ def test_real_time_new_episode_never_composes_from_the_previous_episodes_tcp(arb
                                expected, atol=1e-9)
 
 
+def test_composing_from_the_target_starts_from_the_measured_tcp_after_arming(launch_node, ros_probe):
+    """compose_from target (real.yaml) with arming: decisions made while disarmed are never sent, so they must not
+    become the origin of the next one; before the fix the disarmed decisions chained (each composed from the previous
+    unsent target) and the first target after arming was one step per disarmed decision away from the arm."""
+    ros_probe.robot = FakeRobot(ros_probe, tcp_pos=TCP)
+    proc = launch_node([console_script("action-arbiter")],
+                       ["--ros-args", "-p", "compose_from:=target", "-p", "lab.require_arming:=true",
+                        "-p", "residual_deadline_s:=0.04"], name="arbiter")
+    base_pub = ros_probe.node.create_publisher(EefAction, "/base/action", 10)
+    res_pub = ros_probe.node.create_publisher(EefAction, "/residual/action", 10)
+    ros_probe.corrections = ros_probe.collect(Correction, "/arbiter/correction", qos=200)
+    ros_probe.commands = ros_probe.collect(ArbiterCommand, "/arbiter/command", qos=200)
+    ros_probe.wait_for_subscribers(base_pub, timeout=20.0)
+    ros_probe.wait_for_subscribers(res_pub, timeout=20.0)
+    ros_probe.spin_until(lambda: any("base_stale_hold" in c.clip_reasons for c in ros_probe.corrections), 15.0,
+                         "the watchdog's first hold (the node has seen the fake robot)")
+    step_m = np.add(BASE[:3], RESIDUAL[:3])
+
+    def decide(step):
+        send(ros_probe, base_pub, step, BASE, "openpi", episode=1)
+        send(ros_probe, res_pub, step, RESIDUAL, "residual", episode=1)
+        return correction_for(ros_probe, step, timeout=10.0)
+
+    for step in range(3):  # disarmed: decided and recorded, nothing sent
+        assert "disarmed" in decide(step).clip_reasons
+    arm = ros_probe.node.create_client(SetBool, "/arbiter/arm")
+    assert arm.wait_for_service(timeout_sec=20.0)
+
+    def armed():
+        future = arm.call_async(SetBool.Request(data=True))
+        ros_probe.spin_until(future.done, 10.0, "/arbiter/arm")
+        return future.result().success
+    ros_probe.spin_until(armed, 20.0, "arming (a fresh TCP pose inside the box)")
+    first, second = decide(3), decide(4)
+    target = [first.target.position.x, first.target.position.y, first.target.position.z]
+    np.testing.assert_allclose(target, np.add(TCP, step_m), atol=1e-9, err_msg=str(first.clip_reasons))
+    # armed, the arm (the fake robot does not move) within track_tolerance of the sent target: composed from it
+    np.testing.assert_allclose([second.target.position.x, second.target.position.y, second.target.position.z],
+                               np.add(TCP, 2 * step_m), atol=1e-9, err_msg=str(second.clip_reasons))
+    assert proc.running(), proc.output()
+
+
 def test_actions_of_an_episode_the_simulator_did_not_announce_are_dropped(launch_node, ros_probe):
     """Issue 10 (soak): a flood of forged EefActions with random episode ids flipped the arbiter's episode back and
     forth and delayed real commands by 54-150 ms. With the simulator's status, foreign episodes are dropped."""

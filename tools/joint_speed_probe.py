@@ -5,8 +5,8 @@ The sim tracks every target with a stiff joint servo and lets MuJoCo's joint ran
 real FR3 stops in REFLEX on a joint faster than its maximum velocity or outside its range (franka_msgs/Errors
 ``joint_velocity_violation``, ``joint_position_limits_violation``; the twin's joint monitoring does the same). This
 runs ``residual-eval`` unchanged (every option passes through) with every physics step sampled (the control step's
-substeps stepped one at a time: the same physics) and prints, per task run, the peak |dq| / dq_max per joint, the
-fraction of physics steps x envs above 1, and the same for the joint range:
+substeps stepped one at a time: the same physics) and prints, for the base alone and for base + residual, the peak
+|dq| / dq_max per joint, the fraction of physics steps x envs above 1, and the same for the joint range:
 
     .venv/bin/python tools/joint_speed_probe.py --task stand_cup_up --episodes 10
     .venv/bin/python tools/joint_speed_probe.py --task stand_cup_up --episodes 10 --no-residual
@@ -26,8 +26,8 @@ from franka_sim import sim as fsim
 class _SampledBatch:
     """Stands in for a BatchSim's ``batch``: steps one physics step at a time and records the arm's joints."""
 
-    def __init__(self, batch, owner, record: list) -> None:
-        self._batch, self._owner, self._record = batch, owner, record
+    def __init__(self, batch, owner, record: dict, phase: list) -> None:
+        self._batch, self._owner, self._record, self._phase = batch, owner, record, phase
 
     def __getattr__(self, name):
         return getattr(self._batch, name)
@@ -35,7 +35,8 @@ class _SampledBatch:
     def step(self, nstep: int = 1, **kwargs) -> None:
         for _ in range(nstep):
             self._batch.step(nstep=1, **kwargs)
-            self._record.append((self._owner.joint_positions(), self._owner.joint_velocities()))
+            self._record.setdefault(self._phase[0], []).append((self._owner.joint_positions(),
+                                                                self._owner.joint_velocities()))
 
 
 def summarize(record: list) -> str:
@@ -44,7 +45,7 @@ def summarize(record: list) -> str:
     speed = np.abs(dq) / fr.DQ_MAX
     beyond = (q < fr.Q_MIN) | (q > fr.Q_MAX)
     joints = [f"joint{i + 1}" for i in range(7)]
-    lines = [f"physics steps x envs sampled: {len(q)}",
+    lines = [f"physics steps x envs sampled: {len(q)}", "",
              "| | " + " | ".join(joints) + " | any |", "|---|" + "---|" * 8,
              "| peak abs(dq) / dq_max | " + " | ".join(f"{v:.2f}" for v in speed.max(0)) + f" | {speed.max():.2f} |",
              "| fraction above dq_max | " + " | ".join(f"{v:.4f}" for v in (speed > 1).mean(0))
@@ -58,22 +59,30 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "-h" in argv or "--help" in argv:
         print(__doc__)
-    record: list = []
+    record: dict = {}
+    phase = ["setup"]
     original = fsim.BatchSim.__init__
 
     def sampled_init(self, *args, **kwargs):
         original(self, *args, **kwargs)
-        self.batch = _SampledBatch(self.batch, self, record)
+        self.batch = _SampledBatch(self.batch, self, record, phase)
 
-    fsim.BatchSim.__init__ = sampled_init
-    from trainer.evaluate import main as residual_eval
+    import trainer.evaluate as evaluate
 
+    episodes = evaluate.evaluate_episodes
+
+    def labelled(*args, **kwargs):
+        phase[0] = "base alone" if kwargs.get("residual_fn") is None else "base + residual"
+        return episodes(*args, **kwargs)
+
+    fsim.BatchSim.__init__, evaluate.evaluate_episodes = sampled_init, labelled
     try:
-        code = residual_eval(argv)
+        code = evaluate.main(argv)
     finally:
-        fsim.BatchSim.__init__ = original
-    if record:
-        print(summarize(record))
+        fsim.BatchSim.__init__, evaluate.evaluate_episodes = original, episodes
+    for name in ("base alone", "base + residual"):
+        if record.get(name):
+            print(f"\n{name}: " + summarize(record[name]))
     return code or 0
 
 

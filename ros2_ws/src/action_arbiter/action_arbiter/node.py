@@ -578,6 +578,9 @@ class ArbiterNode(Node):
             d = replace(d, clip_reasons=d.clip_reasons + (why,))
         if not self.guard.armed:  # decided and recorded, never sent; recorded "disarmed" with or without a target
             d = replace(d, target_pos=None, target_quat=None, clip_reasons=d.clip_reasons + ("disarmed",))
+            # a target never sent is nothing the arm tracks: compose_from target must not chain disarmed decisions,
+            # and the first target after arming is composed from the measured TCP
+            self.arbiter.forget_target()
         now = self._steady_s()
         if self._last_command_s is not None:
             self._max_gap_window = max(self._max_gap_window, now - self._last_command_s)
