@@ -2,19 +2,25 @@
 #   make test   set up, lint (ruff) and run the whole test suite (pytest)
 #   make demo   set up and run the main job (see README)
 # Options: make demo TASK=stack_cube EPISODES=10 POSES=camera   (POSES: gt (default) or camera)
+# Optional: make setup-ray   add Ray (setup/requirements-ray.txt) to .venv for residual-sweep and
+#   residual-train --collectors; pins of setup/requirements.txt are constraints, so no pinned package changes
 
 PY := .venv/bin/python
 TASK ?= cube_lift
 EPISODES ?= 10
 POSES ?= gt
 
-.PHONY: setup test lint demo clean help
+.PHONY: setup setup-ray test lint demo clean help
 
 help:
 	@sed -n '1,6p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
 	@bash setup/bootstrap.sh
+
+setup-ray: setup
+	@$(PY) -m pip install -q --disable-pip-version-check -r setup/requirements-ray.txt -c setup/requirements.txt
+	@$(PY) -c "import ray, ray.tune; print('[setup-ray] ray', ray.__version__, 'in .venv')"
 
 lint: setup
 	@.venv/bin/ruff check .

@@ -23,6 +23,7 @@ setup(
         "console_scripts": [
             "base-train = trainer.base_train:main",
             "residual-train = trainer.residual_train:main",
+            "residual-sweep = trainer.sweep:main",
             "residual-eval = trainer.evaluate:main",
             "residual-compare = trainer.compare:main",
             "residual-perception = trainer.perception_cli:main",

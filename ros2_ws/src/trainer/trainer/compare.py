@@ -22,12 +22,12 @@ import tyro
 from trainer.plots import plot_learning_curves, read_eval_csv
 
 
-def summarize(run_dir: Path, threshold: float, last: int) -> dict:
-    """The comparison row of one run (see the module docstring)."""
+def summarize(run_dir: Path, threshold: float, last: int, label: str | None = None) -> dict:
+    """The comparison row of one run (see the module docstring); ``label`` names it (default: its folder's name)."""
     c = read_eval_csv(run_dir / "eval.csv")
     if len(c["env_steps"]) < 2:
         raise ValueError(f"{run_dir}: fewer than two evaluations in eval.csv")
-    label = run_dir.name
+    label = run_dir.name if label is None else label
     summary_file = run_dir / "best.json"
     algo = json.loads(summary_file.read_text())["training"].get("algorithm", "?") if summary_file.is_file() else "?"
     first = next((i for i, r in enumerate(c["rate"]) if r >= threshold and c["env_steps"][i] > 0), None)
@@ -39,6 +39,14 @@ def summarize(run_dir: Path, threshold: float, last: int) -> dict:
             "best": f"{c['successes'][best]}/{c['episodes'][best]}", "best_steps": c["env_steps"][best],
             f"mean_rate_last_{last}": round(float(np.mean(c["rate"][-last:])), 3),
             "s_per_10k_steps": round((c["wall_min"][-1] - c["wall_min"][0]) * 60 / span * 10_000, 1) if span else None}
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The rows of :func:`summarize` as a Markdown table (None as "-")."""
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join("-" if r[k] is None else str(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -79,11 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"residual-compare: {exc}", file=sys.stderr)
         return 2
-    keys = list(rows[0])
-    print("| " + " | ".join(keys) + " |")
-    print("|" + "---|" * len(keys))
-    for r in rows:
-        print("| " + " | ".join("-" if r[k] is None else str(r[k]) for k in keys) + " |")
+    print(markdown_table(rows))
     if a.out:
         plot_learning_curves({r.name: r / "eval.csv" for r in a.runs}, a.out, a.title)
         print(f"wrote {a.out}")

@@ -15,16 +15,17 @@ from trainer.sim_backend import BatchState, StepResult
 
 
 class FrankaSimBackend:
-    """N MuJoCo envs of one task (physics on all cores); no auto-reset: the trainer decides episode ends.
+    """N MuJoCo envs of one task (physics on ``nthread`` threads; 0: all cores); no auto-reset: the trainer decides
+    episode ends.
 
     ``shift``: the dynamics drawn per episode and the placement widening (franka_sim.dynamics); None is the nominal
     model. Each episode's draw depends only on its seed."""
 
-    def __init__(self, task: str, num_envs: int, seed: int = 0, shift: Shift | None = None):
+    def __init__(self, task: str, num_envs: int, seed: int = 0, shift: Shift | None = None, nthread: int = 0):
         shift = shift or Shift()
         self.shift = shift
         self.env = VectorFrankaEnv(task, num_envs, seed=seed,
-                                   config=VectorEnvConfig(sim=SimConfig(dynamics=shift.dynamics),
+                                   config=VectorEnvConfig(sim=SimConfig(dynamics=shift.dynamics, nthread=nthread),
                                                           terminate_on_success=False, autoreset=False,
                                                           placement_scale=shift.placement_scale))
         self.task = self.env.task

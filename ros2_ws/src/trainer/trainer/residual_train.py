@@ -10,6 +10,11 @@ zero-initialised, so training starts exactly from the base's behaviour.
 Writes to ``out_dir``: ``best.safetensors/.json`` (the best evaluated checkpoint, residual_core format,
 evaluation summary in the manifest), ``last.*``, ``metrics.csv``, ``eval.csv``, TensorBoard events,
 ``learning_curve.png``, and ``state/`` for ``--resume``.
+
+Collection (the environment-stepping half, :mod:`trainer.collector`) runs in this process by default; with
+``--collectors K`` it runs in K Ray actors (:mod:`trainer.ray_collect`, ``make setup-ray``) while the learner stays
+here: ``--sync`` alternates collection and updates exactly as in-process (K = 1 gives the same weights), without it
+the learner updates while the collectors play the last weights it pushed.
 """
 
 from __future__ import annotations
@@ -23,25 +28,31 @@ from pathlib import Path
 import numpy as np
 import torch
 import tyro
-from franka_sim.dynamics import TRAINING, Shift
+from franka_sim.dynamics import TRAINING
 from franka_sim.tasks import make_task, reward_spec
-from residual_core.augment import PoseAugmenter
 from residual_core.checkpoint import default_base_checkpoint, load_checkpoint
 from residual_core.observation import make_layout
 from residual_core.pipeline import ActionPipeline
 from residual_core.residual_policy import NumpyPolicy
 from residual_core.runtime import limit_blas_threads
 from residual_core.tasks import TASK_NAMES
-from residual_learning.base_policy import BasePolicy
 from residual_learning.networks import save_residual_checkpoint
 from tqdm import tqdm
 
-from trainer.base_population import BasePopulation
-from trainer.closed_loop import ClosedLoop
-from trainer.franka_backend import FrankaSimBackend
-from trainer.perception_model import FittedPerception, PerceptionModelParams
+from trainer.collector import (
+    TRAIN_SEED_OFFSET,
+    VALIDATION_SEED_OFFSET,
+    Collector,
+    CollectorPolicy,
+    LocalCollection,
+    load_base,
+    make_backend,
+    make_perception,
+)
+from trainer.perception_model import PerceptionModelParams
 from trainer.plots import plot_learning_curve
-from trainer.replay import NStepAccumulator, ReplayBuffer
+from trainer.ray_support import RayMissingError
+from trainer.replay import ReplayBuffer
 from trainer.residual_train_args import Args
 from trainer.rollout import evaluate_episodes
 from trainer.run_log import RunLog
@@ -49,10 +60,7 @@ from trainer.sac import SAC
 from trainer.sim_backend import SimBackend
 from trainer.td3 import TD3, ActorCriticConfig
 
-VALIDATION_SEED_OFFSET = 900_000
-"""Periodic evaluation (checkpoint selection) uses seeds ``VALIDATION_SEED_OFFSET + i``: disjoint from the
-training seeds (``TRAIN_SEED_OFFSET + seed * 1_000_000 + k``) and from residual-eval's test seeds (0, 1, ...)."""
-TRAIN_SEED_OFFSET = 10_000_000
+__all__ = ["TRAIN_SEED_OFFSET", "VALIDATION_SEED_OFFSET", "Trainer", "main"]
 
 
 class Trainer:
@@ -62,25 +70,22 @@ class Trainer:
         self.out = Path(a.out_dir or f"runs/residual/{a.task}/seed{a.seed}")
         self.out.mkdir(parents=True, exist_ok=True)
         self.rng = np.random.default_rng(a.seed)
-        self.backend: SimBackend = FrankaSimBackend(
-            a.task, num_envs=a.num_envs, seed=a.seed,
-            shift=Shift(dynamics=TRAINING) if a.dynamics == "train" else None)
-        self.base = (BasePolicy.from_checkpoint(a.base_checkpoint or default_base_checkpoint())
-                     if a.base_population is None else BasePopulation.load(a.base_population))
+        self.backend: SimBackend = make_backend(a, a.physics_threads)
+        self.base = load_base(a)
         self.layout = make_layout(self.backend.object_names)
         self.scale = np.asarray(a.residual_scale, dtype=np.float64)
         self.pipeline = ActionPipeline(residual_scale=tuple(self.scale))
         self.perception_params = None if a.perception_model is None else PerceptionModelParams.load(a.perception_model)
-        self.augmenter = self._perception(seed=a.seed + 1, evaluation=False)
-        self.loop = ClosedLoop(self.backend, self.base, self.pipeline, self.augmenter, compose_from=a.compose_from)
         self.agent_cfg: ActorCriticConfig = a.td3 if a.algo == "td3" else a.sac
         self.agent = (TD3 if a.algo == "td3" else SAC)(self.layout.size, 7, self.agent_cfg, seed=a.seed)
         self.init_actor = self._load_init_actor() if a.init_actor is not None else None
-        self.offline = ReplayBuffer((a.offline_episodes + a.num_envs) * self.backend.horizon, self.layout.size, 7)
+        # (each collector's envs run their episodes to the end: up to num_envs episodes more than asked, per collector)
+        self.offline = ReplayBuffer((a.offline_episodes + a.num_envs * max(1, a.collectors)) * self.backend.horizon,
+                                    self.layout.size, 7)
         self.online = ReplayBuffer(a.buffer_size, self.layout.size, 7)
         self.env_steps = 0
         self.episodes = 0
-        self.next_seed = TRAIN_SEED_OFFSET + a.seed * 1_000_000
+        self.resume_seed: int | None = None
         self.best: tuple[int, float] | None = None
         self.eval_rows: list[dict] = []
         self.wall0 = time.time()
@@ -106,85 +111,26 @@ class Trainer:
         return {"path": str(a.init_actor), "weights_sha256": man.weights_sha256,
                 "obs_mean": np.asarray(norm["obs_mean"]), "obs_std": np.asarray(norm["obs_std"])}
 
-    # --- episodes -------------------------------------------------------------------------------------
-    def _seeds(self, n: int) -> list[int]:
-        s = list(range(self.next_seed, self.next_seed + n))
-        self.next_seed += n
-        return s
+    # --- collection ----------------------------------------------------------------------------------
+    def _make_collection(self):
+        """In this process (sharing the backend and generator), or in ``--collectors`` Ray actors."""
+        a = self.args
+        if a.collectors:
+            from trainer.ray_collect import RayCollection  # (Ray is optional: make setup-ray)
 
-    def _reset_all(self) -> tuple[np.ndarray, np.ndarray]:
-        """Start fresh episodes in every env; returns (observations, base actions)."""
-        n = self.args.num_envs
-        self.loop.reset(self._seeds(n))
-        self.ep_t = np.zeros(n, dtype=np.int64)
-        self.ep_success = np.zeros(n, dtype=bool)
-        self.prefix = self._prefixes(n)
-        seen = self.loop.observe()
-        return seen.residual_obs, seen.base
+            return RayCollection(a, self.rng, self.online, self.offline)
+        return LocalCollection(Collector(a, backend=self.backend, base=self.base, rng=self.rng), self.online,
+                               self.offline)
 
-    def _prefixes(self, n: int) -> np.ndarray:
-        """Base-only prefix lengths of ``n`` new training episodes (--probe-alpha; zeros without probing)."""
-        if self.args.probe_alpha <= 0:
-            return np.zeros(n, dtype=np.int64)
-        return self.rng.integers(0, int(self.args.probe_alpha * self.backend.horizon) + 1, size=n)
-
-    def _run(self, steps: int, policy, acc: NStepAccumulator, buffer: ReplayBuffer, noise: float,
-             on_step=None, episodes: int | None = None) -> dict:
-        """Step all envs ``steps // num_envs`` times (or until ``episodes`` episodes ended); transitions go
-        through ``acc`` into ``buffer``."""
-        a, n = self.args, self.args.num_envs
-        obs, base_act = self._obs_cache
-        stats = {"episodes": 0, "successes": 0, "steps": 0}
-        vector_steps = max(steps // n, 1)
-        while (stats["episodes"] < episodes) if episodes is not None else (stats["steps"] < vector_steps * n):
-            stats["steps"] += n
-            u = np.zeros((n, 7), np.float32) if policy is None else policy(obs)
-            if policy is not None:
-                u = self.agent.explore(u, self.rng, noise)
-            # probing: the base alone before its takeover, not stored (base-only rollouts store every step)
-            acting = self.ep_t >= self.prefix if policy is not None else np.ones(n, dtype=bool)
-            u = np.where(acting[:, None], u, 0.0).astype(np.float32)
-            out = self.loop.step(base_act, u * self.scale).result
-            self.ep_t += 1
-            self.ep_success |= out.success
-            terminal = out.success if a.terminate_on_success else np.zeros(n, dtype=bool)
-            truncated = (self.ep_t >= self.backend.horizon) & ~terminal
-            reward = out.reward
-            if a.success_reward == "max":
-                reward = np.where(out.success, self.backend.max_reward, reward)
-            reward = a.reward_scale * reward
-            seen = self.loop.observe()
-            next_base, next_obs = seen.base, seen.residual_obs
-            tr = acc.push(obs, u, reward, next_obs, terminal, truncated, store=acting)
-            if tr is not None:
-                buffer.add_batch(*tr)
-            done = np.flatnonzero(terminal | truncated)
-            if len(done):
-                stats["episodes"] += len(done)
-                stats["successes"] += int(self.ep_success[done].sum())
-                self.ep_success[done] = False
-                self.episodes += len(done)
-                self.loop.reset(self._seeds(len(done)), env_ids=done.tolist())
-                self.ep_t[done] = 0
-                self.prefix[done] = self._prefixes(len(done))
-                fresh = self.loop.observe(done)
-                next_base[done], next_obs[done] = fresh.base, fresh.residual_obs
-            obs, base_act = next_obs, next_base
-            if on_step is not None:
-                on_step(n)
-        self._obs_cache = (obs, base_act)
-        return stats
+    def _policy(self) -> CollectorPolicy:
+        return CollectorPolicy(NumpyPolicy.from_actor(self.agent.actor),
+                               self.agent.exploration(self.args.exploration_noise))
 
     # --- evaluation & checkpoints ---------------------------------------------------------------------
     def _perception(self, seed: int, evaluation: bool):
         """Training's (or, ``evaluation``, validation's) perception model: the fitted camera model if given, else pose
         noise and i.i.d. dropout."""
-        a = self.args
-        if self.perception_params is not None:
-            return FittedPerception(self.perception_params, self.backend.object_names, seed=seed, task=a.task)
-        if evaluation:
-            return PoseAugmenter(max_sigma=a.eval_pose_noise, dropout_p=a.eval_dropout, seed=seed, fixed_sigma=True)
-        return PoseAugmenter(max_sigma=a.pose_noise, dropout_p=a.dropout, seed=seed)
+        return make_perception(self.args, self.perception_params, self.backend.object_names, seed, evaluation)
 
     def evaluate(self) -> dict:
         a = self.args
@@ -193,8 +139,7 @@ class Trainer:
         res = evaluate_episodes(self.backend, self.base, [VALIDATION_SEED_OFFSET + i for i in range(a.eval_episodes)],
                                 residual_fn=lambda o: pol(o) * self.scale, augmenter=aug, pipeline=self.pipeline,
                                 compose_from=a.compose_from)
-        self._obs_cache = self._reset_all()
-        self.acc.reset()
+        self.collection.after_evaluation()
         return res.to_dict()
 
     def save(self, name: str, evaluation: dict) -> Path:
@@ -227,7 +172,7 @@ class Trainer:
         torch.save({k: v for k, v in self.agent.state_dict().items()}, st / "agent.pt")
         self.online.save(st / "online.npz")
         self.offline.save(st / "offline.npz")
-        meta = {"env_steps": self.env_steps, "episodes": self.episodes, "next_seed": self.next_seed,
+        meta = {"env_steps": self.env_steps, "episodes": self.episodes, "next_seed": self.collection.next_seed(),
                 "best": self.best, "updates": self.agent.updates, "wall_clock_s": self.wall_clock(),
                 "rng": self.rng.bit_generator.state, "eval_rows": self.eval_rows,
                 "eval_protocol": self.eval_protocol(), "algo": self.args.algo}
@@ -246,7 +191,7 @@ class Trainer:
         ag.load_state_dict(torch.load(st / "agent.pt", weights_only=True))
         self.online.load(st / "online.npz")
         self.offline.load(st / "offline.npz")
-        self.env_steps, self.episodes, self.next_seed = meta["env_steps"], meta["episodes"], meta["next_seed"]
+        self.env_steps, self.episodes, self.resume_seed = meta["env_steps"], meta["episodes"], meta["next_seed"]
         self.best = tuple(meta["best"]) if meta["best"] and not self.args.reset_best else None
         saved = meta.get("eval_protocol")
         if saved is not None and saved != self.eval_protocol() and not self.args.reset_best:
@@ -272,19 +217,27 @@ class Trainer:
     # --- the whole run --------------------------------------------------------------------------------
     def train(self) -> dict:
         a = self.args
-        self.acc = NStepAccumulator(a.n_step, self.agent_cfg.gamma, a.num_envs)
         if a.resume:
             self.load_state()
             print(f"[residual-train] resumed at {self.env_steps} env steps")
-        self._obs_cache = self._reset_all()
+        self.collection = self._make_collection()
+        try:
+            return self._train()
+        finally:
+            self.collection.close()
+
+    def _train(self) -> dict:
+        a, coll = self.args, self.collection
+        if self.resume_seed is not None:
+            coll.start_after(self.resume_seed)
+        coll.reset()
         if len(self.offline) == 0:
             with tqdm(desc="base rollouts (offline buffer)", unit="step") as bar:
-                st = self._run(0, None, self.acc, self.offline, noise=0.0, on_step=bar.update,
-                               episodes=a.offline_episodes)
+                st = coll.fill_offline(a.offline_episodes, on_step=bar.update)
+            self.episodes += st["episodes"]
             print(f"[residual-train] offline buffer: {len(self.offline)} transitions, base success "
                   f"{st['successes']}/{st['episodes']} episodes")
-            self.acc.reset()
-            self._obs_cache = self._reset_all()
+            coll.reset()
         if self.init_actor is not None:  # the loaded actor's own normalisation, for every network
             self.agent.set_normalization(self.init_actor["obs_mean"], self.init_actor["obs_std"])
         else:
@@ -294,18 +247,19 @@ class Trainer:
         if self.env_steps == 0:
             self._record_eval(self.evaluate())
 
-        actor_np = [NumpyPolicy.from_actor(self.agent.actor)]
-        chunk = a.num_envs * 8
+        policy = self._policy()
+        chunk = a.steps_per_round()
         next_eval = (self.env_steps // a.eval_every + 1) * a.eval_every
         bar = tqdm(total=a.total_steps, initial=self.env_steps, desc=f"residual-train {a.task}", unit="step")
         upd_debt = 0.0
         while self.env_steps < a.total_steps:
-            st = self._run(chunk, lambda o: actor_np[0](o), self.acc, self.online, a.exploration_noise)
-            self.env_steps += chunk
-            bar.update(chunk)
+            st = coll.round(chunk, policy)
+            self.env_steps += st["steps"]
+            self.episodes += st["episodes"]
+            bar.update(st["steps"])
             info = {}
             if self.env_steps >= a.warmup_steps and len(self.online):  # (probing: the first steps store nothing)
-                upd_debt += chunk * a.updates_per_step
+                upd_debt += st["steps"] * a.updates_per_step
                 n_off = int(round(self.agent_cfg.batch_size * a.offline_ratio))
                 while upd_debt >= 1:
                     b_on = self.online.sample(self.agent_cfg.batch_size - n_off, self.rng)
@@ -314,7 +268,7 @@ class Trainer:
                         b_on = {k: np.concatenate([b_on[k], b_off[k]]) for k in b_on}
                     info = self.agent.update(b_on)
                     upd_debt -= 1
-                actor_np[0] = NumpyPolicy.from_actor(self.agent.actor)
+                policy = self._policy()
             self.log.train_chunk(self.env_steps, self.wall_clock(), self.episodes, st, info)
             if self.env_steps >= next_eval or self.env_steps >= a.total_steps:
                 next_eval += a.eval_every
@@ -328,7 +282,7 @@ class Trainer:
         self.log.close()
         plot_learning_curve(self.out / "eval.csv", self.out / "learning_curve.png", title=f"residual-train {a.task}")
         summary = {"task": a.task, "best": self.best, "env_steps": self.env_steps, "wall_clock_s": self.wall_clock(),
-                   "out_dir": str(self.out)}
+                   "out_dir": str(self.out), **coll.describe()}
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
@@ -354,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[residual-train] task={args.task} seed={args.seed} total_steps={args.total_steps} "
               f"num_envs={args.num_envs}; tasks available: {', '.join(TASK_NAMES)}")
         summary = Trainer(args).train()
-    except (ValueError, FileNotFoundError) as exc:  # bad options or a missing / mismatched resume state
+    except (ValueError, FileNotFoundError, RayMissingError) as exc:  # bad options, a bad resume state, no Ray
         print(f"residual-train: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     print(json.dumps(summary, indent=2))

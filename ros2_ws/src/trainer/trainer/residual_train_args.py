@@ -109,6 +109,26 @@ class Args:
     threads: int = 1
     """Torch intra-op threads. 1 is fastest here: the small networks gain nothing from a second thread, and
     with the physics threads busy two torch threads thrash (measured 6 ms vs 400+ ms per update)."""
+    physics_threads: int = 0
+    """MuJoCo threads of the training (and validation) envs; 0: every CPU of the machine. residual-sweep sets it to
+    the CPUs Ray gave the trial (0 would use the whole node whatever Ray assigned). Results do not depend on it."""
+    round_steps: int | None = None
+    """Env steps collected between two rounds of updates (per collector with --collectors; a multiple of
+    --num-envs). Default: num_envs * 8 in-process and with --sync (so --collectors 1 --sync reproduces the in-process
+    run), else the smallest multiple of num_envs >= 1024 (a Ray call costs ~10 ms: each returns >= 1000
+    transitions)."""
+    collectors: int = 0
+    """Collect in this many Ray actors (each --num-envs envs, the learner stays in this process; needs
+    `make setup-ray`); 0: collect in this process, as without Ray."""
+    sync: bool = False
+    """With --collectors: collect and update in turns, as in-process (deterministic; with one collector the
+    weights equal the in-process run's bit for bit); without it the learner updates while the collectors play the
+    weights it pushed after its previous round (collection overlaps the updates; not reproducible)."""
+    collector_cpus: int = 1
+    """With --collectors: CPUs Ray reserves for each collector actor (its MuJoCo threads)."""
+    ray_address: str | None = None
+    """With --collectors: the Ray cluster to join (e.g. ray://head:10001 or auto); default: start Ray on this
+    machine (and stop it at the end)."""
 
     def __post_init__(self):
         check_task(self.task)
@@ -126,3 +146,19 @@ class Args:
             raise ValueError(f"probe_alpha must be in [0, 1], got {self.probe_alpha}")
         if self.total_steps < self.num_envs:
             raise ValueError(f"total_steps ({self.total_steps}) < num_envs ({self.num_envs})")
+        if self.physics_threads < 0 or self.collectors < 0 or self.collector_cpus < 1:
+            raise ValueError(f"need physics_threads >= 0, collectors >= 0, collector_cpus >= 1; got "
+                             f"{self.physics_threads}, {self.collectors}, {self.collector_cpus}")
+        if self.round_steps is not None and (self.round_steps <= 0 or self.round_steps % self.num_envs):
+            raise ValueError(f"round_steps ({self.round_steps}) must be a positive multiple of num_envs "
+                             f"({self.num_envs})")
+        if (self.sync or self.ray_address is not None) and not self.collectors:
+            raise ValueError("--sync and --ray-address apply only with --collectors K (K >= 1)")
+
+    def steps_per_round(self) -> int:
+        """Env steps per collection round (per collector): --round-steps, else its documented default."""
+        if self.round_steps is not None:
+            return self.round_steps
+        if not self.collectors or self.sync:
+            return self.num_envs * 8
+        return -(-1024 // self.num_envs) * self.num_envs

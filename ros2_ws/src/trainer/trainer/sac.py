@@ -37,6 +37,18 @@ class SACConfig(ActorCriticConfig):
     max_log_std: float = 0.0
 
 
+@dataclass(frozen=True)
+class SquashedExploration:
+    """SAC's exploration: a sample of the squashed Gaussian policy of std ``std`` around the deterministic actions
+    ``u`` = tanh(mean)."""
+
+    std: np.ndarray
+
+    def __call__(self, u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        pre = np.arctanh(np.clip(u, -0.999999, 0.999999)) + self.std * rng.standard_normal(u.shape)
+        return np.tanh(pre).astype(np.float32)
+
+
 class SAC(ActorCriticAgent):
     name = "SAC n-step ensemble"
 
@@ -75,13 +87,16 @@ class SAC(ActorCriticAgent):
         logp = logp - (2.0 * (math.log(2.0) - pre - F.softplus(-2.0 * pre))).sum(-1)  # log(1 - tanh(pre)^2)
         return act, logp, torch.tanh(mean)
 
+    def exploration(self, noise: float) -> SquashedExploration:
+        """The exploration of collection with the current std, as a picklable function (``noise`` is TD3's and not
+        used: SAC explores with its own learnt std)."""
+        with torch.no_grad():
+            return SquashedExploration(self._std().numpy().copy())
+
     def explore(self, u: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarray:
         """A sample of the policy around the deterministic actions ``u`` = tanh(mean) (``noise`` is TD3's and not
         used: SAC explores with its own learnt std)."""
-        with torch.no_grad():
-            std = self._std().numpy()
-        pre = np.arctanh(np.clip(u, -0.999999, 0.999999)) + std * rng.standard_normal(u.shape)
-        return np.tanh(pre).astype(np.float32)
+        return self.exploration(noise)(u, rng)
 
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         cfg = self.cfg

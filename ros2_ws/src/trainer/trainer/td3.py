@@ -62,6 +62,18 @@ BATCH_KEYS = ("obs", "act", "ret", "next_obs", "discount")
 """A replay batch's arrays, in the order the agents' updates unpack them."""
 
 
+@dataclass(frozen=True)
+class GaussianExploration:
+    """TD3's exploration: Gaussian noise of std ``noise`` on the actor output, clipped to [-1, 1]."""
+
+    noise: float
+
+    def __call__(self, u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.noise <= 0:
+            return u
+        return np.clip(u + rng.normal(0.0, self.noise, u.shape), -1.0, 1.0).astype(np.float32)
+
+
 class ActorCriticAgent:
     """What TD3 and SAC share: a ResidualActor ``actor``, a CriticEnsemble ``critic`` and its optimiser."""
 
@@ -116,11 +128,13 @@ class TD3(ActorCriticAgent):
         for net in (self.actor, self.actor_target, self.critic, self.critic_target):
             net.set_normalization(mean, std)
 
+    def exploration(self, noise: float) -> GaussianExploration:
+        """The exploration of collection with the current networks, as a picklable function (for trainer.collector)."""
+        return GaussianExploration(noise)
+
     def explore(self, u: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarray:
         """Exploration during collection: Gaussian noise of std ``noise`` on the actor output, clipped to [-1, 1]."""
-        if noise <= 0:
-            return u
-        return np.clip(u + rng.normal(0.0, noise, u.shape), -1.0, 1.0).astype(np.float32)
+        return self.exploration(noise)(u, rng)
 
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         cfg = self.cfg
