@@ -125,8 +125,9 @@ class EpisodeResult:
     """95th percentile over the episode's targets of their distance from the measured TCP when they arrived: how far
     the commands lead the arm (what compose_from target's track_tolerance must allow)."""
     rearmed: str = ""
-    """Why the arbiter had to be armed again before this episode ("" when it was still armed): the lab guard disarms
-    when the robot state or TCP pose goes stale (a loaded machine), and a disarmed arbiter sends no target."""
+    """"" when the arbiter was still armed at the end of the previous episode, else what arming it then answered (the
+    lab guard disarms when the robot state or TCP pose goes stale: a loaded machine; a disarmed arbiter sends no
+    target). Every episode is run disarmed across the reset and armed after it."""
 
 
 @dataclass
@@ -219,18 +220,22 @@ class TwinWatch:
 
         resp = self.call(self.enable_client, SetBool.Request(data=residual))
         assert resp.success, resp.message
-        # Where the arm went since the last episode ended (the graph keeps commanding until the reset): outside the
-        # workspace box is a fault worth seeing (once measured: the twin's arm swinging outside it after an episode).
+        # Where the arm went since the last episode ended: outside the workspace box is a fault worth seeing (once
+        # measured: the twin's arm swinging outside it after an episode, when the graph kept commanding across resets).
         before = self.outside_box_s(self._last_end, time.monotonic()) if self._last_end is not None else 0.0
+        # Was the arbiter still armed at the end of the last episode (the lab guard disarms on a stale robot state or
+        # TCP pose: a loaded machine)? Then disarmed across the reset, as on the robot (residual-lab home --arm): the
+        # twin's reset moves the arm at once, and a target of the old episode arriving after it is a jump (with the
+        # stiff law a joint-velocity reflex, measured).
+        still = self.call(self.arm_client, SetBool.Request(data=True)).message
+        assert self.call(self.arm_client, SetBool.Request(data=False)).success
         resp = self.call(self.reset_client, ResetEpisode.Request(task=task, seed=seed))
         assert resp.success, resp.message
         first = len(self.statuses)
         status = self.spin_until(lambda: next((s for _, s in self.statuses[first:] if s["seed"] == seed), None),
                                  20.0, f"the twin's status of seed {seed}")
-        # Armed for every episode (after the reset: arming needs the arm inside the workspace box): once disarmed
-        # (robot state 0.51 s old on a loaded machine) every later episode of a run went without targets.
-        armed = arm_arbiter(self.node, self.spin_until, 60.0, client=self.arm_client)
-        rearmed = "" if armed == "already armed" else armed
+        arm_arbiter(self.node, self.spin_until, 60.0, client=self.arm_client)
+        rearmed = "" if still == "already armed" or self._last_end is None else f"was disarmed: {still}"
         episode, horizon = status["episode"], int(round(horizon_factor * int(status["horizon"])))
         t0, e0, g0 = time.monotonic(), len(self.estimates), len(self.targets)
 
