@@ -44,10 +44,16 @@ HEARTBEAT_TIMEOUT_S = 1.0
 """Generous for a test: this process's heartbeat thread was once late by more than 0.3 s on the loaded machine."""
 STEP_M = 0.05
 """The envelope's max_translation_step (the policies'); real.yaml's speed scale 0.25 makes it 1.25 cm."""
+FAST_STEP_M = 0.27 * STEP_M
+"""Above the 1.25 cm of speed scale 0.25; the base's first steps of a cube_lift approach (seed 3) ask 1.5-1.8 cm."""
 
 
 def _stamp_s(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
+
+
+def _xyz(point) -> tuple[float, float, float]:
+    return (point.x, point.y, point.z)
 
 
 class Heartbeat:
@@ -182,9 +188,19 @@ def test_arming_deadman_speed_scale_and_recovery_on_the_twin(launch_node, ros_pr
             assert not client.set_speed_scale(1.5).ok  # refused, with the scale kept
         finally:
             client.close()
+        # a fresh episode again: by now the base may have reached the cube, where it asks for steps under 1.5 cm
+        assert ros_probe.call(reset, ResetEpisode.Request(task=TASK, seed=3), timeout=20.0).success
         fast_at = time.time()
-        until(lambda: any(np.linalg.norm(c.final[:3]) > 0.3 * STEP_M for c in corrections
-                          if _stamp_s(c.header.stamp) > fast_at), 30.0, "a step above 1.5 cm at speed scale 1.0")
+
+        def fast_steps():
+            return [float(np.linalg.norm(c.final[:3])) for c in corrections if _stamp_s(c.header.stamp) > fast_at]
+
+        try:
+            until(lambda: any(s > FAST_STEP_M for s in fast_steps()), 30.0,
+                  f"a step above {100 * FAST_STEP_M:.2f} cm at speed scale 1.0")
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}; robot_mode {states[-1].robot_mode}, steps (m) since: "
+                                 f"{np.round(fast_steps(), 4).tolist()[:60]}") from exc
 
         # --- deadman silence: disarmed within the timeout (+ a watchdog tick), one hold target, then none
         heartbeat.held = False
@@ -202,13 +218,17 @@ def test_arming_deadman_speed_scale_and_recovery_on_the_twin(launch_node, ros_pr
         assert latency <= HEARTBEAT_TIMEOUT_S + 0.025 + 0.05 + 0.05, (latency, gap[-30:])
         after = [t for t in targets if _stamp_s(t.header.stamp) > disarmed_at]
         assert not after, f"{len(after)} targets after the first disarmed decision"
-        holds = [t for t in targets if last_beat + HEARTBEAT_TIMEOUT_S <= _stamp_s(t.header.stamp) <= disarmed_at]
-        for hold in holds:  # the hold at the measured pose (none when the pose was not usable then)
-            measured = min(poses, key=lambda p: abs(_stamp_s(p.header.stamp) - _stamp_s(hold.header.stamp)))
-            gap_m = np.linalg.norm([hold.pose.position.x - measured.pose.position.x,
-                                    hold.pose.position.y - measured.pose.position.y,
-                                    hold.pose.position.z - measured.pose.position.z])
-            assert gap_m <= STEP_M + 1e-3, f"the hold target is {gap_m:.3f} m from the measured TCP"
+        # the hold: a target in that window that no decision sent (the last armed decision's target may fall in it)
+        decided = {_xyz(c.target.position) for c in corrections if "disarmed" not in c.clip_reasons}
+        holds = [t for t in targets if last_beat + HEARTBEAT_TIMEOUT_S <= _stamp_s(t.header.stamp) <= disarmed_at
+                 and _xyz(t.pose.position) not in decided]
+        assert len(holds) <= 1, f"{len(holds)} hold targets"
+        print(f"deadman: {len(holds)} hold target")
+        for hold in holds:  # a measured TCP pose the arbiter had taken (no hold when no pose was usable then)
+            at = _stamp_s(hold.header.stamp)
+            gaps = [np.linalg.norm(np.subtract(_xyz(hold.pose.position), _xyz(p.pose.position))) for p in poses
+                    if at - 1.0 <= _stamp_s(p.header.stamp) <= at]
+            assert min(gaps, default=np.inf) <= 1e-9, "the hold target is not a TCP pose measured in the second before"
         last_target = max(_stamp_s(t.header.stamp) for t in targets)
         assert last_target > last_beat, ("no target after the last heartbeat: targets had stopped while armed",
                                          round(last_target - last_beat, 3), gap[-30:],
