@@ -4,16 +4,18 @@
 # Options: make demo TASK=stack_cube EPISODES=10 POSES=camera   (POSES: gt (default) or camera)
 # Optional: make setup-ray   add Ray (setup/requirements-ray.txt) to .venv for residual-sweep and
 #   residual-train --collectors; pins of setup/requirements.txt are constraints, so no pinned package changes
+# Optional: make setup-warp  add MuJoCo Warp (setup/requirements-warp.txt) to .venv for --backend warp
+#   (same constraints); Warp compiles its kernels on first use (~45 s on 2 cores), cached in ~/.cache/warp
 
 PY := .venv/bin/python
 TASK ?= cube_lift
 EPISODES ?= 10
 POSES ?= gt
 
-.PHONY: setup setup-ray test lint demo clean help
+.PHONY: setup setup-ray setup-warp test lint demo clean help
 
 help:
-	@sed -n '1,6p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,8p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
 	@bash setup/bootstrap.sh
@@ -21,6 +23,10 @@ setup:
 setup-ray: setup
 	@$(PY) -m pip install -q --disable-pip-version-check -r setup/requirements-ray.txt -c setup/requirements.txt
 	@$(PY) -c "import ray, ray.tune; print('[setup-ray] ray', ray.__version__, 'in .venv')"
+
+setup-warp: setup
+	@$(PY) -m pip install -q --disable-pip-version-check -r setup/requirements-warp.txt -c setup/requirements.txt
+	@$(PY) -c "import mujoco_warp, warp; print('[setup-warp] mujoco_warp', mujoco_warp.__version__, 'warp-lang', warp.__version__, 'in .venv')"
 
 lint: setup
 	@.venv/bin/ruff check .

@@ -3,6 +3,10 @@ the loop), physics back-ends for the vector env, and camera render fps. Prints a
 
     .venv/bin/python benchmarks/bench_sim.py --task pick_place --num-envs 16 64 256
 
+``--backend warp --device cpu|cuda:N`` measures the same env rows on MuJoCo Warp (`make setup-warp`; its kernels are
+compiled or loaded from ~/.cache/warp before the timing starts); the MuJoCo-only rows (physics back-ends, one thread,
+rendering) are skipped there. E.g. ``--backend warp --num-envs 1 16 64 --single-steps 50 --expert-episodes 1``.
+
 Numbers depend on what else runs on the machine; run it alone.
 """
 
@@ -21,9 +25,9 @@ import mujoco.batch
 import mujoco.rollout
 import numpy as np
 import torch
-from franka_sim.env import FrankaTaskEnv
+from franka_sim.env import EnvConfig, FrankaTaskEnv
 from franka_sim.experts import ScriptedExpert
-from franka_sim.sim import BatchSim, SimConfig
+from franka_sim.sim import SIM_BACKENDS, BatchSim, SimConfig
 from franka_sim.tasks import make_task
 from franka_sim.vector_env import VectorEnvConfig, VectorFrankaEnv
 
@@ -60,8 +64,12 @@ def act(policy: torch.nn.Module, flat: np.ndarray) -> np.ndarray:
     return u * ACTION_SCALE + ACTION_OFFSET
 
 
-def bench_single(task: str, steps: int) -> Row:
-    env = FrankaTaskEnv(task, seed=0)
+def env_config(backend: str, device: str) -> EnvConfig:
+    return EnvConfig(sim=SimConfig(nthread=1, backend=backend, device=device))
+
+
+def bench_single(task: str, steps: int, backend: str = "mujoco", device: str = "cpu") -> Row:
+    env = FrankaTaskEnv(task, seed=0, config=env_config(backend, device))
     obs, _ = env.reset(seed=0)
     policy = make_policy(flatten({k: v[None] for k, v in obs.items()}, 1).shape[1])
     t0 = time.perf_counter()
@@ -71,11 +79,15 @@ def bench_single(task: str, steps: int) -> Row:
         if term or trunc:
             obs, _ = env.reset()
     dt = time.perf_counter() - t0
-    return Row("env steps/s, single env + MLP", task, steps / dt, "steps/s")
+    return Row("env steps/s, single env + MLP", f"{task}{_on(backend, device)}", steps / dt, "steps/s")
 
 
-def bench_single_expert(task: str, episodes: int) -> Row:
-    env = FrankaTaskEnv(task)
+def _on(backend: str, device: str) -> str:
+    return "" if backend == "mujoco" else f", {backend} {device}"
+
+
+def bench_single_expert(task: str, episodes: int, backend: str = "mujoco", device: str = "cpu") -> Row:
+    env = FrankaTaskEnv(task, config=env_config(backend, device))
     expert = ScriptedExpert(task)
     n = 0
     t0 = time.perf_counter()
@@ -87,11 +99,14 @@ def bench_single_expert(task: str, episodes: int) -> Row:
             _, _, term, trunc, _ = env.step(expert.act(env.task_state(), 0))
             done = term or trunc
             n += 1
-    return Row("env steps/s, single env + scripted expert (contacts)", task, n / (time.perf_counter() - t0), "steps/s")
+    return Row("env steps/s, single env + scripted expert (contacts)", f"{task}{_on(backend, device)}",
+               n / (time.perf_counter() - t0), "steps/s")
 
 
-def bench_vector(task: str, num_envs: int, steps: int, nthread: int) -> Row:
-    env = VectorFrankaEnv(task, num_envs, seed=0, config=VectorEnvConfig(sim=SimConfig(nthread=nthread)))
+def bench_vector(task: str, num_envs: int, steps: int, nthread: int, backend: str = "mujoco",
+                 device: str = "cpu") -> Row:
+    sim = SimConfig(nthread=nthread, backend=backend, device=device)
+    env = VectorFrankaEnv(task, num_envs, seed=0, config=VectorEnvConfig(sim=sim))
     obs, _ = env.reset()
     policy = make_policy(flatten(obs, num_envs).shape[1])
     for _ in range(3):  # warm-up
@@ -100,8 +115,9 @@ def bench_vector(task: str, num_envs: int, steps: int, nthread: int) -> Row:
     for _ in range(steps):
         obs, *_ = env.step(act(policy, flatten(obs, num_envs)))
     dt = time.perf_counter() - t0
-    return Row("env steps/s, VectorFrankaEnv + MLP", f"{task}, N={num_envs}, nthread={nthread or 'all'}",
-               num_envs * steps / dt, "steps/s")
+    threads = f"nthread={nthread or 'all'}" if backend == "mujoco" else f"{backend} {device}"
+    return Row("env steps/s, VectorFrankaEnv + MLP", f"{task}, N={num_envs}, {threads}", num_envs * steps / dt,
+               "steps/s")
 
 
 def bench_physics_backends(task: str, num_envs: int, steps: int, nthread: int) -> list[Row]:
@@ -170,19 +186,33 @@ def main() -> None:
     parser.add_argument("--nthread", type=int, default=0, help="physics threads of the batch (0: all CPUs)")
     parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--skip-backends", action="store_true", help="skip the physics back-end comparison")
+    parser.add_argument("--backend", choices=SIM_BACKENDS, default="mujoco",
+                        help="physics backend of the env rows: mujoco (default) or warp (`make setup-warp`)")
+    parser.add_argument("--device", default="cpu", help="Warp device of --backend warp: cpu or cuda:N (default cpu)")
     args = parser.parse_args()
     torch.set_num_threads(args.torch_threads)
+    be = {"backend": args.backend, "device": args.device}
+    if args.backend != "mujoco":  # compile (or load from the kernel cache) Warp's kernels before any timing
+        bench_vector(args.task, 1, 1, args.nthread, **be)
 
-    rows = [bench_single(args.task, args.single_steps), bench_single_expert(args.task, args.expert_episodes)]
-    rows += [bench_vector(args.task, n, args.steps, args.nthread) for n in args.num_envs]
-    rows.append(bench_vector(args.task, max(args.num_envs), args.steps, 1))
-    if not args.skip_backends:
-        rows += bench_physics_backends(args.task, max(args.num_envs), args.steps, args.nthread)
-    rows.append(bench_render(args.task, args.render_frames, (224, 224)))
-    rows.append(bench_render(args.task, args.render_frames // 3, (480, 640)))
+    rows = [bench_single(args.task, args.single_steps, **be),
+            bench_single_expert(args.task, args.expert_episodes, **be)]
+    rows += [bench_vector(args.task, n, args.steps, args.nthread, **be) for n in args.num_envs]
+    if args.backend == "mujoco":
+        rows.append(bench_vector(args.task, max(args.num_envs), args.steps, 1))
+        if not args.skip_backends:
+            rows += bench_physics_backends(args.task, max(args.num_envs), args.steps, args.nthread)
+        rows.append(bench_render(args.task, args.render_frames, (224, 224)))
+        rows.append(bench_render(args.task, args.render_frames // 3, (480, 640)))
 
+    versions = f"mujoco {mujoco.__version__}"
+    if args.backend == "warp":
+        import mujoco_warp
+        import warp
+
+        versions += f", mujoco_warp {mujoco_warp.__version__}, warp-lang {warp.__version__} on {args.device}"
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"mujoco {mujoco.__version__}, torch {torch.__version__} ({args.torch_threads} thread)\n")
+          f"{versions}, torch {torch.__version__} ({args.torch_threads} thread)\n")
     print("| measurement | configuration | value |")
     print("|---|---|---|")
     for r in rows:

@@ -1,16 +1,19 @@
 """The batched simulation core shared by the single and the vector environment.
 
 ``BatchSim`` holds one compiled task scene and ``mujoco.batch.Batch`` of N simulations of it (stepped on a
-thread pool in C; MuJoCo releases the GIL), plus the numpy views of the fields the controller, the rewards and
-the observations read. One control step: clip the actions, turn them into task-space errors (the target is
-``apply_delta(measured TCP pose, action)``, so the error *is* the action's translation and rotation vector),
-one batched DLS IK step, let the joint servo targets ramp from the measured joints to the IK solution over
-the step, then ``substeps`` physics steps per simulation (in C, on the batch's threads).
+thread pool in C; MuJoCo releases the GIL; with ``SimConfig.backend="warp"``, a
+:class:`~franka_sim.warp_batch.WarpBatch`: the same calls on MuJoCo Warp), plus the numpy views of the fields
+the controller, the rewards and the observations read. One control step: clip the actions, turn them into
+task-space errors (the target is ``apply_delta(measured TCP pose, action)``, so the error *is* the action's
+translation and rotation vector), one batched DLS IK step, let the joint servo targets ramp from the measured
+joints to the IK solution over the step, then ``substeps`` physics steps per simulation (in C, on the batch's
+threads).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import mujoco
 import mujoco.batch
@@ -22,9 +25,15 @@ from franka_sim import controller, robot
 from franka_sim.dynamics import NOMINAL, DynamicsDraw, DynamicsRandomization
 from franka_sim.scene import SceneConfig, build_scene
 from franka_sim.tasks.base import ResetSample, Task, TaskState
+from franka_sim.warp_batch import INSTALL_HINT as WARP_INSTALL_HINT
+from franka_sim.warp_batch import WarpBatch, WarpOptions, warp_available
 
 _STAGE_VEL = int(mujoco.mjtStage.mjSTAGE_VEL)
 _STAGE_NONE = int(mujoco.mjtStage.mjSTAGE_NONE)
+
+SimBackendName = Literal["mujoco", "warp", "isaaclab"]
+"""Physics backends of :class:`BatchSim` (``SimConfig.backend``; the CLIs' ``--backend``)."""
+SIM_BACKENDS: tuple[str, ...] = get_args(SimBackendName)
 
 
 @dataclass(frozen=True)
@@ -45,10 +54,51 @@ class SimConfig:
     """Keep one full MjData per simulation (needed to render or inspect contacts); else threads share MjData."""
     dynamics: DynamicsRandomization = field(default_factory=DynamicsRandomization)
     """Per-episode dynamics draws (franka_sim.dynamics); the default is the nominal model."""
+    backend: SimBackendName = "mujoco"
+    """Physics backend: mujoco (``mujoco.batch`` on ``nthread`` CPU threads, float64; the default), warp (MuJoCo Warp
+    on ``device``, float32, same models; needs ``make setup-warp``; franka_sim.warp_batch) or isaaclab (Isaac Lab 3
+    with Newton physics: runs in its own Python 3.12 environment, not from this one)."""
+    device: str = "cpu"
+    """Device of the warp backend: "cpu" or "cuda:N". The mujoco backend runs on the CPU only."""
+    warp: WarpOptions = field(default_factory=WarpOptions)
+    """Options of the warp backend (determinism, contact and constraint capacity, graphs)."""
 
     def __post_init__(self) -> None:
         if self.joint_noise < 0 or self.nthread < 0:
             raise ValueError(f"need joint_noise >= 0 and nthread >= 0, got {self.joint_noise}, {self.nthread}")
+        if self.backend not in SIM_BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(SIM_BACKENDS)}, got {self.backend!r}")
+        if self.backend == "mujoco" and self.device != "cpu":
+            raise ValueError(f"the mujoco backend runs on the CPU only (device {self.device!r}): "
+                             "use backend='warp' for a GPU")
+
+
+def check_backend(backend: str, device: str = "cpu") -> None:
+    """Raise ValueError, saying what to do, when ``backend`` on ``device`` cannot run in this environment (the CLIs
+    call it first, so a missing extra is one line of error, not a traceback after loading the policies)."""
+    if backend not in SIM_BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(SIM_BACKENDS)}, got {backend!r}")
+    if backend == "mujoco" and device != "cpu":
+        raise ValueError(f"the mujoco backend runs on the CPU only (device {device!r}): use --backend warp for a GPU")
+    if backend == "warp" and not warp_available():
+        raise ValueError(f"--backend warp needs mujoco_warp and warp-lang: {WARP_INSTALL_HINT}")
+    if backend == "isaaclab":
+        raise ValueError(_ISAACLAB_NOT_BUILT)
+
+
+_ISAACLAB_NOT_BUILT = (
+    "the isaaclab backend runs through its own environment (Isaac Lab 3 pins Python 3.12, torch, warp-lang and "
+    "newton versions that cannot share .venv) and is not built yet: use --backend mujoco or --backend warp")
+
+
+def make_batch(model: mujoco.MjModel, num_envs: int, cfg: SimConfig):
+    """The physics batch of ``cfg.backend``: ``mujoco.batch.Batch`` or :class:`~franka_sim.warp_batch.WarpBatch`
+    (the same calls)."""
+    if cfg.backend == "mujoco":
+        return mujoco.batch.Batch(model, num_envs, nthread=cfg.nthread, persistent=cfg.persistent)
+    if cfg.backend == "warp":
+        return WarpBatch(model, num_envs, device=cfg.device, options=cfg.warp)  # ImportError: `make setup-warp`
+    raise NotImplementedError(_ISAACLAB_NOT_BUILT)
 
 
 class BatchSim:
@@ -65,7 +115,7 @@ class BatchSim:
         m = self.model
         self.substeps = self.cfg.scene.physics.substeps
         self.control_dt = self.cfg.scene.physics.timestep * self.substeps
-        self.batch = mujoco.batch.Batch(m, num_envs, nthread=self.cfg.nthread, persistent=self.cfg.persistent)
+        self.batch = make_batch(m, num_envs, self.cfg)
 
         self._arm_jnt = np.array([m.joint(n).id for n in robot.JOINT_NAMES])
         self._arm_qadr = m.jnt_qposadr[self._arm_jnt]

@@ -51,7 +51,8 @@ def first_train_seed(seed: int) -> int:
 def make_backend(a: Args, nthread: int = 0) -> FrankaSimBackend:
     """The training envs of ``a`` (``nthread`` physics threads; 0: all CPUs)."""
     return FrankaSimBackend(a.task, num_envs=a.num_envs, seed=a.seed,
-                            shift=Shift(dynamics=TRAINING) if a.dynamics == "train" else None, nthread=nthread)
+                            shift=Shift(dynamics=TRAINING) if a.dynamics == "train" else None, nthread=nthread,
+                            backend=a.backend, device=a.device)
 
 
 def load_base(a: Args) -> BasePolicy | BasePopulation:

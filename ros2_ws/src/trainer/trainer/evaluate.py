@@ -26,6 +26,7 @@ from typing import Literal
 import numpy as np
 import tyro
 from franka_sim.dynamics import resolve_shift
+from franka_sim.sim import SimBackendName, check_backend
 from franka_sim.sim_bridge import SimNodeConfig
 from residual_core.augment import PoseAugmenter
 from residual_core.checkpoint import (
@@ -92,6 +93,11 @@ class Args:
     for the base rows too, so both meet the same loop."""
     num_envs: int = 10
     """Parallel envs (episodes run in batches of this size; camera: always 1)."""
+    backend: SimBackendName = "mujoco"
+    """Physics backend: mujoco (CPU MuJoCo, the default), warp (MuJoCo Warp on --device; `make setup-warp`) or
+    isaaclab (runs in its own environment: not built yet)."""
+    device: str = "cpu"
+    """Device of the warp backend: cpu or cuda:N (the mujoco backend runs on the CPU only)."""
     json_out: Path | None = None
     """Write the results as JSON here."""
     png_out: Path | None = None
@@ -122,8 +128,9 @@ def evaluate_task(task: str, args: Args, base: BasePolicy | BasePopulation) -> d
 
     seeds = list(range(args.seed_offset, args.seed_offset + args.episodes))
     shift = resolve_shift(args.dynamics)
-    backend = FrankaSimBackend(task, args.envs, seed=0, shift=shift)
+    backend = FrankaSimBackend(task, args.envs, seed=0, shift=shift, backend=args.backend, device=args.device)
     row: dict = {"task": task, "episodes": args.episodes, "seeds": seeds, "pose_source": args.pose_source,
+                 "backend": args.backend, "device": args.device,
                  "dynamics": {"name": args.dynamics, "placement_scale": shift.placement_scale,
                               **shift.dynamics.as_dict()}}
     t0 = time.time()
@@ -206,6 +213,11 @@ def format_table(rows: list[dict], args: Args) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = tyro.cli(Args, args=argv, description=__doc__)
+    try:
+        check_backend(args.backend, args.device)
+    except ValueError as exc:
+        print(f"residual-eval: {exc}", file=sys.stderr)
+        return 2
     limit_blas_threads(1)
     import torch
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from franka_sim.camera import CameraIntrinsics, SceneRenderer
 from franka_sim.dynamics import Shift
-from franka_sim.sim import SimConfig
+from franka_sim.sim import SimBackendName, SimConfig
 from franka_sim.tasks import make_task
 from franka_sim.vector_env import VectorEnvConfig, VectorFrankaEnv
 
@@ -16,16 +16,19 @@ from trainer.sim_backend import BatchState, StepResult
 
 class FrankaSimBackend:
     """N MuJoCo envs of one task (physics on ``nthread`` threads; 0: all cores); no auto-reset: the trainer decides
-    episode ends.
+    episode ends. ``backend``/``device``: the physics backend (franka_sim.sim.SimConfig: mujoco, the default, or warp
+    on a Warp device).
 
     ``shift``: the dynamics drawn per episode and the placement widening (franka_sim.dynamics); None is the nominal
     model. Each episode's draw depends only on its seed."""
 
-    def __init__(self, task: str, num_envs: int, seed: int = 0, shift: Shift | None = None, nthread: int = 0):
+    def __init__(self, task: str, num_envs: int, seed: int = 0, shift: Shift | None = None, nthread: int = 0,
+                 backend: SimBackendName = "mujoco", device: str = "cpu"):
         shift = shift or Shift()
         self.shift = shift
         self.env = VectorFrankaEnv(task, num_envs, seed=seed,
-                                   config=VectorEnvConfig(sim=SimConfig(dynamics=shift.dynamics, nthread=nthread),
+                                   config=VectorEnvConfig(sim=SimConfig(dynamics=shift.dynamics, nthread=nthread,
+                                                                         backend=backend, device=device),
                                                           terminate_on_success=False, autoreset=False,
                                                           placement_scale=shift.placement_scale))
         self.task = self.env.task

@@ -32,6 +32,7 @@ from typing import Literal
 
 import numpy as np
 import tyro
+from franka_sim.sim import SimBackendName, check_backend
 from residual_core.action import CONTROL_DT
 from residual_core.augment import PoseAugmenter
 from residual_core.checkpoint import CheckpointError, default_base_checkpoint, default_residual_checkpoint
@@ -126,6 +127,11 @@ class Args:
     """First collection seed (task i uses seed_offset + i * 1,000,000 + k)."""
     num_envs: int = 10
     """Parallel simulated envs."""
+    backend: SimBackendName = "mujoco"
+    """Physics backend: mujoco (CPU MuJoCo, the default), warp (MuJoCo Warp on --device; `make setup-warp`) or
+    isaaclab (runs in its own environment: not built yet)."""
+    device: str = "cpu"
+    """Device of the warp backend: cpu or cuda:N (the mujoco backend runs on the CPU only)."""
 
     def __post_init__(self):
         for t in self.tasks:
@@ -168,10 +174,11 @@ class _Episode:
 def collect_teleop(task: str, args: Args, writer: DatasetWriter, bar: tqdm) -> dict:
     """``--source teleop``: teleop-like scripted demonstrations (franka_sim.experts.teleop_demo: a random human-like
     style per episode) from this task's collection seeds, in the same format; returns the summary row."""
-    from franka_sim.env import FrankaTaskEnv
+    from franka_sim.env import EnvConfig, FrankaTaskEnv
     from franka_sim.experts import teleop_demo
+    from franka_sim.sim import SimConfig
 
-    env = FrankaTaskEnv(task)
+    env = FrankaTaskEnv(task, config=EnvConfig(sim=SimConfig(nthread=1, backend=args.backend, device=args.device)))
     first_seed = args.seed_offset + TASK_NAMES.index(task) * 1_000_000
     outcomes, kept = [], 0
     for k in range(args.attempts):
@@ -220,7 +227,7 @@ def collect_task(task: str, args: Args, base: BasePolicy, writer: DatasetWriter,
         compose_from = "measured" if residual is None else (residual.manifest.training or {}).get("compose_from",
                                                                                                    "measured")
     n = min(args.num_envs, args.attempts)
-    backend = FrankaSimBackend(task, n, seed=0)
+    backend = FrankaSimBackend(task, n, seed=0, backend=args.backend, device=args.device)
     horizon = backend.horizon
     pipeline = ActionPipeline(residual_scale=tuple(residual.manifest.action_scale)) if residual else ActionPipeline()
     augmenter = PoseAugmenter(max_sigma=args.pose_noise, dropout_p=args.dropout, seed=args.seed_offset + 7,
@@ -317,6 +324,11 @@ def format_summary(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = tyro.cli(Args, args=argv, description=__doc__)
+    try:
+        check_backend(args.backend, args.device)
+    except ValueError as exc:
+        print(f"pld-collect: {exc}", file=sys.stderr)
+        return 2
     limit_compute_threads(1)  # BLAS, torch (imported by then) and cv2: one thread each
     t0 = time.time()
     try:

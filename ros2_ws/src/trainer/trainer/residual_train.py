@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import tyro
 from franka_sim.dynamics import TRAINING
+from franka_sim.sim import check_backend
 from franka_sim.tasks import make_task, reward_spec
 from residual_core.checkpoint import default_base_checkpoint, load_checkpoint
 from residual_core.observation import make_layout
@@ -304,6 +305,7 @@ class Trainer:
 def main(argv: list[str] | None = None) -> None:
     try:
         args = tyro.cli(Args, args=argv, description=__doc__)
+        check_backend(args.backend, args.device)
         limit_blas_threads(1)
         print(f"[residual-train] task={args.task} seed={args.seed} total_steps={args.total_steps} "
               f"num_envs={args.num_envs}; tasks available: {', '.join(TASK_NAMES)}")

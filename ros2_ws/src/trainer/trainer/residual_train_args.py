@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from franka_sim.sim import SimBackendName
 from residual_core.action import DEFAULT_RESIDUAL_SCALE, residual_bound_problems
 from residual_core.tasks import check_task
 
@@ -109,6 +110,12 @@ class Args:
     threads: int = 1
     """Torch intra-op threads. 1 is fastest here: the small networks gain nothing from a second thread, and
     with the physics threads busy two torch threads thrash (measured 6 ms vs 400+ ms per update)."""
+    backend: SimBackendName = "mujoco"
+    """Physics backend of the training and validation envs: mujoco (CPU MuJoCo, float64; the default), warp (MuJoCo
+    Warp on --device, float32; `make setup-warp`; its per-step numbers differ from mujoco's in the last digits, so a
+    run is reproducible per backend, not across them) or isaaclab (runs in its own environment: not built yet)."""
+    device: str = "cpu"
+    """Device of the warp backend: cpu or cuda:N (the mujoco backend runs on the CPU only)."""
     physics_threads: int = 0
     """MuJoCo threads of the training (and validation) envs; 0: every CPU of the machine. residual-sweep sets it to
     the CPUs Ray gave the trial (0 would use the whole node whatever Ray assigned). Results do not depend on it."""
