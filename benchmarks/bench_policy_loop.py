@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import torch
+from franka_sim.sim import SIM_BACKENDS, check_backend
 from residual_core.augment import PoseAugmenter
 from residual_core.checkpoint import default_base_checkpoint
 from residual_core.observation import layout_for_task
@@ -26,8 +27,9 @@ from trainer.franka_backend import FrankaSimBackend
 from trainer.rollout import evaluate_episodes
 
 
-def loop_rate(task: str, num_envs: int, episodes: int, with_residual: bool) -> float:
-    backend = FrankaSimBackend(task, num_envs)
+def loop_rate(task: str, num_envs: int, episodes: int, with_residual: bool, backend_name: str = "mujoco",
+              device: str = "cpu") -> float:
+    backend = FrankaSimBackend(task, num_envs, backend=backend_name, device=device)
     base = BasePolicy.from_checkpoint(default_base_checkpoint())
     residual_fn = aug = None
     if with_residual:
@@ -37,13 +39,13 @@ def loop_rate(task: str, num_envs: int, episodes: int, with_residual: bool) -> f
         residual_fn = lambda o: pol(o) * scale  # noqa: E731
         aug = PoseAugmenter(0.005, 0.1, seed=0)
     steps = [0]
-    step = backend.step
+    step_targets = backend.step_targets  # what the closed loop (trainer.closed_loop) steps with
 
-    def counted(actions):
-        steps[0] += len(actions)
-        return step(actions)
+    def counted(pos, quat, gripper, commanded):
+        steps[0] += len(pos)
+        return step_targets(pos, quat, gripper, commanded)
 
-    backend.step = counted
+    backend.step_targets = counted
     t0 = time.perf_counter()
     evaluate_episodes(backend, base, list(range(episodes)), residual_fn=residual_fn, augmenter=aug)
     dt = time.perf_counter() - t0
@@ -71,13 +73,20 @@ def main() -> None:
     p.add_argument("--num-envs", type=int, nargs="+", default=[16, 64], help="vector env sizes")
     p.add_argument("--episodes-per-env", type=int, default=2, help="episodes per env per measurement")
     p.add_argument("--repeats", type=int, default=20000, help="timed residual forward passes")
+    p.add_argument("--backend", choices=SIM_BACKENDS, default="mujoco",
+                   help="physics backend (warp: `make setup-warp`; its kernels compile in the first measurement)")
+    p.add_argument("--device", default="cpu", help="Warp device of --backend warp: cpu or cuda:N (default cpu)")
     a = p.parse_args()
+    try:
+        check_backend(a.backend, a.device)
+    except ValueError as exc:
+        p.error(str(exc))
     torch.set_num_threads(1)
     limit_blas_threads(1)  # as every CLI does
-    print(f"| loop ({a.task}) | envs | env steps/s (20 Hz control steps) |\n|---|---|---|")
+    print(f"| loop ({a.task}, {a.backend} on {a.device}) | envs | env steps/s (20 Hz control steps) |\n|---|---|---|")
     for n in a.num_envs:
         for res in (False, True):
-            r = loop_rate(a.task, n, n * a.episodes_per_env, res)
+            r = loop_rate(a.task, n, n * a.episodes_per_env, res, a.backend, a.device)
             print(f"| {'base + residual + obs builder + noise' if res else 'base only'} | {n} | {r:,.0f} |")
     p50, p99 = forward_latency(a.task, a.repeats)
     print(f"\n| residual forward, one observation (numpy, 256x256) | p50 | p99 |\n|---|---|---|\n"
