@@ -188,8 +188,15 @@ def test_arming_deadman_speed_scale_and_recovery_on_the_twin(launch_node, ros_pr
             assert not client.set_speed_scale(1.5).ok  # refused, with the scale kept
         finally:
             client.close()
-        # a fresh episode again: by now the base may have reached the cube, where it asks for steps under 1.5 cm
+        # a fresh episode again (by now the base may have reached the cube, where it asks for steps under 1.5 cm),
+        # disarmed across the reset as twin_episodes does (armed across it, targets of the old episode made the arm
+        # chase a point 0.3 m away); the speed scale is kept
+        assert ros_probe.call(arm, SetBool.Request(data=False)).success
         assert ros_probe.call(reset, ResetEpisode.Request(task=TASK, seed=3), timeout=20.0).success
+        reset_at = time.time()
+        until(lambda: any(_stamp_s(p.header.stamp) > reset_at for p in poses), 10.0, "a TCP pose after the reset")
+        rearmed = until(lambda: (r := arming()).success and r, 20.0, "re-armed after the reset")
+        assert "speed scale 1" in rearmed.message, rearmed.message
         fast_at = time.time()
 
         def fast_steps():
