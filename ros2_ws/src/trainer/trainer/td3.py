@@ -149,7 +149,9 @@ class TD3(ActorCriticAgent):
             target = ret + discount * q_next[pair].min(dim=0).values
         info = self._critic_step(obs, act, target)
 
-        if self.updates > cfg.critic_warmup and self.updates % cfg.policy_delay == 0:
+        if self.updates % cfg.policy_delay:
+            return info
+        if self.updates > cfg.critic_warmup:
             pi = self.actor(obs)
             q_pi = self.critic(obs, pi).mean(dim=0)
             actor_loss = -q_pi.mean() / q_pi.abs().mean().detach().clamp_min(1e-3) + \
@@ -158,9 +160,13 @@ class TD3(ActorCriticAgent):
             actor_loss.backward()
             self.actor_opt.step()
             with torch.no_grad():
-                for net, tgt in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
-                    torch._foreach_lerp_(list(tgt.parameters()), list(net.parameters()), cfg.tau)
+                torch._foreach_lerp_(list(self.actor_target.parameters()), list(self.actor.parameters()), cfg.tau)
             info.update(actor_loss=actor_loss.item(), residual_abs=pi.abs().mean().item())
+        # The critics' targets follow them during the warm-up too (until 2026-12-04 they moved only with the actor,
+        # so the warm-up's critics bootstrapped from their random initialisation: a fine-tune's trained actor then
+        # met critics fitted to noise; see docs/RESULTS.md, the flywheel's second round).
+        with torch.no_grad():
+            torch._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()), cfg.tau)
         return info
 
     def state_dict(self) -> dict[str, dict]:
