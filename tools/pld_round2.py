@@ -27,16 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-TASKS = ("cube_lift", "pick_place", "stack_cube", "close_drawer", "stand_cup_up")
+from pld_sweep import BIN, ROOT, TASKS
+from pld_sweep import run as sweep_run
 
 # The shipped manifests' options that define the recipe (the rest, e.g. out_dir, resume, total_steps, eval cadence,
 # are this round's own). success_bonus 0.0 is what the older trainer called the task's own dense reward.
@@ -66,12 +63,10 @@ def recipe(task: str, td3_overrides: dict[str, float] | None = None) -> list[str
 
 
 def run(cmd: list[str], log: Path) -> None:
+    """pld_sweep's runner (output to ``log``, stop on failure), with the command printed first."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    print("$", " ".join(cmd), f"  > {log.relative_to(ROOT) if log.is_relative_to(ROOT) else log}", flush=True)
-    with log.open("w") as f:
-        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
-    if r.returncode != 0:
-        raise SystemExit(f"failed ({r.returncode}): {' '.join(cmd)}; see {log}")
+    print("$", " ".join(cmd), f"  > {log}", flush=True)
+    sweep_run(cmd, log)
 
 
 def evaluate(out: Path, parent: Path, residual_dir: Path | None, episodes: int, name: str) -> dict[str, int]:

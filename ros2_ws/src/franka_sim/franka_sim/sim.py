@@ -66,24 +66,25 @@ class SimConfig:
     def __post_init__(self) -> None:
         if self.joint_noise < 0 or self.nthread < 0:
             raise ValueError(f"need joint_noise >= 0 and nthread >= 0, got {self.joint_noise}, {self.nthread}")
-        if self.backend not in SIM_BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(SIM_BACKENDS)}, got {self.backend!r}")
-        if self.backend == "mujoco" and self.device != "cpu":
-            raise ValueError(f"the mujoco backend runs on the CPU only (device {self.device!r}): "
-                             "use backend='warp' for a GPU")
+        _check_backend_name(self.backend, self.device)
 
 
 def check_backend(backend: str, device: str = "cpu") -> None:
     """Raise ValueError, saying what to do, when ``backend`` on ``device`` cannot run in this environment (the CLIs
     call it first, so a missing extra is one line of error, not a traceback after loading the policies)."""
-    if backend not in SIM_BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(SIM_BACKENDS)}, got {backend!r}")
-    if backend == "mujoco" and device != "cpu":
-        raise ValueError(f"the mujoco backend runs on the CPU only (device {device!r}): use --backend warp for a GPU")
+    _check_backend_name(backend, device)
     if backend == "warp" and not warp_available():
         raise ValueError(f"--backend warp needs mujoco_warp and warp-lang: {WARP_INSTALL_HINT}")
     if backend == "isaaclab":
         raise ValueError(_ISAACLAB_NOT_BUILT)
+
+
+def _check_backend_name(backend: str, device: str) -> None:
+    """The checks that need nothing installed (SimConfig's and check_backend's)."""
+    if backend not in SIM_BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(SIM_BACKENDS)}, got {backend!r}")
+    if backend == "mujoco" and device != "cpu":
+        raise ValueError(f"the mujoco backend runs on the CPU only (device {device!r}): use --backend warp for a GPU")
 
 
 _ISAACLAB_NOT_BUILT = (

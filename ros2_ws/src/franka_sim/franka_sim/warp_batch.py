@@ -154,10 +154,10 @@ class WarpBatch:
         self.nthread = 1
         self.persistent = True  # each world keeps its whole Data on the device
         self._template = mujoco.MjData(model)
+        self._caller_model: mujoco.MjModel | None = None
+        """The model of set_models (None: the batch's own)."""
+        self.m = self._put_model(model)
         with wp.ScopedDevice(self.device):
-            self.m = mjw.put_model(model)
-            self.m.opt.deterministic = (mjw.DeterminismType.ALL if self.options.deterministic
-                                        else mjw.DeterminismType.NONE)
             self.d = mjw.make_data(model, nworld=self.nsim, nconmax=self.options.nconmax, njmax=self.options.njmax)
         self._bound: dict[str, np.ndarray] = {}
         self._expanded: dict[str, np.ndarray] = {}
@@ -295,17 +295,13 @@ class WarpBatch:
             raise NotImplementedError("WarpBatch.set_models takes one MjModel for every world (or None)")
         if self._expanded:
             raise ValueError("set_models after expand(): per-world fields would be lost")
-        model = self.model if models is None else models
-        with self._wp.ScopedDevice(self.device):
-            self.m = self._mjw.put_model(model)
-            self.m.opt.deterministic = (self._mjw.DeterminismType.ALL if self.options.deterministic
-                                        else self._mjw.DeterminismType.NONE)
-        self._caller_model = None if models is None else models
+        self.m = self._put_model(self.model if models is None else models)
+        self._caller_model = models
         self._graphs.clear()
 
     def get_model(self, sim: int, model: mujoco.MjModel | None = None) -> mujoco.MjModel:
         """World ``sim``'s model: the batch's model with that world's expanded fields."""
-        base = getattr(self, "_caller_model", None) or self.model
+        base = self._caller_model or self.model
         out = copy.copy(base) if model is None else model
         for name, host in self._expanded.items():
             getattr(out, name)[...] = host[sim]
@@ -332,6 +328,14 @@ class WarpBatch:
         return data
 
     # ------------------------------------------------------------------ internals
+    def _put_model(self, model: mujoco.MjModel):
+        """``model`` on the device, with the determinism of the options."""
+        mjw = self._mjw
+        with self._wp.ScopedDevice(self.device):
+            m = mjw.put_model(model)
+            m.opt.deterministic = mjw.DeterminismType.ALL if self.options.deterministic else mjw.DeterminismType.NONE
+        return m
+
     def _stage(self, stage: int) -> None:
         mjw = self._mjw
         if stage <= _STAGE_NONE:
