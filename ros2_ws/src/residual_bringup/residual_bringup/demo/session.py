@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
+from rclpy.exceptions import InvalidHandle
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from residual_interfaces.msg import Correction, EefAction
@@ -111,7 +112,25 @@ class DemoSession:
     # --- executor thread ---------------------------------------------------------------------------------------
     def _spin(self) -> None:
         while not self._stop.is_set() and self.context.ok():
-            self.executor.spin_once(timeout_sec=0.05)
+            try:
+                self.executor.spin_once(timeout_sec=0.05)
+            except InvalidHandle:
+                # rclpy (Jazzy) lists a node's event handlers before it marks them in use; one destroyed in between
+                # raises here (seen in CI: the executor thread died and no service reply was taken after it). The
+                # entity is gone; the next spin_once builds a wait set without it.
+                continue
+
+    def run_in_executor(self, fn: Callable[[], object], timeout: float = 10.0) -> object:
+        """Run ``fn`` on the executor thread (between two waits) and return its result: for creating or destroying
+        entities while the executor spins. Called directly when the executor thread is not running."""
+        if not self._thread.is_alive():
+            return fn()
+        task = self.executor.create_task(fn)
+        done = threading.Event()
+        task.add_done_callback(lambda _t: done.set())
+        if not done.wait(timeout):
+            raise DemoError(f"the session's executor did not run a task within {timeout:.0f} s")
+        return task.result()
 
     def _recorder_cb(self, topic: str) -> Callable[[bytes], None]:
         def cb(data: bytes) -> None:
@@ -283,7 +302,7 @@ class DemoSession:
                                     f"warm-up episode the base held {holds} times and the residual statuses of its "
                                     f"last steps were {sorted({r.status for r in tail})}")
         finally:
-            self.node.destroy_subscription(sub)
+            self.run_in_executor(lambda: self.node.destroy_subscription(sub))
 
     @staticmethod
     def step_record(c: Correction, tcp_pos: np.ndarray | None) -> StepRecord:
