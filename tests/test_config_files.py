@@ -72,3 +72,24 @@ def test_the_check_finds_a_default_and_an_unknown_key(tmp_path):
     assert redundant == ["arbiter.envelope.max_translation_step = 0.05", "arbiter.action.max_rotation = 0.25",
                          "/**.control_dt = 0.05"]
     assert unknown == ["arbiter.envelope.no_such_param", "arbiter.no_such_param"]
+
+
+def test_the_arbiter_composes_as_its_residual_was_trained_unless_told(tmp_path):
+    """compose_from auto (the default): the residual checkpoint's training.compose_from; measured for one made
+    before that option; an explicit value wins (config/real.yaml: target, for an arm that lags)."""
+    import json
+
+    from test_graph_support import make_residual_checkpoint
+
+    old = make_residual_checkpoint(tmp_path / "old")
+    new = make_residual_checkpoint(tmp_path / "new")
+    manifest = json.loads(new.with_suffix(".json").read_text())
+    manifest["training"]["compose_from"] = "target"
+    new.with_suffix(".json").write_text(json.dumps(manifest))
+    assert ArbiterNodeConfig().compose_from == "auto"
+    assert ArbiterNodeConfig(checkpoint=str(old)).to_arbiter_config().compose_from == "measured"
+    assert ArbiterNodeConfig(checkpoint=str(new)).to_arbiter_config().compose_from == "target"
+    assert ArbiterNodeConfig(checkpoint=str(new), compose_from="measured").to_arbiter_config().compose_from == "measured"
+    assert ArbiterNodeConfig(checkpoint=str(old), compose_from="target").to_arbiter_config().compose_from == "target"
+    with pytest.raises(ValueError, match="compose_from"):
+        ArbiterNodeConfig(checkpoint=str(old), compose_from="tcp").to_arbiter_config()

@@ -120,10 +120,11 @@ class ArbiterNodeConfig:
     stale_pose_policy: str = "ignore"
     """With stale poses: ignore (the residual node masks the stale objects in its observation, as in training),
     mask (skip the residual this step) or disable (until re-enabled)."""
-    compose_from: str = "measured"
-    """Where each target is composed from: measured (the measured TCP pose, as in training and the lockstep sim) or
-    target (the previous target while the measured TCP is within track_tolerance of it, else the measured pose: for
-    an arm that lags its targets, real time on a robot or the twin; residual_core.pipeline.composition_origin)."""
+    compose_from: str = "auto"
+    """Where each target is composed from: measured (the measured TCP pose), target (the previous target while the
+    measured TCP is within track_tolerance of it, else the measured pose: for an arm that lags its targets, real time
+    on a robot or the twin; residual_core.pipeline.composition_origin), or auto: what the residual checkpoint was
+    trained with (its manifest's training.compose_from; measured for checkpoints made before that option)."""
     track_tolerance: tuple[float, ...] = TRACK_TOLERANCE
     """compose_from target: distance (m) and angle (rad) within which the arm counts as tracking its last target."""
     task: str = "cube_lift"
@@ -177,12 +178,21 @@ class ArbiterNodeConfig:
             return self.checkpoint
         return str(default_residual_checkpoint(self.task))
 
-    def trained_residual_scale(self) -> tuple[float, ...]:
-        """The residual_scale the checkpoint was trained with (its manifest's action_scale)."""
+    def _manifest(self):
         manifest = read_manifest(self.checkpoint_path())
         if manifest.kind != "residual":
             raise ValueError(f"{self.checkpoint_path()} is a {manifest.kind} checkpoint, not a residual")
-        return tuple(float(v) for v in manifest.action_scale)
+        return manifest
+
+    def trained_residual_scale(self) -> tuple[float, ...]:
+        """The residual_scale the checkpoint was trained with (its manifest's action_scale)."""
+        return tuple(float(v) for v in self._manifest().action_scale)
+
+    def resolved_compose_from(self) -> str:
+        """compose_from with auto replaced by what the checkpoint was trained with."""
+        if self.compose_from != "auto":
+            return self.compose_from
+        return str((self._manifest().training or {}).get("compose_from", "measured"))
 
     def to_arbiter_config(self, trained_scale: tuple[float, ...] | None = None) -> ArbiterConfig:
         """The arbiter's configuration; ``trained_scale`` default: :meth:`trained_residual_scale`."""
@@ -190,7 +200,7 @@ class ArbiterNodeConfig:
         return ArbiterConfig(
             control_dt=self.control_dt, base_stale_periods=self.base_stale_periods,
             freshness=PoseFreshness(timeout_s=self.pose_timeout), stale_pose_policy=self.stale_pose_policy,
-            compose_from=self.compose_from, track_tolerance=tuple(float(v) for v in self.track_tolerance),
+            compose_from=self.resolved_compose_from(), track_tolerance=tuple(float(v) for v in self.track_tolerance),
             pipeline=ActionPipeline(
                 residual_scale=tuple(tighten_scale(trained, self.residual_scale_fraction)),
                 spec=self.action, envelope=self.envelope),
@@ -206,7 +216,8 @@ class ArbiterNode(Node):
         self._apply_speed_scale()
         self.get_logger().info(f"residual bound {list(self.arbiter.cfg.pipeline.residual_scale)} (from "
                                f"{cfg.checkpoint_path()}, x "
-                               f"{list(cfg.residual_scale_fraction)})")
+                               f"{list(cfg.residual_scale_fraction)}); composing from the "
+                               f"{self.arbiter.cfg.compose_from} pose (compose_from {cfg.compose_from})")
         self.stats, self.window = ArbiterStats(), ArbiterStats()
         self.steady = Clock(clock_type=ClockType.STEADY_TIME)
         # base and residual per step; matcher.pending: the deadline timer runs for it

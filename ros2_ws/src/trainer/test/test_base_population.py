@@ -112,6 +112,10 @@ def test_the_shipped_population_files_are_valid():
     held_out = read_members("checkpoints/bases/held_out.json")
     assert len(train) >= 6 and len(held_out) >= 3
     assert not {m.checkpoint for m in held_out if "seed" in m.checkpoint} & {m.checkpoint for m in train}
+    bc_only = read_members("checkpoints/bases/population_bc.json")
+    assert {m.checkpoint for m in bc_only} <= {m.checkpoint for m in train}
+    assert all(m.action_noise == 0 and m.action_bias == 0 and m.delay_steps == 0 and m.execute_steps is None
+               for m in bc_only)
     shipped = [m for m in train if m.checkpoint.endswith("base/base_policy")]
     pop = BasePopulation.from_members(shipped)
     assert pop.members and pop.describe()["members"][0]["checkpoint"]
