@@ -131,9 +131,10 @@ def test_camera_mode_gives_the_graph_pieces_present_masks_and_outcome(task, seed
     backend = FrankaSimBackend(task, 1, seed=0)
     backend.horizon = steps  # a short episode
     perception = CameraPerception(backend)
+    arbiter_cfg = graph_arbiter_config(residual_path)
     ev = evaluate_episodes(backend, BasePolicy.from_checkpoint(base_path), [seed],
                            residual_fn=ResidualPolicy.from_checkpoint(residual_path), augmenter=perception,
-                           pipeline=graph_arbiter_config(residual_path).pipeline, record_present=True)
+                           pipeline=arbiter_cfg.pipeline, compose_from=arbiter_cfg.compose_from, record_present=True)
     backend.close()
     offline = ev.extra["present"][0]
     first = next((t for t, (a, b) in enumerate(zip(present, offline, strict=False)) if a != b), None)

@@ -89,7 +89,7 @@ def test_the_arbiter_composes_as_its_residual_was_trained_unless_told(tmp_path):
     assert ArbiterNodeConfig().compose_from == "auto"
     assert ArbiterNodeConfig(checkpoint=str(old)).to_arbiter_config().compose_from == "measured"
     assert ArbiterNodeConfig(checkpoint=str(new)).to_arbiter_config().compose_from == "target"
-    assert ArbiterNodeConfig(checkpoint=str(new), compose_from="measured").to_arbiter_config().compose_from == "measured"
-    assert ArbiterNodeConfig(checkpoint=str(old), compose_from="target").to_arbiter_config().compose_from == "target"
+    for path, told in ((new, "measured"), (old, "target")):
+        assert ArbiterNodeConfig(checkpoint=str(path), compose_from=told).to_arbiter_config().compose_from == told
     with pytest.raises(ValueError, match="compose_from"):
         ArbiterNodeConfig(checkpoint=str(old), compose_from="tcp").to_arbiter_config()

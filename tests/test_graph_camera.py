@@ -86,10 +86,11 @@ def test_graph_camera_path_is_reproducible_and_agrees_with_residual_eval(tmp_pat
     from trainer.rollout import evaluate_episodes
 
     backend = FrankaSimBackend(TASK, 1, seed=0)
+    arbiter_cfg = graph_arbiter_config(residual_path)
     ev = evaluate_episodes(backend, BasePolicy.from_checkpoint(base_path), seeds,
                            residual_fn=ResidualPolicy.from_checkpoint(residual_path),
-                           augmenter=CameraPerception(backend), pipeline=graph_arbiter_config(residual_path).pipeline,
-                           record_present=True)
+                           augmenter=CameraPerception(backend), pipeline=arbiter_cfg.pipeline,
+                           compose_from=arbiter_cfg.compose_from, record_present=True)
     backend.close()
     for i, seed in enumerate(seeds):
         graph = runs[0][seed]

@@ -60,9 +60,11 @@ def test_residual_beats_base_through_the_graph_and_agrees_with_residual_eval(tas
     seeds = list(range(EPISODES))
     base, residual = BasePolicy.from_checkpoint(base_path), ResidualPolicy.from_checkpoint(residual_path)
     backend = FrankaSimBackend(task, 1, seed=0)  # one env: the same float32 path as the nodes (no batching)
-    pipeline = graph_arbiter_config(residual_path).pipeline  # the arbiter's: sim.yaml + the checkpoint's bound
-    evals = {"base": evaluate_episodes(backend, base, seeds, pipeline=pipeline),
-             "residual": evaluate_episodes(backend, base, seeds, residual_fn=residual, pipeline=pipeline)}
+    arbiter_cfg = graph_arbiter_config(residual_path)  # the arbiter's: sim.yaml + the checkpoint's bound, composition
+    pipeline, compose_from = arbiter_cfg.pipeline, arbiter_cfg.compose_from
+    evals = {"base": evaluate_episodes(backend, base, seeds, pipeline=pipeline, compose_from=compose_from),
+             "residual": evaluate_episodes(backend, base, seeds, residual_fn=residual, pipeline=pipeline,
+                                           compose_from=compose_from)}
     backend.close()
     enveloped = sum(1 for phase in rows.values() for recs in phase.values() for row in recs
                     if set(row["clip_reasons"].split(";")) - {"", "action_bounds"})

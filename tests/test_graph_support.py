@@ -211,13 +211,14 @@ def offline_lockstep_episode(task: str, seed: int, base_checkpoint: Path, residu
     from trainer.closed_loop import ClosedLoop
     from trainer.franka_backend import FrankaSimBackend
 
-    pipeline = graph_arbiter_config(residual_checkpoint or SHIPPED / "residual" / task).pipeline
+    arbiter_cfg = graph_arbiter_config(residual_checkpoint or SHIPPED / "residual" / task)
     residual = None
     if residual_checkpoint is not None:
         residual = ResidualPolicy.from_checkpoint(residual_checkpoint, expected_task=task,
                                                   expected_layout=layout_for_task(task))
     backend = FrankaSimBackend(task, 1, seed=0)
-    loop = ClosedLoop(backend, BasePolicy.from_checkpoint(base_checkpoint), pipeline)
+    loop = ClosedLoop(backend, BasePolicy.from_checkpoint(base_checkpoint), arbiter_cfg.pipeline,
+                      compose_from=arbiter_cfg.compose_from)
     loop.reset([seed])
     out = []
     for t in range(max_steps or backend.horizon):
