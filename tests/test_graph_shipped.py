@@ -38,15 +38,17 @@ def run_demo(out: Path, task: str, residual: Path, base: Path, *extra: str) -> t
     return json.loads((run_dir / "results.json").read_text()), rows
 
 
-@pytest.mark.parametrize("task", TASK_NAMES)
-def test_residual_beats_base_through_the_graph_and_agrees_with_residual_eval(task, tmp_path):
+@pytest.mark.parametrize(("task", "kind"), [(t, "residual") for t in TASK_NAMES] + [("cube_lift", "residual_robust")])
+def test_residual_beats_base_through_the_graph_and_agrees_with_residual_eval(task, kind, tmp_path):
     """One residual-demo run per task, without pose noise (residual-eval's noise stream is not the estimator's):
     base + residual succeeds more often than the base alone (or both always), and the same seeds give the same
     episodes as residual-eval, on every seed: both sides run the same action pipeline (safety envelope included) and
     command the same target poses. Base alone: the same success and steps to success per seed, exactly. With the
     residual only the outcome is compared per seed (the residual node computes on inputs that crossed ROS messages;
-    contacts amplify any last-bit difference), and at most one seed in the 50 of all five tasks may differ."""
-    found = shipped_checkpoints(task)
+    contacts amplify any last-bit difference), and at most one seed in the 50 of all five tasks may differ.
+    residual_robust: a residual trained composed from the target, which the arbiter (compose_from auto) and the
+    offline loop then compose the same way."""
+    found = shipped_checkpoints(task, kind)
     if isinstance(found, str):
         pytest.skip(found)
     residual_path, base_path = found

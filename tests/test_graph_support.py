@@ -83,9 +83,10 @@ def make_residual_checkpoint(path: Path, task: str = "cube_lift", seed: int = 0,
                                     0, {}).with_suffix("")
 
 
-def shipped_checkpoints(task: str) -> tuple[Path, Path] | str:
-    """(residual, base) stems of the shipped checkpoints, or the reason they cannot be used (for pytest.skip)."""
-    residual, base = SHIPPED / "residual" / task, SHIPPED / "base" / "base_policy"
+def shipped_checkpoints(task: str, kind: str = "residual") -> tuple[Path, Path] | str:
+    """(residual, base) stems of the shipped checkpoints (``kind``: the folder of residuals, residual or
+    residual_robust), or the reason they cannot be used (for pytest.skip)."""
+    residual, base = SHIPPED / kind / task, SHIPPED / "base" / "base_policy"
     missing = [str(p) for stem in (residual, base) for p in checkpoint_paths(stem) if not p.is_file()]
     return f"shipped checkpoint files missing: {missing}" if missing else (residual, base)
 

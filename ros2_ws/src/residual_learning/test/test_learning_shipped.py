@@ -35,6 +35,9 @@ from safetensors.torch import save as torch_save
 REPO = Path(__file__).resolve().parents[4]
 SHIPPED = REPO / "checkpoints"
 RESIDUALS = [SHIPPED / "residual" / t for t in TASK_NAMES if checkpoint_paths(SHIPPED / "residual" / t)[0].is_file()]
+ROBUST = sorted(p.with_suffix("") for p in (SHIPPED / "residual_robust").glob("*.safetensors"))
+"""Residuals of issue 11's recipe (BC base population, randomised physics, composed from the target), per task trained
+so far; the default residuals stay checkpoints/residual/<task>."""
 
 
 def split_safetensors(blob: bytes) -> tuple[dict, bytes]:
@@ -56,7 +59,7 @@ def test_every_task_ships_a_residual():
     assert len(RESIDUALS) == len(TASK_NAMES)
 
 
-@pytest.mark.parametrize("stem", RESIDUALS, ids=lambda p: p.name)
+@pytest.mark.parametrize("stem", RESIDUALS + ROBUST, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_numpy_and_torch_forward_agree_on_shipped_residual(stem):
     policy = ResidualPolicy.from_checkpoint(stem)
     tensors, manifest = load_checkpoint(stem, expected_kind="residual")
@@ -75,7 +78,8 @@ def test_numpy_and_torch_forward_agree_on_shipped_residual(stem):
     np.testing.assert_allclose(policy(obs[0]), ref[0] * np.asarray(manifest.action_scale), rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("stem", [*RESIDUALS, SHIPPED / "base" / "base_policy"], ids=lambda p: p.name)
+@pytest.mark.parametrize("stem", [*RESIDUALS, *ROBUST, SHIPPED / "base" / "base_policy"],
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_saving_the_loaded_weights_reproduces_the_shipped_bytes(stem, tmp_path):
     tensors, manifest = load_checkpoint(stem)
     shipped = checkpoint_paths(stem)[0].read_bytes()
@@ -96,3 +100,15 @@ def test_shipped_base_policy_loads_from_numpy_weights():
         np.testing.assert_array_equal(v.numpy(), tensors[k])
     chunk = base.predict_chunk(np.zeros(BASE_FEATURE_DIM, dtype=np.float32))
     assert chunk.shape == (base.net.horizon, 7) and np.all(np.isfinite(chunk))
+
+
+@pytest.mark.parametrize("stem", ROBUST, ids=lambda p: p.name)
+def test_robust_residuals_record_their_recipe(stem):
+    """The manifest says what the residual was trained against: the base population, the physics, the composition."""
+    _, manifest = load_checkpoint(stem, expected_kind="residual")
+    training = manifest.training
+    assert stem.name == manifest.task
+    assert training["compose_from"] == "target"
+    assert training["base_population"]["source"] == "checkpoints/bases/population_bc.json"
+    assert len(training["base_population"]["members"]) == 5
+    assert training["dynamics"]["kind"] == "per_episode_draws"
