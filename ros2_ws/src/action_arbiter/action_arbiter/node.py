@@ -178,7 +178,8 @@ class ArbiterNodeConfig:
             return self.checkpoint
         return str(default_residual_checkpoint(self.task))
 
-    def _manifest(self):
+    def residual_manifest(self):
+        """The residual checkpoint's manifest (ValueError for another kind of checkpoint)."""
         manifest = read_manifest(self.checkpoint_path())
         if manifest.kind != "residual":
             raise ValueError(f"{self.checkpoint_path()} is a {manifest.kind} checkpoint, not a residual")
@@ -186,21 +187,18 @@ class ArbiterNodeConfig:
 
     def trained_residual_scale(self) -> tuple[float, ...]:
         """The residual_scale the checkpoint was trained with (its manifest's action_scale)."""
-        return tuple(float(v) for v in self._manifest().action_scale)
-
-    def resolved_compose_from(self) -> str:
-        """compose_from with auto replaced by what the checkpoint was trained with."""
-        if self.compose_from != "auto":
-            return self.compose_from
-        return str((self._manifest().training or {}).get("compose_from", "measured"))
+        return tuple(float(v) for v in self.residual_manifest().action_scale)
 
     def to_arbiter_config(self, trained_scale: tuple[float, ...] | None = None) -> ArbiterConfig:
-        """The arbiter's configuration; ``trained_scale`` default: :meth:`trained_residual_scale`."""
-        trained = self.trained_residual_scale() if trained_scale is None else trained_scale
+        """The arbiter's configuration; ``trained_scale`` default: :meth:`trained_residual_scale`; compose_from auto:
+        the checkpoint's (its manifest's compose_from). The manifest is read once, and only if needed."""
+        manifest = self.residual_manifest() if trained_scale is None or self.compose_from == "auto" else None
+        trained = tuple(float(v) for v in manifest.action_scale) if trained_scale is None else trained_scale
         return ArbiterConfig(
             control_dt=self.control_dt, base_stale_periods=self.base_stale_periods,
             freshness=PoseFreshness(timeout_s=self.pose_timeout), stale_pose_policy=self.stale_pose_policy,
-            compose_from=self.resolved_compose_from(), track_tolerance=tuple(float(v) for v in self.track_tolerance),
+            compose_from=manifest.compose_from if self.compose_from == "auto" else self.compose_from,
+            track_tolerance=tuple(float(v) for v in self.track_tolerance),
             pipeline=ActionPipeline(
                 residual_scale=tuple(tighten_scale(trained, self.residual_scale_fraction)),
                 spec=self.action, envelope=self.envelope),

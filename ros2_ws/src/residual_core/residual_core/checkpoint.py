@@ -204,6 +204,12 @@ class Manifest:
         if not isinstance(self.format_version, int) or isinstance(self.format_version, bool):
             raise ValueError(f"format_version must be an int, got {self.format_version!r}")
 
+    @property
+    def compose_from(self) -> str:
+        """Where the residual's commands were composed from in training (``residual-train --compose-from``):
+        measured or target; measured for checkpoints made before that option."""
+        return str(self.training.get("compose_from", "measured"))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (the layout as [[name, size], ...])."""
         out = {"format_version": self.format_version}

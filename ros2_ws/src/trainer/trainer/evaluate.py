@@ -147,8 +147,7 @@ def evaluate_task(task: str, args: Args, base: BasePolicy | BasePopulation) -> d
             row["residual_missing"] = str(path)
     compose_from = args.compose_from
     if compose_from == "auto":
-        compose_from = "measured" if policy is None else (policy.manifest.training or {}).get("compose_from",
-                                                                                               "measured")
+        compose_from = "measured" if policy is None else policy.manifest.compose_from
     row["compose_from"] = compose_from
     with tqdm(total=args.episodes, desc=f"{task}: base", unit="ep", leave=False) as bar:
         row["base"] = evaluate_episodes(backend, base, seeds, progress=bar.update,

@@ -224,8 +224,7 @@ def collect_task(task: str, args: Args, base: BasePolicy, writer: DatasetWriter,
         residual = ResidualPolicy.from_checkpoint(path, expected_task=task, expected_layout=layout_for_task(task))
     compose_from = args.compose_from
     if compose_from == "auto":
-        compose_from = "measured" if residual is None else (residual.manifest.training or {}).get("compose_from",
-                                                                                                   "measured")
+        compose_from = "measured" if residual is None else residual.manifest.compose_from
     n = min(args.num_envs, args.attempts)
     backend = FrankaSimBackend(task, n, seed=0, backend=args.backend, device=args.device)
     horizon = backend.horizon

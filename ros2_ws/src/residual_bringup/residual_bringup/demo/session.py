@@ -285,8 +285,8 @@ class DemoSession:
         runs = []
         # Base actions are watched only here (for holds): afterwards this process wakes on nothing that the control
         # path publishes before the arbiter's command, so it does not add to the latency it may be measuring.
-        sub = self.node.create_subscription(EefAction, "/base/action", self._on_base,
-                                            QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE))
+        sub = self.run_in_executor(lambda: self.node.create_subscription(
+            EefAction, "/base/action", self._on_base, QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)))
         try:
             while True:
                 with self.cond:
