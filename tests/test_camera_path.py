@@ -24,6 +24,7 @@ from residual_ros.params import config_defaults, config_from_values
 from test_graph_support import CONFIG, graph_arbiter_config, shipped_checkpoints
 from trainer.camera_path import CameraPathConfig, CameraPerception, message_seconds, stamp_ns
 from trainer.closed_loop import BaseChunkRunner
+from trainer.evaluate import Args as EvalArgs
 from trainer.franka_backend import FrankaSimBackend
 from trainer.rollout import evaluate_episodes
 from trainer.sim_backend import BatchState
@@ -56,6 +57,7 @@ def test_the_camera_path_is_configured_as_the_graph():
     res = graph_node_config("residual", ResidualNodeConfig)
     assert res.lockstep_pose_wait, "the residual of step t waits for step t's poses (the path assumes it)"
     assert (cfg.freshness.timeout_s, cfg.freshness.min_confidence) == (res.pose_timeout, res.min_confidence)
+    assert EvalArgs().pose_timeout == res.pose_timeout, "residual-eval's --pose-timeout defaults to the graph's"
 
 
 def _state(env: FrankaTaskEnv) -> BatchState:

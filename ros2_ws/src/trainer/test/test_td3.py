@@ -35,3 +35,44 @@ def test_critic_targets_follow_during_the_warmup_and_the_actor_waits():
     infos = [agent.update(_batch(rng)) for _ in range(4)]
     assert [("actor_loss" in i) for i in infos] == [False, True, False, True]  # updates 11-14: delay 2
     assert not torch.equal(_flat(agent.actor), actor0) and not torch.equal(_flat(agent.actor_target), actor0)
+
+
+def _drift(cls, cfg_cls, anchor_penalty: float) -> float:
+    """Mean |actor - initial actor| on held-out observations after 300 updates from a nonzero (trained) actor."""
+    cfg = cfg_cls(hidden=(16, 16), batch_size=32, critic_warmup=0, residual_penalty=0.0, anchor_penalty=anchor_penalty)
+    agent = cls(6, 3, cfg, seed=0)
+    torch.nn.init.normal_(agent.actor.mlp.linears[-1].weight, std=0.5)
+    if hasattr(agent, "actor_target"):
+        agent.actor_target.load_state_dict(agent.actor.state_dict())
+    agent.set_anchor()
+    agent.set_normalization(np.zeros(6), np.ones(6))
+    probe = torch.as_tensor(np.random.default_rng(1).normal(size=(256, 6)).astype(np.float32))
+    with torch.no_grad():
+        start = agent.actor(probe).clone()
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        agent.update(_batch(rng))
+    with torch.no_grad():
+        assert torch.equal(agent.anchor(probe), start), "the anchor moved"
+        return (agent.actor(probe) - start).abs().mean().item()
+
+
+def test_anchor_penalty_keeps_a_fine_tuned_actor_near_its_start():
+    """anchor_penalty (fine-tuning): the actor loss pulls towards the initial actor's output, so fresh critics move
+    it far less than without; the anchor itself stays frozen. For TD3 and SAC (its deterministic output)."""
+    from trainer.sac import SAC, SACConfig
+
+    for cls, cfg_cls in ((TD3, TD3Config), (SAC, SACConfig)):
+        free, anchored = _drift(cls, cfg_cls, 0.0), _drift(cls, cfg_cls, 50.0)
+        assert free > 0.02, (cls.name, free)
+        assert anchored < 0.35 * free, (cls.name, free, anchored)
+
+
+def test_anchor_penalty_needs_an_anchor_and_is_not_negative():
+    import pytest
+
+    with pytest.raises(ValueError, match="anchor_penalty"):
+        TD3Config(anchor_penalty=-1.0)
+    agent = TD3(6, 3, TD3Config(hidden=(16, 16), batch_size=32, critic_warmup=0, policy_delay=1, anchor_penalty=1.0))
+    with pytest.raises(RuntimeError, match="set_anchor"):
+        agent.update(_batch(np.random.default_rng(0)))

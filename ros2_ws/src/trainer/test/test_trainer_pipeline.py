@@ -126,7 +126,7 @@ def test_probing_prefixes_are_played_by_the_base_and_not_stored(base_ckpt, tmp_p
 def test_init_actor_starts_from_a_trained_residual_and_refuses_another_bound(trained, base_ckpt, tmp_path):
     """--init-actor: the actor is the loaded residual, its normalisation included (with the critics still warming up
     the actor does not move, so the run's checkpoint equals it); the manifest names it; a checkpoint of another
-    residual bound is refused before training."""
+    residual bound is refused before training, and so is an anchor penalty without an initial actor."""
     out = tmp_path / "init"
     r = run(["residual-train", "--task", "cube_lift", "--base-checkpoint", str(base_ckpt), "--out-dir", str(out),
              "--init-actor", str(trained / "last"), *tiny(96), "--td3.critic-warmup", "100000"])
@@ -139,6 +139,9 @@ def test_init_actor_starts_from_a_trained_residual_and_refuses_another_bound(tra
                str(tmp_path / "bad"), "--init-actor", str(trained / "last"), "--residual-scale", *["0.02"] * 7,
                *tiny(96)])
     assert bad.returncode == 2 and "differs from --residual-scale" in bad.stderr
+    unanchored = run(["residual-train", "--task", "cube_lift", "--base-checkpoint", str(base_ckpt), "--out-dir",
+                      str(tmp_path / "unanchored"), "--td3.anchor-penalty", "1.0", *tiny(96)])
+    assert unanchored.returncode == 2 and "pass --init-actor" in unanchored.stderr
 
 
 def test_residual_eval_table_and_json(trained, base_ckpt, tmp_path):

@@ -35,7 +35,7 @@ from residual_core.checkpoint import (
     default_base_checkpoint,
     default_residual_checkpoint,
 )
-from residual_core.observation import layout_for_task
+from residual_core.observation import PoseFreshness, layout_for_task
 from residual_core.pipeline import ActionPipeline
 from residual_core.residual_policy import ResidualPolicy
 from residual_core.runtime import limit_blas_threads
@@ -79,6 +79,10 @@ class Args:
     image_height: int = SimNodeConfig.image_height
     """camera: rendered image height (px); the default is the sim node's (the scene's offscreen buffer allows up to
     1280x960)."""
+    pose_timeout: float = PoseFreshness.timeout_s
+    """camera: the residual node's ``pose_timeout`` (s): an object's last estimated pose stays present this long after
+    the estimator stops seeing it (the node's default is the one used here unless you pass another; set the node's
+    parameter to the same value to compare with the graph)."""
     dynamics: str = "nominal"
     """Physics of the episodes, a named held-out shift of franka_sim.dynamics.SHIFTS: nominal, heavy (objects 3x),
     light (0.3x), slippery (every friction x0.4), soft (arm servos 0.4x as stiff), stiff (2.5x), latency (commands 2
@@ -157,8 +161,9 @@ def evaluate_task(task: str, args: Args, base: BasePolicy | BasePopulation) -> d
         if args.pose_source == "camera":
             from trainer.camera_path import CameraPathConfig, CameraPerception
 
-            aug = CameraPerception(backend, CameraPathConfig(image_width=args.image_width,
-                                                             image_height=args.image_height))
+            aug = CameraPerception(backend, CameraPathConfig(
+                image_width=args.image_width, image_height=args.image_height,
+                freshness=PoseFreshness(timeout_s=args.pose_timeout)))
         elif args.pose_noise > 0 or args.dropout > 0:
             aug = PoseAugmenter(max_sigma=args.pose_noise, dropout_p=args.dropout, seed=777, fixed_sigma=True)
         pipeline = ActionPipeline(residual_scale=tuple(policy.manifest.action_scale))
@@ -168,7 +173,8 @@ def evaluate_task(task: str, args: Args, base: BasePolicy | BasePopulation) -> d
         row["residual"] = res.to_dict()
         row["residual_checkpoint"] = str(path)
         if args.pose_source == "camera":
-            row["camera"] = {"image": f"{args.image_width}x{args.image_height}", "frames": aug.frames,
+            row["camera"] = {"image": f"{args.image_width}x{args.image_height}", "pose_timeout_s": args.pose_timeout,
+                             "frames": aug.frames,
                              "detected_fraction": {o: n / max(aug.frames, 1) for o, n in aug.detected.items()}}
     row["wall_s"] = round(time.time() - t0, 1)
     backend.close()

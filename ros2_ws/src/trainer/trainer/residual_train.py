@@ -80,6 +80,11 @@ class Trainer:
         self.agent_cfg: ActorCriticConfig = a.td3 if a.algo == "td3" else a.sac
         self.agent = (TD3 if a.algo == "td3" else SAC)(self.layout.size, 7, self.agent_cfg, seed=a.seed)
         self.init_actor = self._load_init_actor() if a.init_actor is not None else None
+        if self.agent_cfg.anchor_penalty > 0.0:
+            if self.init_actor is None:
+                raise ValueError(f"--{a.algo}.anchor-penalty {self.agent_cfg.anchor_penalty} keeps the actor near "
+                                 "an initial actor: pass --init-actor CHECKPOINT (or leave it at 0)")
+            self.agent.set_anchor()
         # (each collector's envs run their episodes to the end: up to num_envs episodes more than asked, per collector)
         self.offline = ReplayBuffer((a.offline_episodes + a.num_envs * max(1, a.collectors)) * self.backend.horizon,
                                     self.layout.size, 7)

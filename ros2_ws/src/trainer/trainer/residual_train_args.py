@@ -80,7 +80,8 @@ class Args:
     init_actor: Path | None = None
     """Start the actor from this residual checkpoint (e.g. the shipped checkpoints/residual/<task>: a new recipe as a
     fine-tune of a trained residual) instead of zero: same task, layout, --residual-scale and --td3.hidden; its
-    observation normalisation is kept. The critics start fresh (their --td3.critic-warmup updates come first)."""
+    observation normalisation is kept. The critics start fresh (their --td3.critic-warmup updates come first); without
+    --td3.anchor-penalty (e.g. 2) their errors pull the trained actor off its solution within ~10,000 steps."""
     probe_alpha: float = 0.0
     """Probing (the PLD recipe's specialist training): each training episode starts with the base alone for
     T ~ U[0, probe_alpha * horizon] steps, not stored, then the residual acts, so it learns to recover from states the

@@ -69,9 +69,8 @@ class SAC(ActorCriticAgent):
         self.updates = 0
         self.gen = torch.Generator().manual_seed(seed)
 
-    def set_normalization(self, mean: np.ndarray, std: np.ndarray) -> None:
-        for net in (self.actor, self.critic, self.critic_target):
-            net.set_normalization(mean, std)
+    def _networks(self) -> list[torch.nn.Module]:
+        return [self.actor, self.critic, self.critic_target]
 
     def _std(self) -> torch.Tensor:
         return self.log_std.clamp(self.cfg.min_log_std, self.cfg.max_log_std).exp()
@@ -114,7 +113,7 @@ class SAC(ActorCriticAgent):
             pi, logp, mean_act = self._sample(obs)
             q_pi = self.critic(obs, pi).mean(dim=0)
             actor_loss = (alpha * logp - q_pi).mean() / q_pi.abs().mean().detach().clamp_min(1e-3) + \
-                cfg.residual_penalty * mean_act.pow(2).mean()
+                self._actor_penalty(obs, mean_act)
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_opt.step()

@@ -41,12 +41,18 @@ class ActorCriticConfig:
     critic_warmup: int = 1000
     """Critic-only updates before the actor starts learning (the zero-initialised actor keeps reproducing
     the base until the critic has learnt something)."""
+    anchor_penalty: float = 0.0
+    """Fine-tuning (``--init-actor``): weight of the mean squared distance between the actor's output and the
+    initial actor's output on the same observations, in the actor loss (a trust region around the trained
+    residual: a fresh critic's errors cannot pull it far). 0 turns it off; needs an initial actor."""
 
     def __post_init__(self):
         if self.num_critics < 2:
             raise ValueError(f"num_critics must be >= 2 for the clipped double-Q target, got {self.num_critics}")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
+        if self.anchor_penalty < 0.0:
+            raise ValueError(f"anchor_penalty must be >= 0, got {self.anchor_penalty}")
 
 
 @dataclass
@@ -82,6 +88,33 @@ class ActorCriticAgent:
     critic: CriticEnsemble
     critic_opt: torch.optim.Optimizer
     updates: int
+    anchor: ResidualActor | None = None
+    """A frozen copy of the initial actor (:meth:`set_anchor`), which ``anchor_penalty`` keeps the actor near."""
+
+    def set_anchor(self) -> None:
+        """Freeze a copy of the current actor as the anchor of ``anchor_penalty`` (call after loading it)."""
+        self.anchor = copy.deepcopy(self.actor).requires_grad_(False)
+
+    def _networks(self) -> list[torch.nn.Module]:
+        """Every network that reads observations (their normalisation is shared)."""
+        raise NotImplementedError
+
+    def set_normalization(self, mean: np.ndarray, std: np.ndarray) -> None:
+        for net in self._networks() + ([] if self.anchor is None else [self.anchor]):
+            net.set_normalization(mean, std)
+
+    def _actor_penalty(self, obs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """The actor loss's regularisers of the deterministic output ``u``: towards no correction
+        (``residual_penalty``) and towards the anchor's output (``anchor_penalty``)."""
+        cfg = self.cfg
+        pen = cfg.residual_penalty * u.pow(2).mean()
+        if cfg.anchor_penalty > 0.0:
+            if self.anchor is None:
+                raise RuntimeError("anchor_penalty > 0 needs an anchor: set_anchor() after loading the initial actor")
+            with torch.no_grad():
+                u0 = self.anchor(obs)
+            pen = pen + cfg.anchor_penalty * (u - u0).pow(2).mean()
+        return pen
 
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
@@ -124,9 +157,8 @@ class TD3(ActorCriticAgent):
         self.updates = 0
         self.gen = torch.Generator().manual_seed(seed)
 
-    def set_normalization(self, mean: np.ndarray, std: np.ndarray) -> None:
-        for net in (self.actor, self.actor_target, self.critic, self.critic_target):
-            net.set_normalization(mean, std)
+    def _networks(self) -> list[torch.nn.Module]:
+        return [self.actor, self.actor_target, self.critic, self.critic_target]
 
     def exploration(self, noise: float) -> GaussianExploration:
         """The exploration of collection with the current networks, as a picklable function (for trainer.collector)."""
@@ -154,8 +186,7 @@ class TD3(ActorCriticAgent):
         if self.updates > cfg.critic_warmup:
             pi = self.actor(obs)
             q_pi = self.critic(obs, pi).mean(dim=0)
-            actor_loss = -q_pi.mean() / q_pi.abs().mean().detach().clamp_min(1e-3) + \
-                cfg.residual_penalty * pi.pow(2).mean()
+            actor_loss = -q_pi.mean() / q_pi.abs().mean().detach().clamp_min(1e-3) + self._actor_penalty(obs, pi)
             self.actor_opt.zero_grad(set_to_none=True)
             actor_loss.backward()
             self.actor_opt.step()
