@@ -12,6 +12,9 @@ builder the trainer uses) and runs the policy:
   (``present`` 0), exactly as the residual saw dropouts in training. The rule is
   ``residual_core.observation.absent_reasons``, the one definition the base node and training use too, applied to the
   received poses by :class:`ObjectPoseInputs` (which ``residual-eval --pose-source camera`` runs as well);
+* with ``occlusion_tracking`` on, an object the latest estimate missed (or whose pose went stale or unconfident) keeps
+  a pose for ``tracking_max_age`` s after its last confident estimate: that estimate carried with the hand since (the
+  TCP's rigid motion) while the object is held (:class:`OcclusionTracking`), else where it was; it counts as present;
 * proprioception that never arrived -> status ``no_proprio``; older than ``proprio_timeout`` -> ``stale_proprio``:
   no residual for that step (the node publishes nothing; the arbiter then sends the base action alone);
 * a non-finite (or degenerate) base action or proprioception, or a non-finite network output -> zeros and status
@@ -67,6 +70,11 @@ class ResidualComputerConfig:
     """An object pose with a lower confidence is a dropout."""
     proprio_timeout: float = 0.25
     """Joint states or TCP pose older than this (s): no residual."""
+    occlusion_tracking: bool = False
+    """Keep a pose for an object the camera stops seeing (hidden by the hand): its last confident estimate, carried
+    with the hand while held (:class:`OcclusionTracking`)."""
+    tracking_max_age: float = 2.0
+    """occlusion_tracking: how long after its last confident estimate an object keeps a tracked pose (s)."""
     arm_joints: tuple[str, ...] = FR3_ARM_JOINTS
     """Names of the 7 arm joints in the JointState messages, in order."""
     finger_joints: tuple[str, ...] = FR3_FINGER_JOINTS
@@ -74,7 +82,7 @@ class ResidualComputerConfig:
 
     def __post_init__(self) -> None:
         check_task(self.task)
-        for name in ("pose_timeout", "proprio_timeout"):
+        for name in ("pose_timeout", "proprio_timeout", "tracking_max_age"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be finite and > 0, got {v}")
@@ -125,6 +133,61 @@ class ObjectView:
     """Per dropped-out object: one of residual_core.observation.ABSENT_REASONS."""
     ages: dict[str, float | None]
     """Per task object: age of its latest pose (s), None if none arrived."""
+    tracked: dict[str, bool] = field(default_factory=dict)
+    """Per present object: its pose is tracked through a miss (:class:`OcclusionTracking`), not estimated."""
+
+
+def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product of quaternions x, y, z, w."""
+    ax, ay, az, aw = a
+    bx, by, bz, bw = b
+    return np.array([aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz])
+
+
+def _quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``v`` (3,) rotated by the unit quaternion ``q`` (x, y, z, w)."""
+    u, w = q[:3], q[3]
+    t = 2.0 * np.cross(u, v)
+    return v + w * t + np.cross(u, t)
+
+
+@dataclass(frozen=True)
+class OcclusionTracking:
+    """A pose for an object the camera stops seeing, from its last confident estimate and the hand.
+
+    The hand hides a grasped object from the cameras for whole phases (docs/RESULTS.md, the camera path). While an
+    object is missed, it is where it was last estimated, unless it is held: it was within ``hold_radius`` of the TCP
+    at that estimate and the gripper is now closed on something (width within ``held_width``); then it moved with the
+    TCP since (rigidly: the estimate's pose in the TCP frame then, in the TCP frame now)."""
+
+    max_age_s: float = 2.0
+    """A tracked pose is given for this long after the last confident estimate (s); then the object drops out."""
+    hold_radius: float = 0.05
+    """Distance from the TCP (m) within which an estimated object counts as in the hand."""
+    held_width: tuple[float, float] = (0.01, 0.07)
+    """Gripper widths (m) of a hand closed on an object: above ``[0]`` (not shut on nothing), below ``[1]`` (not
+    open; the FR3 hand opens to 0.08)."""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.max_age_s) and self.max_age_s > 0):
+            raise ValueError(f"max_age_s must be finite and > 0, got {self.max_age_s}")
+        if not self.hold_radius > 0 or not 0 <= self.held_width[0] < self.held_width[1]:
+            raise ValueError(f"hold_radius must be > 0 and held_width an increasing pair, got {self.hold_radius}, "
+                             f"{self.held_width}")
+
+    def predict(self, obj_pos, obj_quat, tcp_pos_then, tcp_quat_then, tcp_pos, tcp_quat, gripper_width):
+        """The object's pose now (position (3,), quaternion x y z w (4,)) from its estimate and the TCP pose then."""
+        held = (np.linalg.norm(obj_pos - tcp_pos_then) < self.hold_radius
+                and self.held_width[0] < gripper_width < self.held_width[1])
+        if not held:
+            return obj_pos, obj_quat
+        q0 = tcp_quat_then / np.linalg.norm(tcp_quat_then)
+        q1 = tcp_quat / np.linalg.norm(tcp_quat)
+        delta = _quat_mul(q1, q0 * np.array([-1.0, -1.0, -1.0, 1.0]))  # q1 * q0^-1
+        pos = tcp_pos + _quat_rotate(delta, obj_pos - tcp_pos_then)
+        quat = _quat_mul(delta, obj_quat)
+        return pos, quat / np.linalg.norm(quat)
 
 
 class ObjectPoseInputs:
@@ -135,14 +198,24 @@ class ObjectPoseInputs:
     node) and ``residual-eval --pose-source camera`` (which feeds it the pose estimator's published entries, one
     instance per env) both use it."""
 
-    def __init__(self, object_names: Sequence[str], freshness: PoseFreshness):
+    def __init__(self, object_names: Sequence[str], freshness: PoseFreshness,
+                 tracking: OcclusionTracking | None = None):
         self.object_names = tuple(object_names)
         self.freshness = freshness
-        self._objects: dict[str, _Stamped] = {}
+        self.tracking = tracking
+        """Occlusion tracking (None: off): :meth:`view` with the hand gives missed objects a tracked pose."""
+        self.reset()
 
     def reset(self) -> None:
         """Forget every pose."""
-        self._objects = {}
+        self._objects: dict[str, _Stamped] = {}
+        self._missed: dict[str, bool] = {}
+        self._anchor: dict[str, tuple] = {}
+
+    def forget_tracking(self) -> None:
+        """Forget the estimates occlusion tracking would carry (a new episode: its objects are not the last one's; the
+        latest received poses stay, they may already be the new episode's)."""
+        self._anchor = {}
 
     def update(self, objects: Iterable[ObjectInput], now_s: float) -> dict[str, str]:
         """Store the latest pose of each task object; returns the objects not stored, name -> why: "unknown_object"
@@ -153,6 +226,7 @@ class ObjectPoseInputs:
                 ignored[str(o.name)] = "unknown_object"
                 continue
             reason = object_values_reason(o.name, o.pos, o.quat_xyzw, o.confidence)
+            self._missed[o.name] = bool(reason) or float(o.confidence) < self.freshness.min_confidence
             if reason:
                 ignored[o.name] = reason
                 continue
@@ -161,10 +235,15 @@ class ObjectPoseInputs:
             self._objects[o.name] = _Stamped(value, now_s, float(o.measured_s))
         return ignored
 
-    def view(self, now_s: float) -> ObjectView:
+    def view(self, now_s: float, hand: tuple[np.ndarray, np.ndarray, float] | None = None) -> ObjectView:
         """The objects present at ``now_s``. A pose's age is rounded to the nanosecond (the stamps' resolution), so
-        whether it is stale does not depend on the clock's offset (a continuous sim clock or an episode's own)."""
-        poses, present, reasons, ages = {}, {}, {}, {}
+        whether it is stale does not depend on the clock's offset (a continuous sim clock or an episode's own).
+
+        ``hand``: the TCP pose and gripper width now (position, quaternion x y z w, width), for occlusion tracking
+        (without it, or with tracking off, a missed object is absent once its pose is stale): a confident estimate
+        seen here for the first time is remembered with the hand; an object the latest message missed, or whose pose
+        is stale or unconfident, gets :meth:`OcclusionTracking.predict` from it for ``max_age_s``."""
+        poses, present, reasons, ages, tracked = {}, {}, {}, {}, {}
         for name in self.object_names:
             entry = self._objects.get(name)
             if entry is None:
@@ -174,12 +253,25 @@ class ObjectPoseInputs:
             age = round(now_s - entry.reference_s(), 9)
             ages[name] = age
             reason = str(absent_reasons(pos, quat, True, conf, age, self.freshness))
+            if self.tracking is not None and hand is not None:
+                if not reason and not self._missed.get(name, False):
+                    if self._anchor.get(name, (None,))[0] != entry.reference_s():
+                        self._anchor[name] = (entry.reference_s(), pos, quat, np.asarray(hand[0], float),
+                                              np.asarray(hand[1], float))
+                elif name in self._anchor:
+                    since, a_pos, a_quat, tcp_pos, tcp_quat = self._anchor[name]
+                    if 0.0 <= round(now_s - since, 9) <= self.tracking.max_age_s:
+                        poses[name] = self.tracking.predict(a_pos, a_quat, tcp_pos, tcp_quat,
+                                                            np.asarray(hand[0], float), np.asarray(hand[1], float),
+                                                            float(hand[2]))
+                        tracked[name] = True
+                        reason = ""
             if reason:
                 reasons[name] = reason
-            else:
+            elif name not in poses:
                 poses[name] = (pos, quat)
             present[name] = name in poses
-        return ObjectView(poses, present, reasons, ages)
+        return ObjectView(poses, present, reasons, ages, tracked)
 
 
 @dataclass(frozen=True)
@@ -230,7 +322,9 @@ class ResidualComputer:
         self.layout = expected
         self.object_names: tuple[str, ...] = TASK_OBJECTS[config.task]
         self.freshness = PoseFreshness(timeout_s=config.pose_timeout, min_confidence=config.min_confidence)
-        self.objects = ObjectPoseInputs(self.object_names, self.freshness)
+        self.objects = ObjectPoseInputs(self.object_names, self.freshness,
+                                        OcclusionTracking(max_age_s=config.tracking_max_age)
+                                        if config.occlusion_tracking else None)
         self.reset()
 
     @classmethod
@@ -290,7 +384,8 @@ class ResidualComputer:
     def compute(self, step: int, base_action: Sequence[float], now_s: float) -> ResidualOutput:
         """The residual for ``step`` given the base action of that step (see the module docstring)."""
         t0 = time.perf_counter()
-        view = self.objects.view(now_s)
+        hand = None if self._tcp is None or self._fingers is None else (*self._tcp.value, self._fingers.value)
+        view = self.objects.view(now_s, hand)
         poses, present, reasons, ages = view.poses, view.present, view.reasons, view.ages
         inputs = {"joint_states (arm)": self._arm, "joint_states (fingers)": self._fingers, "tcp_pose": self._tcp}
         missing = [k for k, v in inputs.items() if v is None]

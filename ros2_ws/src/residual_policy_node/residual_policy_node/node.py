@@ -59,6 +59,11 @@ class ResidualNodeConfig:
     """An object pose with a lower confidence is a dropout in the observation."""
     proprio_timeout: float = 0.25
     """Joint states or TCP pose older than this (s): no residual."""
+    occlusion_tracking: bool = False
+    """Keep a pose for an object the camera stops seeing: its last confident estimate, carried with the hand while it
+    is held (residual_policy_node.core.OcclusionTracking); it counts as present for ``tracking_max_age``."""
+    tracking_max_age: float = 2.0
+    """occlusion_tracking: how long after its last confident estimate an object keeps a tracked pose (s)."""
     frame_id: str = "fr3_link0"
     """Robot base frame: written into the residual's header; the TCP and object poses must be in it."""
     diagnostics_period_s: float = 1.0
@@ -82,7 +87,9 @@ class ResidualNodeConfig:
 
     def computer_config(self) -> ResidualComputerConfig:
         return ResidualComputerConfig(task=self.task, pose_timeout=self.pose_timeout,
-                                      min_confidence=self.min_confidence, proprio_timeout=self.proprio_timeout)
+                                      min_confidence=self.min_confidence, proprio_timeout=self.proprio_timeout,
+                                      occlusion_tracking=self.occlusion_tracking,
+                                      tracking_max_age=self.tracking_max_age)
 
     def checkpoint_path(self) -> str:
         if self.checkpoint:
@@ -200,6 +207,8 @@ class ResidualPolicyNode(Node):
         if self._refused("base", "foreign_episode" if foreign_episode(msg.episode, msg.step, self._episode,
                                                                       self._announced) else ""):
             return
+        if msg.episode != self._episode:  # a new episode: no object is carried over from the last one
+            self.computer.objects.forget_tracking()
         self._episode = msg.episode
         # Lockstep with sim time: compute on the state the base action was computed on (its stamp).
         self._compute(self.state_wait.offer(msg, _ns(msg.header.stamp)))

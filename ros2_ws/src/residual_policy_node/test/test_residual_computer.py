@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from residual_core.checkpoint import LayoutMismatchError, Manifest, TaskMismatchError
-from residual_core.observation import Proprio, build_observation, layout_for_task, make_layout
+from residual_core.observation import PoseFreshness, Proprio, build_observation, layout_for_task, make_layout
 from residual_core.residual_policy import NumpyPolicy, ResidualPolicy
 from residual_learning.networks import ResidualActor, save_residual_checkpoint
 from residual_policy_node.core import (
@@ -17,6 +17,8 @@ from residual_policy_node.core import (
     FR3_FINGER_JOINTS,
     ComputeStats,
     ObjectInput,
+    ObjectPoseInputs,
+    OcclusionTracking,
     ResidualComputer,
     ResidualComputerConfig,
 )
@@ -237,3 +239,67 @@ def test_stats_summary_counts_statuses_and_dropouts(ckpt):
     s = stats.summary()
     assert s["calls"] == 2 and s["status_no_proprio"] == 1 and s["status_ok"] == 1
     assert s["absent_target"] == 2 and s["absent_cube"] == 1 and s["compute_ms_max"] >= s["compute_ms_p50"] > 0
+
+
+def _rotz(deg: float) -> np.ndarray:
+    h = np.radians(deg) / 2
+    return np.array([0.0, 0.0, np.sin(h), np.cos(h)])
+
+
+def test_occlusion_tracking_carries_a_held_object_with_the_hand_and_leaves_others_where_they_were():
+    tr = OcclusionTracking(max_age_s=2.0, hold_radius=0.05, held_width=(0.01, 0.07))
+    obj, q_obj = np.array([0.52, 0.0, 0.02]), _rotz(30)
+    tcp0, q0 = np.array([0.50, 0.0, 0.03]), _rotz(0)
+    tcp1, q1 = np.array([0.40, 0.10, 0.20]), _rotz(90)  # the hand lifted, moved and turned 90 degrees about z
+    pos, quat = tr.predict(obj, q_obj, tcp0, q0, tcp1, q1, 0.045)  # closed on the cube
+    np.testing.assert_allclose(pos, tcp1 + [0.0, 0.02, -0.01], atol=1e-12)  # (0.02, 0, -0.01) in the hand, turned
+    np.testing.assert_allclose(abs(np.dot(quat, _rotz(120))), 1.0, atol=1e-12)
+    for width in (0.08, 0.005):  # open, or shut on nothing: not held
+        pos, quat = tr.predict(obj, q_obj, tcp0, q0, tcp1, q1, width)
+        assert np.array_equal(pos, obj) and np.array_equal(quat, q_obj)
+    far = obj + [0.1, 0.0, 0.0]  # out of the hand when last seen
+    assert np.array_equal(tr.predict(far, q_obj, tcp0, q0, tcp1, q1, 0.045)[0], far)
+    with pytest.raises(ValueError):
+        OcclusionTracking(max_age_s=0.0)
+
+
+def test_object_inputs_track_a_missed_object_for_max_age_only_with_tracking_and_a_hand():
+    fresh = PoseFreshness(timeout_s=0.25, min_confidence=0.5)
+    hand0 = (np.array([0.5, 0.05, 0.03]), np.array([0.0, 0.0, 0.0, 1.0]), 0.045)
+    hand1 = (np.array([0.5, 0.05, 0.23]), np.array([0.0, 0.0, 0.0, 1.0]), 0.045)  # lifted 0.2 m, still closed
+    tracked = ObjectPoseInputs(("cube",), fresh, OcclusionTracking(max_age_s=1.0))
+    plain = ObjectPoseInputs(("cube",), fresh)
+    for inputs in (tracked, plain):
+        inputs.update([ObjectInput("cube", *CUBE, 0.9, 10.0)], 10.0)
+        assert inputs.view(10.0, hand0).present == {"cube": True}
+        inputs.update([ObjectInput("cube", (0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 0.0), 0.0, 10.05)], 10.05)  # a miss
+    v = tracked.view(10.5, hand1)
+    assert v.present == {"cube": True} and v.tracked == {"cube": True}
+    np.testing.assert_allclose(v.poses["cube"][0], np.array(CUBE[0]) + [0.0, 0.0, 0.2], atol=1e-12)
+    assert tracked.view(11.01, hand1).present == {"cube": False}  # 1.01 s after its last estimate
+    assert plain.view(10.5, hand1).present == {"cube": False}  # no tracking: stale after 0.25 s
+    assert tracked.view(10.5).present == {"cube": False}  # no hand given: as without tracking
+    # a new confident estimate is present as estimated, and the tracking restarts from it
+    tracked.update([ObjectInput("cube", *TARGET, 0.9, 12.0)], 12.0)
+    v = tracked.view(12.0, hand1)
+    assert v.tracked == {} and np.array_equal(v.poses["cube"][0], TARGET[0])
+    tracked.update([ObjectInput("cube", (0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 0.0), 0.0, 12.05)], 12.05)
+    assert tracked.view(12.05, hand1).tracked == {"cube": True}
+    tracked.forget_tracking()  # a new episode (the node, on its first base action): nothing carried over
+    assert tracked.view(12.1, hand1).present == {"cube": False}
+    tracked.reset()
+    assert tracked.view(12.0, hand1).present == {"cube": False}
+
+
+def test_the_computer_tracks_through_misses_with_its_own_tcp_and_gripper(ckpt):
+    c = fed(computer_for(ckpt, occlusion_tracking=True, tracking_max_age=1.0))
+    assert c.compute(1, BASE, 10.0).info.present == {"cube": True, "target": True}
+    fed(c, now=10.5, objects=[ObjectInput("cube", (0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 0.0), 0.0, 10.5),
+                              ObjectInput("target", *TARGET, 1.0, 10.5)])
+    assert c.compute(2, BASE, 10.5).info.present == {"cube": True, "target": True}
+    off = fed(computer_for(ckpt))
+    off.compute(1, BASE, 10.0)
+    fed(off, now=10.5, objects=[ObjectInput("target", *TARGET, 1.0, 10.5)])
+    assert off.compute(2, BASE, 10.5).info.absent_reason == {"cube": "stale"}
+    with pytest.raises(ValueError, match="tracking_max_age"):
+        ResidualComputerConfig(task="pick_place", tracking_max_age=-1.0)

@@ -45,7 +45,7 @@ from pose_estimator_node.camera import (
 from pose_estimator_node.estimator import ArucoConfig, ArucoPoseEstimator, published_poses
 from residual_core.action import CONTROL_DT
 from residual_core.observation import PoseFreshness
-from residual_policy_node.core import ObjectInput, ObjectPoseInputs
+from residual_policy_node.core import ObjectInput, ObjectPoseInputs, OcclusionTracking
 
 from trainer.sim_backend import BatchState, CameraBackend
 
@@ -73,6 +73,8 @@ class CameraPathConfig:
     ``front_camera_quat_xyzw``."""
     freshness: PoseFreshness = field(default_factory=PoseFreshness)
     """When a received pose is present: the residual node's ``pose_timeout`` and ``min_confidence``."""
+    tracking: OcclusionTracking | None = None
+    """Occlusion tracking (the residual node's ``occlusion_tracking`` and ``tracking_max_age``); None: off."""
 
     def __post_init__(self) -> None:
         if self.image_width < 1 or self.image_height < 1:
@@ -126,7 +128,8 @@ class CameraPerception:
         if int(num_envs) != num_envs or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         self._estimators = [ArucoPoseEstimator(self.object_names, self.config.aruco) for _ in range(int(num_envs))]
-        self._inputs = [ObjectPoseInputs(self.object_names, self.config.freshness) for _ in range(int(num_envs))]
+        self._inputs = [ObjectPoseInputs(self.object_names, self.config.freshness, self.config.tracking)
+                        for _ in range(int(num_envs))]
         self._step = np.full(int(num_envs), -1, dtype=np.int64)
         self._view = [None] * int(num_envs)
 
@@ -163,7 +166,8 @@ class CameraPerception:
     def view(self, s: BatchState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What the residual sees now in every env: positions (N, K, 3), quaternions (N, K, 4) and present (N, K);
         an absent object's pose is zero. ``s`` is the backend's current state (its object poses are not used: the
-        residual sees only what the camera gave)."""
+        residual sees only what the camera gave; its TCP pose and gripper width are the residual node's, for occlusion
+        tracking)."""
         n, k = s.obj_pos.shape[:2]
         if n != self.num_envs:
             raise RuntimeError(f"CameraPerception has {self.num_envs} envs, the state {n}: call reset first")
@@ -174,7 +178,8 @@ class CameraPerception:
             if step != self._step[i]:  # a new step of this env (a repeated view of a step gets the same answer)
                 if step % self.every == 0:
                     self._receive(i, step)
-                view = self._inputs[i].view(stamp_ns(step) * 1e-9)
+                hand = (s.tcp_pos[i], s.tcp_quat[i], float(s.gripper_width[i]))  # (the residual node's TCP, width)
+                view = self._inputs[i].view(stamp_ns(step) * 1e-9, hand)
                 rows = (np.array([view.poses[o][0] if view.present[o] else np.zeros(3) for o in self.object_names]),
                         np.array([view.poses[o][1] if view.present[o] else np.zeros(4) for o in self.object_names]),
                         np.array([view.present[o] for o in self.object_names]))

@@ -83,6 +83,11 @@ class Args:
     """camera: the residual node's ``pose_timeout`` (s): an object's last estimated pose stays present this long after
     the estimator stops seeing it (the node's default is the one used here unless you pass another; set the node's
     parameter to the same value to compare with the graph)."""
+    occlusion_tracking: bool = False
+    """camera: the residual node's ``occlusion_tracking`` (a missed object keeps its last confident estimate, carried
+    with the hand while held, for ``--tracking-max-age`` s); off by default, as in the node."""
+    tracking_max_age: float = 2.0
+    """camera, with --occlusion-tracking: the node's ``tracking_max_age`` (s)."""
     dynamics: str = "nominal"
     """Physics of the episodes, a named held-out shift of franka_sim.dynamics.SHIFTS: nominal, heavy (objects 3x),
     light (0.3x), slippery (every friction x0.4), soft (arm servos 0.4x as stiff), stiff (2.5x), latency (commands 2
@@ -159,11 +164,14 @@ def evaluate_task(task: str, args: Args, base: BasePolicy | BasePopulation) -> d
     if policy is not None:
         aug = None
         if args.pose_source == "camera":
+            from residual_policy_node.core import OcclusionTracking
+
             from trainer.camera_path import CameraPathConfig, CameraPerception
 
             aug = CameraPerception(backend, CameraPathConfig(
                 image_width=args.image_width, image_height=args.image_height,
-                freshness=PoseFreshness(timeout_s=args.pose_timeout)))
+                freshness=PoseFreshness(timeout_s=args.pose_timeout),
+                tracking=OcclusionTracking(max_age_s=args.tracking_max_age) if args.occlusion_tracking else None))
         elif args.pose_noise > 0 or args.dropout > 0:
             aug = PoseAugmenter(max_sigma=args.pose_noise, dropout_p=args.dropout, seed=777, fixed_sigma=True)
         pipeline = ActionPipeline(residual_scale=tuple(policy.manifest.action_scale))
@@ -174,6 +182,7 @@ def evaluate_task(task: str, args: Args, base: BasePolicy | BasePopulation) -> d
         row["residual_checkpoint"] = str(path)
         if args.pose_source == "camera":
             row["camera"] = {"image": f"{args.image_width}x{args.image_height}", "pose_timeout_s": args.pose_timeout,
+                             "occlusion_tracking": (args.tracking_max_age if args.occlusion_tracking else None),
                              "frames": aug.frames,
                              "detected_fraction": {o: n / max(aug.frames, 1) for o, n in aug.detected.items()}}
     row["wall_s"] = round(time.time() - t0, 1)
