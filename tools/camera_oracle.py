@@ -44,6 +44,11 @@ class OracleCamera(CameraPerception):
         self.edited = {"rejected": 0, "filled": 0, "published": 0}
         self._truth = None
 
+    def reset(self, num_envs: int) -> None:
+        super().reset(num_envs)
+        for i, inputs in enumerate(self._inputs):  # (reset_env keeps the instances: the edit stays in place)
+            inputs.update = self._editing(i, inputs.update)
+
     def _editing(self, i: int, update):
         def edited(entries, now_s):
             out = []

@@ -100,6 +100,16 @@ def compose_rotvecs(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return out.reshape(a.shape)
 
 
+def carry_rigidly(pos, quat_xyzw, frame_pos_then, frame_quat_then, frame_pos_now, frame_quat_now
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The pose of a body rigidly attached to a frame that moved from ``then`` to ``now`` (all in one base frame):
+    its pose in the frame then, expressed in the frame now. Returns (position (3,), quaternion x y z w (4,))."""
+    delta = Rotation.from_quat(frame_quat_now) * Rotation.from_quat(frame_quat_then).inv()
+    offset = np.asarray(pos, dtype=np.float64) - np.asarray(frame_pos_then, dtype=np.float64)
+    return (np.asarray(frame_pos_now, dtype=np.float64) + delta.apply(offset),
+            (delta * Rotation.from_quat(quat_xyzw)).as_quat())
+
+
 def quat_angle(q1, q2) -> np.ndarray:
     """Rotation angle (rad, in [0, pi]) between quaternions x y z w, row-wise ((..., 4) -> (...)); not necessarily
     unit (each is normalised), either sign. NaN where a quaternion is non-finite or zero."""

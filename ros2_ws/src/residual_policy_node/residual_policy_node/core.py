@@ -49,6 +49,7 @@ from residual_core.observation import (
     layout_for_task,
 )
 from residual_core.residual_policy import ResidualPolicy
+from residual_core.rotations import carry_rigidly
 from residual_core.tasks import TASK_OBJECTS, check_task
 from residual_ros.validate import joint_values_reason, object_values_reason, pose_values_reason
 
@@ -56,6 +57,39 @@ FR3_ARM_JOINTS: tuple[str, ...] = tuple(f"fr3_joint{i}" for i in range(1, 8))
 FR3_FINGER_JOINTS: tuple[str, ...] = ("fr3_finger_joint1", "fr3_finger_joint2")
 STATUSES: tuple[str, ...] = ("ok", "no_proprio", "stale_proprio", "rejected_nan")
 """What :meth:`ResidualComputer.compute` can report; only "ok" and "rejected_nan" come with a residual to send."""
+
+
+@dataclass(frozen=True)
+class OcclusionTracking:
+    """A pose for an object the camera stops seeing, from its last confident estimate and the hand.
+
+    The hand hides a grasped object from the cameras for whole phases (docs/RESULTS.md, the camera path). While an
+    object is missed, it is where it was last estimated, unless it is held: it was within ``hold_radius`` of the TCP
+    at that estimate and the gripper is now closed on something (width within ``held_width``); then it moved with the
+    TCP since (rigidly: the estimate's pose in the TCP frame then, in the TCP frame now)."""
+
+    max_age_s: float = 2.0
+    """A tracked pose is given for this long after the last confident estimate (s); then the object drops out."""
+    hold_radius: float = 0.05
+    """Distance from the TCP (m) within which an estimated object counts as in the hand."""
+    held_width: tuple[float, float] = (0.01, 0.07)
+    """Gripper widths (m) of a hand closed on an object: above ``[0]`` (not shut on nothing), below ``[1]`` (not
+    open; the FR3 hand opens to 0.08)."""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.max_age_s) and self.max_age_s > 0):
+            raise ValueError(f"max_age_s must be finite and > 0, got {self.max_age_s}")
+        if not self.hold_radius > 0 or not 0 <= self.held_width[0] < self.held_width[1]:
+            raise ValueError(f"hold_radius must be > 0 and held_width an increasing pair, got {self.hold_radius}, "
+                             f"{self.held_width}")
+
+    def predict(self, obj_pos, obj_quat, tcp_pos_then, tcp_quat_then, tcp_pos, tcp_quat, gripper_width):
+        """The object's pose now (position (3,), quaternion x y z w (4,)) from its estimate and the TCP pose then."""
+        held = (np.linalg.norm(obj_pos - tcp_pos_then) < self.hold_radius
+                and self.held_width[0] < gripper_width < self.held_width[1])
+        if not held:
+            return obj_pos, obj_quat
+        return carry_rigidly(obj_pos, obj_quat, tcp_pos_then, tcp_quat_then, tcp_pos, tcp_quat)
 
 
 @dataclass(frozen=True)
@@ -73,7 +107,7 @@ class ResidualComputerConfig:
     occlusion_tracking: bool = False
     """Keep a pose for an object the camera stops seeing (hidden by the hand): its last confident estimate, carried
     with the hand while held (:class:`OcclusionTracking`)."""
-    tracking_max_age: float = 2.0
+    tracking_max_age: float = OcclusionTracking.max_age_s
     """occlusion_tracking: how long after its last confident estimate an object keeps a tracked pose (s)."""
     arm_joints: tuple[str, ...] = FR3_ARM_JOINTS
     """Names of the 7 arm joints in the JointState messages, in order."""
@@ -137,59 +171,6 @@ class ObjectView:
     """Per present object: its pose is tracked through a miss (:class:`OcclusionTracking`), not estimated."""
 
 
-def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product of quaternions x, y, z, w."""
-    ax, ay, az, aw = a
-    bx, by, bz, bw = b
-    return np.array([aw * bx + ax * bw + ay * bz - az * by, aw * by - ax * bz + ay * bw + az * bx,
-                     aw * bz + ax * by - ay * bx + az * bw, aw * bw - ax * bx - ay * by - az * bz])
-
-
-def _quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """``v`` (3,) rotated by the unit quaternion ``q`` (x, y, z, w)."""
-    u, w = q[:3], q[3]
-    t = 2.0 * np.cross(u, v)
-    return v + w * t + np.cross(u, t)
-
-
-@dataclass(frozen=True)
-class OcclusionTracking:
-    """A pose for an object the camera stops seeing, from its last confident estimate and the hand.
-
-    The hand hides a grasped object from the cameras for whole phases (docs/RESULTS.md, the camera path). While an
-    object is missed, it is where it was last estimated, unless it is held: it was within ``hold_radius`` of the TCP
-    at that estimate and the gripper is now closed on something (width within ``held_width``); then it moved with the
-    TCP since (rigidly: the estimate's pose in the TCP frame then, in the TCP frame now)."""
-
-    max_age_s: float = 2.0
-    """A tracked pose is given for this long after the last confident estimate (s); then the object drops out."""
-    hold_radius: float = 0.05
-    """Distance from the TCP (m) within which an estimated object counts as in the hand."""
-    held_width: tuple[float, float] = (0.01, 0.07)
-    """Gripper widths (m) of a hand closed on an object: above ``[0]`` (not shut on nothing), below ``[1]`` (not
-    open; the FR3 hand opens to 0.08)."""
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.max_age_s) and self.max_age_s > 0):
-            raise ValueError(f"max_age_s must be finite and > 0, got {self.max_age_s}")
-        if not self.hold_radius > 0 or not 0 <= self.held_width[0] < self.held_width[1]:
-            raise ValueError(f"hold_radius must be > 0 and held_width an increasing pair, got {self.hold_radius}, "
-                             f"{self.held_width}")
-
-    def predict(self, obj_pos, obj_quat, tcp_pos_then, tcp_quat_then, tcp_pos, tcp_quat, gripper_width):
-        """The object's pose now (position (3,), quaternion x y z w (4,)) from its estimate and the TCP pose then."""
-        held = (np.linalg.norm(obj_pos - tcp_pos_then) < self.hold_radius
-                and self.held_width[0] < gripper_width < self.held_width[1])
-        if not held:
-            return obj_pos, obj_quat
-        q0 = tcp_quat_then / np.linalg.norm(tcp_quat_then)
-        q1 = tcp_quat / np.linalg.norm(tcp_quat)
-        delta = _quat_mul(q1, q0 * np.array([-1.0, -1.0, -1.0, 1.0]))  # q1 * q0^-1
-        pos = tcp_pos + _quat_rotate(delta, obj_pos - tcp_pos_then)
-        quat = _quat_mul(delta, obj_quat)
-        return pos, quat / np.linalg.norm(quat)
-
-
 class ObjectPoseInputs:
     """The latest pose of each task object as received (an ObjectPoseArray's entries, checked by
     residual_ros.validate), and which objects count as present at a given time (residual_core.observation's rule).
@@ -244,6 +225,10 @@ class ObjectPoseInputs:
         seen here for the first time is remembered with the hand; an object the latest message missed, or whose pose
         is stale or unconfident, gets :meth:`OcclusionTracking.predict` from it for ``max_age_s``."""
         poses, present, reasons, ages, tracked = {}, {}, {}, {}, {}
+        if self.tracking is not None and hand is not None:
+            hand = (np.asarray(hand[0], dtype=np.float64), np.asarray(hand[1], dtype=np.float64), float(hand[2]))
+        else:
+            hand = None
         for name in self.object_names:
             entry = self._objects.get(name)
             if entry is None:
@@ -253,17 +238,14 @@ class ObjectPoseInputs:
             age = round(now_s - entry.reference_s(), 9)
             ages[name] = age
             reason = str(absent_reasons(pos, quat, True, conf, age, self.freshness))
-            if self.tracking is not None and hand is not None:
+            if hand is not None:
                 if not reason and not self._missed.get(name, False):
                     if self._anchor.get(name, (None,))[0] != entry.reference_s():
-                        self._anchor[name] = (entry.reference_s(), pos, quat, np.asarray(hand[0], float),
-                                              np.asarray(hand[1], float))
+                        self._anchor[name] = (entry.reference_s(), pos, quat, hand[0], hand[1])
                 elif name in self._anchor:
                     since, a_pos, a_quat, tcp_pos, tcp_quat = self._anchor[name]
                     if 0.0 <= round(now_s - since, 9) <= self.tracking.max_age_s:
-                        poses[name] = self.tracking.predict(a_pos, a_quat, tcp_pos, tcp_quat,
-                                                            np.asarray(hand[0], float), np.asarray(hand[1], float),
-                                                            float(hand[2]))
+                        poses[name] = self.tracking.predict(a_pos, a_quat, tcp_pos, tcp_quat, *hand)
                         tracked[name] = True
                         reason = ""
             if reason:

@@ -42,7 +42,13 @@ from residual_ros.qos import latest_input_qos
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
-from residual_policy_node.core import ComputeStats, ObjectInput, ResidualComputer, ResidualComputerConfig
+from residual_policy_node.core import (
+    ComputeStats,
+    ObjectInput,
+    OcclusionTracking,
+    ResidualComputer,
+    ResidualComputerConfig,
+)
 
 
 @dataclass
@@ -62,7 +68,7 @@ class ResidualNodeConfig:
     occlusion_tracking: bool = False
     """Keep a pose for an object the camera stops seeing: its last confident estimate, carried with the hand while it
     is held (residual_policy_node.core.OcclusionTracking); it counts as present for ``tracking_max_age``."""
-    tracking_max_age: float = 2.0
+    tracking_max_age: float = OcclusionTracking.max_age_s
     """occlusion_tracking: how long after its last confident estimate an object keeps a tracked pose (s)."""
     frame_id: str = "fr3_link0"
     """Robot base frame: written into the residual's header; the TCP and object poses must be in it."""

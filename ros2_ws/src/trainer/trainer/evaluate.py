@@ -41,6 +41,7 @@ from residual_core.residual_policy import ResidualPolicy
 from residual_core.runtime import limit_blas_threads
 from residual_core.tasks import TASK_NAMES, check_task
 from residual_learning.base_policy import BasePolicy
+from residual_policy_node.core import OcclusionTracking
 from tqdm import tqdm
 
 from trainer.base_population import BasePopulation
@@ -86,7 +87,7 @@ class Args:
     occlusion_tracking: bool = False
     """camera: the residual node's ``occlusion_tracking`` (a missed object keeps its last confident estimate, carried
     with the hand while held, for ``--tracking-max-age`` s); off by default, as in the node."""
-    tracking_max_age: float = 2.0
+    tracking_max_age: float = OcclusionTracking.max_age_s
     """camera, with --occlusion-tracking: the node's ``tracking_max_age`` (s)."""
     dynamics: str = "nominal"
     """Physics of the episodes, a named held-out shift of franka_sim.dynamics.SHIFTS: nominal, heavy (objects 3x),
@@ -164,8 +165,6 @@ def evaluate_task(task: str, args: Args, base: BasePolicy | BasePopulation) -> d
     if policy is not None:
         aug = None
         if args.pose_source == "camera":
-            from residual_policy_node.core import OcclusionTracking
-
             from trainer.camera_path import CameraPathConfig, CameraPerception
 
             aug = CameraPerception(backend, CameraPathConfig(
