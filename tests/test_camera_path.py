@@ -57,7 +57,9 @@ def test_the_camera_path_is_configured_as_the_graph():
     res = graph_node_config("residual", ResidualNodeConfig)
     assert res.lockstep_pose_wait, "the residual of step t waits for step t's poses (the path assumes it)"
     assert (cfg.freshness.timeout_s, cfg.freshness.min_confidence) == (res.pose_timeout, res.min_confidence)
-    assert cfg.tracking is None and not res.occlusion_tracking, "occlusion tracking: off in the graph and offline"
+    assert res.occlusion_tracking and cfg.tracking == OcclusionTracking(max_age_s=res.tracking_max_age), \
+        "occlusion tracking: on in the camera graph and offline, same age"
+    assert EvalArgs().occlusion_tracking, "residual-eval --pose-source camera tracks, as the graph"
     assert EvalArgs().pose_timeout == res.pose_timeout, "residual-eval's --pose-timeout defaults to the graph's"
 
 
@@ -167,7 +169,7 @@ def test_a_slower_camera_ages_the_poses_and_a_repeated_view_estimates_nothing():
     seen is answered without a new image; reset_env forgets the poses."""
     backend = FrankaSimBackend("cube_lift", 1, seed=0)
     backend.reset([0])
-    perception = CameraPerception(backend, CameraPathConfig(camera_rate_hz=2.0))
+    perception = CameraPerception(backend, CameraPathConfig(camera_rate_hz=2.0, tracking=None))
     assert perception.every == 10
     perception.reset(1)
     seen = []

@@ -218,6 +218,7 @@ def test_config_checks_and_overrides():
     assert over["pose_estimator"] == {"source": "gt", "gt.noise_pos_m": 0.005, "gt.noise_rot_rad": 0.05,
                                       "gt.dropout_p": 0.1, "gt.seed": 0}
     assert over["arbiter"] == {"residual_deadline_s": 1.0}  # YAML-typed, as residual-launch reads --set
+    assert over["residual"] == {"occlusion_tracking": False}, "gt: the nominal protocol, nothing tracked"
     assert "pose_estimator" not in cli.graph_overrides(cli.DemoConfig(), with_estimator=False)
     assert cli.graph_overrides(cli.DemoConfig(set_params=("sim.autostart=true", "base.image_keys=[none]")), False)[
         "sim"] == {"autostart": True, "render_camera": False}
@@ -226,6 +227,9 @@ def test_config_checks_and_overrides():
     with pytest.raises(cli.ConfigProblem, match="needs pose-estimator-node"):
         cli.graph_overrides(cli.DemoConfig(pose_source="camera"), with_estimator=False)
     assert cli.pose_source_text(cli.DemoConfig(pose_source="camera"), True).startswith("camera: ")
+    assert cli.pose_source_text(cli.DemoConfig(pose_source="camera"), True).endswith("occlusion tracking on")
+    assert cli.pose_source_text(cli.DemoConfig(pose_source="camera", set_params=(
+        "residual.occlusion_tracking=false",)), True).endswith("occlusion tracking off")
     assert cli.pose_source_text(cli.DemoConfig(), True).startswith("gt: the sim's ground truth with 5 mm")
     with pytest.raises(ValueError, match="NODE.PARAM=VALUE"):
         cli.DemoConfig(set_params=("oops",))

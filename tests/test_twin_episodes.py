@@ -12,7 +12,8 @@ object poses; the base (the sim BC policy standing in for a VLA) reads the twin'
 * faults: a reflex mid-episode (current_pose stops): the arbiter disarms within one control period, no target is
   composed from a TCP pose older than its ``tcp.max_age_s``; after ``residual-lab recover --arm`` (franka's three
   recovery steps, re-sync, re-arm) the first target is within one step of the measured TCP; a camera dropout:
-  the residual keeps being applied with the objects masked as dropouts, as in training.
+  the residual keeps being applied, the objects tracked for ``tracking_max_age`` and then masked as dropouts, as in
+  training.
 """
 
 from __future__ import annotations
@@ -184,7 +185,8 @@ def test_reflex_recovery_and_camera_dropout_on_the_twin(twin_graph, ros_probe):
     assert gap <= MAX_STEP_M + 1e-3, f"first target after recovery {gap:.4f} m from the measured TCP"
     assert states[-1].robot_mode == fi.ROBOT_MODES["MOVE"]
 
-    # --- camera dropout: no images, so no estimates; the residual is still applied, its objects masked (absent)
+    # --- camera dropout: no images, so no estimates; the residual is still applied, its objects masked (absent) once
+    # the occlusion tracking of config/real.yaml lets them go (tracking_max_age, 2 s)
     assert watch.call(node.create_client(SetBool, "/franka_twin/fault/camera_dropout"),
                       SetBool.Request(data=True)).success
     n_diag = len(diagnostics)

@@ -8,8 +8,9 @@ with the true object pose of the same state:
 * ``fill``: ``reject``, and every image in which the object is missed or rejected publishes the true pose instead (a
   perfect tracker through occlusion: the upper bound of perception fixes that keep the estimator's good estimates).
 
-The fix this pointed to, without the truth, is the residual node's occlusion tracking (``residual-eval --pose-source
-camera --occlusion-tracking``).
+Every row runs without the residual node's occlusion tracking (the estimator's output as it is published, edited or
+not): the fix this pointed to, without the truth, is that tracking (on in the camera graphs and in ``residual-eval
+--pose-source camera``; ``--no-occlusion-tracking`` there gives this tool's ``none`` row).
 
 Not a product path (the truth is not available on a robot): it tells which perception fix is worth building.
 
@@ -39,7 +40,7 @@ class OracleCamera(CameraPerception):
     """The camera path with the estimator's published entries edited against the true poses (see the module doc)."""
 
     def __init__(self, backend, oracle: str, max_error: float):
-        super().__init__(backend, CameraPathConfig())
+        super().__init__(backend, CameraPathConfig(tracking=None))
         self.oracle, self.max_error = oracle, max_error
         self.edited = {"rejected": 0, "filled": 0, "published": 0}
         self._truth = None
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     for oracle in a.oracle:
         backend = FrankaSimBackend(a.task, 1, seed=0)
         try:
-            cam = CameraPerception(backend, CameraPathConfig()) if oracle == "none" else \
+            cam = CameraPerception(backend, CameraPathConfig(tracking=None)) if oracle == "none" else \
                 OracleCamera(backend, oracle, a.max_error)
             res = evaluate_episodes(backend, base, seeds, residual_fn=policy, augmenter=cam,
                                     pipeline=ActionPipeline(residual_scale=tuple(policy.manifest.action_scale)))

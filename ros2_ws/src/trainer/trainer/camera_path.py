@@ -52,8 +52,8 @@ from trainer.sim_backend import BatchState, CameraBackend
 
 @dataclass(frozen=True)
 class CameraPathConfig:
-    """The camera path's configuration; every default is the graph's (the nodes' own defaults, which config/sim.yaml
-    leaves alone: tests/test_camera_path.py checks that the graph's parameters equal these)."""
+    """The camera path's configuration; every default is the graph's (the nodes' defaults and config/sim.yaml's
+    values: tests/test_camera_path.py checks that the graph's parameters equal these)."""
 
     image_width: int = SimNodeConfig.image_width
     """Rendered image width (px): the sim node's ``image_width``."""
@@ -73,8 +73,9 @@ class CameraPathConfig:
     ``front_camera_quat_xyzw``."""
     freshness: PoseFreshness = field(default_factory=PoseFreshness)
     """When a received pose is present: the residual node's ``pose_timeout`` and ``min_confidence``."""
-    tracking: OcclusionTracking | None = None
-    """Occlusion tracking (the residual node's ``occlusion_tracking`` and ``tracking_max_age``); None: off."""
+    tracking: OcclusionTracking | None = field(default_factory=OcclusionTracking)
+    """Occlusion tracking (the residual node's ``occlusion_tracking`` and ``tracking_max_age``; on in the camera
+    graphs, config/sim.yaml and config/real.yaml); None: off."""
 
     def __post_init__(self) -> None:
         if self.image_width < 1 or self.image_height < 1:

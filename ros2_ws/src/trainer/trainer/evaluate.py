@@ -84,9 +84,10 @@ class Args:
     """camera: the residual node's ``pose_timeout`` (s): an object's last estimated pose stays present this long after
     the estimator stops seeing it (the node's default is the one used here unless you pass another; set the node's
     parameter to the same value to compare with the graph)."""
-    occlusion_tracking: bool = False
+    occlusion_tracking: bool = True
     """camera: the residual node's ``occlusion_tracking`` (a missed object keeps its last confident estimate, carried
-    with the hand while held, for ``--tracking-max-age`` s); off by default, as in the node."""
+    with the hand while held, for ``--tracking-max-age`` s); on, as in the camera graphs (config/sim.yaml,
+    config/real.yaml); --no-occlusion-tracking: the estimator's output as it is. gt: does not apply."""
     tracking_max_age: float = OcclusionTracking.max_age_s
     """camera, with --occlusion-tracking: the node's ``tracking_max_age`` (s)."""
     dynamics: str = "nominal"

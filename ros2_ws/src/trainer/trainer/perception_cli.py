@@ -123,7 +123,9 @@ def record_task(task: str, seeds: list[int], base, residual_checkpoint: Path | N
     policy = ResidualPolicy.from_checkpoint(path, expected_task=task, expected_layout=layout_for_task(task))
     backend = FrankaSimBackend(task, 1, seed=0)
     try:
-        config = CameraPathConfig(front_camera=front_camera)
+        # Without the residual node's occlusion tracking: the episodes the shipped camera.json was fitted from (the
+        # estimator's output does not depend on it; only the residual's path through the episode does).
+        config = CameraPathConfig(front_camera=front_camera, tracking=None)
         rec = _Recorder(CameraPerception(backend, config), task, seeds, config.freshness.min_confidence)
         res = evaluate_episodes(backend, base, seeds, residual_fn=policy, augmenter=rec,
                                 pipeline=ActionPipeline(residual_scale=tuple(policy.manifest.action_scale)),

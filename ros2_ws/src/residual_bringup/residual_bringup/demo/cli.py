@@ -179,8 +179,9 @@ def pose_estimator_available() -> bool:
 
 def graph_overrides(cfg: DemoConfig, with_estimator: bool) -> dict[str, dict[str, object]]:
     """Node parameters the demo sets on top of the graph's: episodes only on request; with ``--pose-source gt``
-    ground-truth poses (with noise and dropout through the estimator when it is installed) and no camera, with
-    ``camera`` the rendered camera and the estimator in ArUco mode; then ``--set`` (YAML-typed)."""
+    ground-truth poses (with noise and dropout through the estimator when it is installed), no camera and no
+    occlusion tracking, with ``camera`` the rendered camera and the estimator in ArUco mode (and the residual's
+    occlusion tracking, config/sim.yaml); then ``--set`` (YAML-typed)."""
     out: dict[str, dict[str, object]] = {"sim": {"autostart": False}}
     if cfg.pose_source == "camera":
         if not with_estimator:
@@ -189,6 +190,9 @@ def graph_overrides(cfg: DemoConfig, with_estimator: bool) -> dict[str, dict[str
         out["pose_estimator"] = {"source": "aruco"}
     else:
         out["sim"]["render_camera"] = False
+        # The nominal protocol (training's, residual-eval's): a dropped pose is absent, not tracked (sim.yaml turns
+        # occlusion tracking on for the camera).
+        out["residual"] = {"occlusion_tracking": False}
         if with_estimator:
             out["pose_estimator"] = {"source": "gt", "gt.noise_pos_m": cfg.pose_noise,
                                      "gt.noise_rot_rad": cfg.rot_noise, "gt.dropout_p": cfg.dropout,
@@ -201,7 +205,9 @@ def graph_overrides(cfg: DemoConfig, with_estimator: bool) -> dict[str, dict[str
 def pose_source_text(cfg: DemoConfig, with_estimator: bool) -> str:
     """What the residual's object poses are in this run, in words (printed, and in results.json)."""
     if cfg.pose_source == "camera":
-        return "camera: the sim's two rendered cameras (scene, front) -> ArUco pose estimator"
+        tracking = parse_set(cfg.set_params).get("residual", {}).get("occlusion_tracking", True)  # sim.yaml: on
+        return ("camera: the sim's two rendered cameras (scene, front) -> ArUco pose estimator; the residual's "
+                f"occlusion tracking {'on' if tracking else 'off'}")
     if not with_estimator:
         return "gt: the sim's ground truth (no noise, no dropout: pose-estimator-node is not installed)"
     return (f"gt: the sim's ground truth with {cfg.pose_noise * 1000:g} mm / {cfg.rot_noise:g} rad noise and dropout "
