@@ -13,8 +13,9 @@ builder the trainer uses) and runs the policy:
   ``residual_core.observation.absent_reasons``, the one definition the base node and training use too, applied to the
   received poses by :class:`ObjectPoseInputs` (which ``residual-eval --pose-source camera`` runs as well);
 * with ``occlusion_tracking`` on, an object the latest estimate missed (or whose pose went stale or unconfident) keeps
-  a pose for ``tracking_max_age`` s after its last confident estimate: that estimate carried with the hand since (the
-  TCP's rigid motion) while the object is held (:class:`OcclusionTracking`), else where it was; it counts as present;
+  a pose for ``tracking_max_age`` s after its last confident estimate: that estimate carried with the hand since its
+  image's time (the TCP's rigid motion) while the object is held (:class:`OcclusionTracking`), else where it was; it
+  counts as present;
 * proprioception that never arrived -> status ``no_proprio``; older than ``proprio_timeout`` -> ``stale_proprio``:
   no residual for that step (the node publishes nothing; the arbiter then sends the base action alone);
 * a non-finite (or degenerate) base action or proprioception, or a non-finite network output -> zeros and status
@@ -187,16 +188,27 @@ class ObjectPoseInputs:
         """Occlusion tracking (None: off): :meth:`view` with the hand gives missed objects a tracked pose."""
         self.reset()
 
+    HAND_HISTORY = 64
+    """Hand poses kept (one per :meth:`view` with a hand: 3.2 s at 20 Hz) to find the TCP at an estimate's time."""
+
     def reset(self) -> None:
         """Forget every pose."""
         self._objects: dict[str, _Stamped] = {}
         self._missed: dict[str, bool] = {}
-        self._anchor: dict[str, tuple] = {}
+        self.forget_tracking()
 
     def forget_tracking(self) -> None:
         """Forget the estimates occlusion tracking would carry (a new episode: its objects are not the last one's; the
-        latest received poses stay, they may already be the new episode's)."""
-        self._anchor = {}
+        latest received poses stay, they may already be the new episode's) and the hand poses seen."""
+        self._anchor: dict[str, tuple] = {}
+        self._hands: deque[tuple[float, np.ndarray, np.ndarray]] = deque(maxlen=self.HAND_HISTORY)
+
+    def _hand_at(self, t_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """The TCP pose (position, quaternion) of the view nearest in time to ``t_s`` (an estimate's measurement time:
+        a camera image is older than the view that first sees its estimate, by the camera's and the estimator's
+        latency, and the hand moved meanwhile)."""
+        _, pos, quat = min(self._hands, key=lambda h: abs(h[0] - t_s))
+        return pos, quat
 
     def update(self, objects: Iterable[ObjectInput], now_s: float) -> dict[str, str]:
         """Store the latest pose of each task object; returns the objects not stored, name -> why: "unknown_object"
@@ -222,11 +234,17 @@ class ObjectPoseInputs:
 
         ``hand``: the TCP pose and gripper width now (position, quaternion x y z w, width), for occlusion tracking
         (without it, or with tracking off, a missed object is absent once its pose is stale): a confident estimate
-        seen here for the first time is remembered with the hand; an object the latest message missed, or whose pose
-        is stale or unconfident, gets :meth:`OcclusionTracking.predict` from it for ``max_age_s``."""
+        seen here for the first time is remembered with the hand at its measurement time (the hand of the view
+        nearest to it; in lockstep the estimate and the view share the step's time); an object the latest message
+        missed, or whose pose is stale or unconfident, gets :meth:`OcclusionTracking.predict` from it for
+        ``max_age_s``."""
         poses, present, reasons, ages, tracked = {}, {}, {}, {}, {}
         if self.tracking is not None and hand is not None:
             hand = (np.asarray(hand[0], dtype=np.float64), np.asarray(hand[1], dtype=np.float64), float(hand[2]))
+            if self._hands and now_s < self._hands[-1][0]:  # the clock went back (a new simulated episode)
+                self._hands.clear()
+            if not self._hands or now_s > self._hands[-1][0]:
+                self._hands.append((now_s, hand[0], hand[1]))
         else:
             hand = None
         for name in self.object_names:
@@ -241,7 +259,7 @@ class ObjectPoseInputs:
             if hand is not None:
                 if not reason and not self._missed.get(name, False):
                     if self._anchor.get(name, (None,))[0] != entry.reference_s():
-                        self._anchor[name] = (entry.reference_s(), pos, quat, hand[0], hand[1])
+                        self._anchor[name] = (entry.reference_s(), pos, quat, *self._hand_at(entry.reference_s()))
                 elif name in self._anchor:
                     since, a_pos, a_quat, tcp_pos, tcp_quat = self._anchor[name]
                     if 0.0 <= round(now_s - since, 9) <= self.tracking.max_age_s:

@@ -291,6 +291,31 @@ def test_object_inputs_track_a_missed_object_for_max_age_only_with_tracking_and_
     assert tracked.view(12.0, hand1).present == {"cube": False}
 
 
+def test_a_late_estimate_is_carried_from_the_hand_of_its_own_time():
+    """A real camera's estimate arrives 0.1 s after its image, while the hand lifts a grasped cube 1 cm per 50 ms: the
+    cube is anchored to the hand at the image's time, so the tracked cube stays in the hand (anchored to the hand
+    that first saw the estimate, it would sit 2 cm below it)."""
+    fresh = PoseFreshness(timeout_s=0.25, min_confidence=0.5)
+    inputs = ObjectPoseInputs(("cube",), fresh, OcclusionTracking(max_age_s=1.0))
+    quat = np.array([0.0, 0.0, 0.0, 1.0])
+
+    def hand(t):  # lifting at 0.2 m/s from z = 0.03, closed on the cube
+        return np.array([0.5, 0.0, 0.03 + 0.2 * (t - 10.0)]), quat, 0.045
+
+    for t in (10.0, 10.05):
+        inputs.view(t, hand(t))
+    # the image of t = 10.0 (cube 1 cm below the TCP then) arrives at 10.1
+    inputs.update([ObjectInput("cube", (0.5, 0.0, 0.02), (0.0, 0.0, 0.0, 1.0), 0.9, 10.0)], 10.1)
+    assert inputs.view(10.1, hand(10.1)).tracked == {}
+    inputs.update([ObjectInput("cube", (0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 0.0), 0.0, 10.05)], 10.15)  # a miss
+    v = inputs.view(10.3, hand(10.3))
+    assert v.tracked == {"cube": True}
+    np.testing.assert_allclose(v.poses["cube"][0], hand(10.3)[0] - [0.0, 0.0, 0.01], atol=1e-9)
+    # the clock going back (a new simulated episode) forgets the hands; forget_tracking too
+    inputs.view(0.0, hand(10.0))
+    assert list(inputs._hands)[0][0] == 0.0 and len(inputs._hands) == 1
+
+
 def test_the_computer_tracks_through_misses_with_its_own_tcp_and_gripper(ckpt):
     c = fed(computer_for(ckpt, occlusion_tracking=True, tracking_max_age=1.0))
     assert c.compute(1, BASE, 10.0).info.present == {"cube": True, "target": True}
