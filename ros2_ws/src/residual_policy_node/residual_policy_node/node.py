@@ -156,6 +156,10 @@ class ResidualPolicyNode(Node):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
+    def _judged_at(self, stamp) -> float:
+        """The time a message of this stamp is judged at (lockstep: never before its stamp; StateWait.judged_at)."""
+        return self.state_wait.judged_at(self._now(), _ns(stamp))
+
     def _now_ns(self) -> int | None:
         """The clock stamps are judged against (None before the first /clock under sim time)."""
         return v.judged_now(self.get_clock().now().nanoseconds)
@@ -168,7 +172,8 @@ class ResidualPolicyNode(Node):
     def _on_joints(self, msg: JointState) -> None:
         if self._refused("joints", v.joint_state_reason(msg, min_joints=1, now_ns=self._now_ns())):
             return
-        arm, fingers = self.computer.update_joint_state(msg.name, msg.position, msg.velocity, self._now())
+        arm, fingers = self.computer.update_joint_state(msg.name, msg.position, msg.velocity,
+                                                        self._judged_at(msg.header.stamp))
         if self._refused("joints", "" if arm or fingers else "too_few_joints"):
             return
         if arm:
@@ -178,7 +183,8 @@ class ResidualPolicyNode(Node):
         if self._refused("tcp", v.pose_stamped_reason(msg, self.pose_frames, self._now_ns())):
             return
         p, q = msg.pose.position, msg.pose.orientation
-        if self._refused("tcp", self.computer.update_tcp_pose((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), self._now())):
+        if self._refused("tcp", self.computer.update_tcp_pose((p.x, p.y, p.z), (q.x, q.y, q.z, q.w),
+                                                              self._judged_at(msg.header.stamp))):
             return
         self._compute(self.state_wait.arrived("tcp_pose", _ns(msg.header.stamp)))
 
@@ -188,7 +194,7 @@ class ResidualPolicyNode(Node):
         objects = [ObjectInput(o.name, (o.pose.position.x, o.pose.position.y, o.pose.position.z),
                                (o.pose.orientation.x, o.pose.orientation.y, o.pose.orientation.z, o.pose.orientation.w),
                                float(o.confidence), _seconds(o.measured)) for o in msg.objects]
-        for name, reason in self.computer.update_objects(objects, self._now()).items():
+        for name, reason in self.computer.update_objects(objects, self._judged_at(msg.header.stamp)).items():
             if reason != "unknown_object":  # not seen in this message
                 self._refused("objects", reason, f"object {name[:40]!r}", part="[object]")
         if self.cfg.lockstep_pose_wait:
@@ -225,7 +231,7 @@ class ResidualPolicyNode(Node):
         if msg is None:
             return
         self._state_timer.cancel()
-        result = self.computer.compute(int(msg.step), msg.action, self._now())
+        result = self.computer.compute(int(msg.step), msg.action, self._judged_at(msg.header.stamp))
         self.stats.add(result)
         self.window.add(result)
         if result.status in ("ok", "rejected_nan"):

@@ -22,6 +22,14 @@ class StateWait:
         self.stamps: dict[str, int] = dict.fromkeys(inputs, -1)
         self._held: tuple[Any, int] | None = None
 
+    def judged_at(self, clock_s: float, stamp_ns: int) -> float:
+        """The time (s) an input of stamp ``stamp_ns`` is judged at: the node's clock, but in lockstep never earlier
+        than the stamp. The sim's /clock is a topic of its own and can arrive after the step's state (on a loaded
+        machine): judged on the lagging clock, a pose's age, a tracked object's age and the hand at an estimate's time
+        would be one step off, and the step would not be what the same step is offline (residual-eval judges every
+        input at its step's time). Disabled (real time): the clock."""
+        return max(clock_s, stamp_ns * 1e-9) if self.enabled else clock_s
+
     @property
     def holding(self) -> bool:
         return self._held is not None

@@ -30,3 +30,12 @@ def test_disabled_never_holds_and_unknown_inputs_are_refused():
         w.arrived("images", 1)
     with pytest.raises(ValueError, match="at least one input"):
         StateWait(())
+
+
+def test_lockstep_judges_an_input_no_earlier_than_its_stamp():
+    """/clock can arrive after the step's state: in lockstep the input is judged at its own stamp (as offline); real
+    time keeps the clock, whatever the stamp says."""
+    lock, real = StateWait(), StateWait(enabled=False)
+    assert lock.judged_at(10.0, 10_050_000_000) == 10.05  # the clock one step behind the state
+    assert lock.judged_at(10.1, 10_050_000_000) == 10.1  # a later clock stands
+    assert real.judged_at(10.0, 10_050_000_000) == 10.0
