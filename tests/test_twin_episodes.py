@@ -99,8 +99,10 @@ def test_base_only_and_base_plus_residual_episodes_succeed_through_the_twin(twin
     watch = twin_graph("impedance", "close_drawer")
     base = _until_success(watch, "close_drawer", BASE_SEEDS, residual=False)
     if not base[-1].success:
-        # Measured once in seven runs: a whole graph whose base alone failed every seed it was given (each seed solved
-        # in 3-4 of 4 table runs; cause not found): the same seeds once more on a freshly started graph.
+        # A whole graph whose base alone failed every seed it was given: the cause found (2026-12-05) was the gripper
+        # bridge believing the fingers closed after the twin's first episode reset aborted its first grasp with the
+        # fingers open (GripperBridge.goal_ended); before that fix 3 failing graphs in 7 runs of this test, after it
+        # 1 failing pair in 38. The same seeds once more on a freshly started graph.
         watch.graph.stop()
         watch = twin_graph("impedance", "close_drawer")
         base += _until_success(watch, "close_drawer", BASE_SEEDS, residual=False)

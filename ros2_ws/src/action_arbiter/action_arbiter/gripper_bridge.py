@@ -122,6 +122,7 @@ class GripperBridgeNode(Node):
 
     def _on_result(self, result: GoalResult) -> None:
         message, level = self.results.add(result, self.width)
+        self.bridge.goal_ended(result.kind, result.outcome, self.width)  # a failed goal: the state the fingers show
         log = self.get_logger()
         if level == "info":  # (one call site per severity: rclpy refuses a severity change at one site)
             log.info(f"gripper {message}")

@@ -168,6 +168,21 @@ class GripperBridge:
         return self.request(GRASP if want == "closed" else MOVE)
 
 
+    def goal_ended(self, kind: str, outcome: str, width_now: float | None) -> None:
+        """A grasp or move goal ended (``GoalResult.outcome``). When it failed, the state is what the fingers show, so
+        the command stream can ask again: a grasp aborted with the fingers open (a reset, a stop; measured on the twin:
+        an episode reset 3 ms after the first grasp left the gripper open for the whole graph, and close_drawer failed
+        every episode) is "open", and the next closing command grasps again; a grasp that closed on nothing (fingers
+        near 0) stays "closed" (no retry loop on an empty hand). Fingers not measured yet: nothing changes."""
+        if outcome != "failed" or kind not in (GRASP, MOVE) or width_now is None:
+            return
+        open_width = clamp_width(self.cfg.open_width, self.max_width).value
+        self.state = "open" if width_now >= open_width - OPEN_TOLERANCE_M else "closed"
+
+
+OPEN_TOLERANCE_M = 0.005
+"""Fingers within this of the open width count as open (GripperBridge.goal_ended)."""
+
 MAX_WIDTH_RESOLUTION_M = 1e-4
 """The measured max width is rounded down to this, so a reading a hair above the gripper's own max width (what its
 homing stored) cannot get a goal aborted."""

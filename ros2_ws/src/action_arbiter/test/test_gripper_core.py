@@ -35,6 +35,28 @@ def test_bridge_requests_use_the_max_width_once_known():
     assert bridge.request("move") == req
 
 
+def test_a_failed_goal_leaves_the_state_the_fingers_show():
+    """A grasp aborted by a reset (fingers open) is asked again by the next closing command; a grasp that closed on
+    nothing is not retried; a cancelled or successful goal and unknown fingers change nothing."""
+    bridge = GripperBridge(GripperBridgeConfig(min_interval_s=0.5))
+    bridge.max_width = 0.08
+    assert bridge.update(1.0, 0.0).kind == "grasp" and bridge.state == "closed"
+    bridge.goal_ended("grasp", "failed", 0.0800)  # the episode reset opened the fingers and aborted the goal
+    assert bridge.state == "open"
+    assert bridge.update(1.0, 0.2) is None  # within min_interval_s
+    assert bridge.update(1.0, 0.6).kind == "grasp"
+    bridge.goal_ended("grasp", "failed", 0.0002)  # closed on nothing
+    assert bridge.state == "closed" and bridge.update(1.0, 2.0) is None
+    for outcome, width in (("canceled", 0.08), ("succeeded", 0.08), ("failed", None)):
+        bridge.goal_ended("grasp", outcome, width)
+        assert bridge.state == "closed"
+    assert bridge.update(0.0, 3.0).kind == "move"
+    bridge.goal_ended("move", "failed", 0.03)  # the fingers did not open (an object held)
+    assert bridge.state == "closed" and bridge.update(0.0, 4.0).kind == "move"
+    bridge.goal_ended("homing", "failed", 0.0)
+    assert bridge.state == "open"
+
+
 def test_finger_width_is_the_sum_of_the_two_half_width_joints():
     assert finger_width(["fr3_finger_joint1", "fr3_finger_joint2"], [0.02, 0.02]) == pytest.approx(0.04)
     assert finger_width(["fr3_finger_joint2", "x", "fr3_finger_joint1"], [0.01, 5.0, 0.011]) == pytest.approx(0.021)
