@@ -167,7 +167,6 @@ class GripperBridge:
         self.state, self._last_request_s = want, now_s
         return self.request(GRASP if want == "closed" else MOVE)
 
-
     def goal_ended(self, kind: str, outcome: str, width_now: float | None) -> None:
         """A grasp or move goal ended (``GoalResult.outcome``). When it failed, the state is what the fingers show, so
         the command stream can ask again: a grasp aborted with the fingers open (a reset, a stop; measured on the twin:

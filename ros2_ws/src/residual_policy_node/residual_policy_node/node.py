@@ -148,8 +148,6 @@ class ResidualPolicyNode(Node):
         self.create_timer(cfg.diagnostics_period_s, self._publish_diagnostics, clock=self.steady)
         watched = ("joint_states", "tcp_pose") + (("object_poses",) if cfg.lockstep_pose_wait else ())
         self.state_wait = StateWait(watched, enabled=cfg.lockstep and bool(self.get_parameter("use_sim_time").value))
-        self.clock_behind = 0
-        """Inputs (and computations) of a lockstep step judged at their stamp because /clock had not reached it."""
         self._state_timer = self.create_timer(cfg.state_wait_s, self._state_deadline, clock=self.steady)
         self._state_timer.cancel()
         self.get_logger().info(f"residual node: task={cfg.task} checkpoint={path} "
@@ -163,9 +161,9 @@ class ResidualPolicyNode(Node):
         now = self._now()
         judged = self.state_wait.judged_at(now, _ns(stamp))
         if judged > now:
-            self.clock_behind += 1
-            self.get_logger().info(f"an input arrived ahead of /clock ({judged - now:.3f} s; {self.clock_behind} so "
-                                   "far): judged at its stamp", throttle_duration_sec=30.0)
+            self.get_logger().info(f"an input arrived ahead of /clock ({judged - now:.3f} s; "
+                                   f"{self.state_wait.ahead_of_clock} so far): judged at its stamp",
+                                   throttle_duration_sec=30.0)
         return judged
 
     def _now_ns(self) -> int | None:
@@ -259,7 +257,7 @@ class ResidualPolicyNode(Node):
         text = f"last status: {self._last_status or 'none yet'}"
         values = {**{f"recent_{k}": x for k, x in window.items()}, **{f"total_{k}": x for k, x in
                                                                        self.stats.summary().items()},
-                  "total_inputs_ahead_of_clock": self.clock_behind}
+                  "total_inputs_ahead_of_clock": self.state_wait.ahead_of_clock}
         status = node_status("residual_policy", text, values, self.drops, level)
         self.diag_pub.publish(diagnostic_array(status, self.get_clock().now().to_msg()))
         self.window = ComputeStats()

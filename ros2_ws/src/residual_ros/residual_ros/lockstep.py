@@ -21,6 +21,8 @@ class StateWait:
         self.enabled = bool(enabled)
         self.stamps: dict[str, int] = dict.fromkeys(inputs, -1)
         self._held: tuple[Any, int] | None = None
+        self.ahead_of_clock = 0
+        """Inputs judged at their stamp because the clock had not reached it (:meth:`judged_at`)."""
 
     def judged_at(self, clock_s: float, stamp_ns: int) -> float:
         """The time (s) an input of stamp ``stamp_ns`` is judged at: the node's clock, but in lockstep never earlier
@@ -28,7 +30,10 @@ class StateWait:
         machine): judged on the lagging clock, a pose's age, a tracked object's age and the hand at an estimate's time
         would be one step off, and the step would not be what the same step is offline (residual-eval judges every
         input at its step's time). Disabled (real time): the clock."""
-        return max(clock_s, stamp_ns * 1e-9) if self.enabled else clock_s
+        if not self.enabled or stamp_ns * 1e-9 <= clock_s:
+            return clock_s
+        self.ahead_of_clock += 1
+        return stamp_ns * 1e-9
 
     @property
     def holding(self) -> bool:

@@ -39,3 +39,4 @@ def test_lockstep_judges_an_input_no_earlier_than_its_stamp():
     assert lock.judged_at(10.0, 10_050_000_000) == 10.05  # the clock one step behind the state
     assert lock.judged_at(10.1, 10_050_000_000) == 10.1  # a later clock stands
     assert real.judged_at(10.0, 10_050_000_000) == 10.0
+    assert (lock.ahead_of_clock, real.ahead_of_clock) == (1, 0)
