@@ -6,16 +6,18 @@
 #   residual-train --collectors; pins of setup/requirements.txt are constraints, so no pinned package changes
 # Optional: make setup-warp  add MuJoCo Warp (setup/requirements-warp.txt) to .venv for --backend warp
 #   (same constraints); Warp compiles its kernels on first use (~45 s on 2 cores), cached in ~/.cache/warp
+# Optional: make isaac-env   Isaac Lab 3 (Newton physics) in its own Python 3.12 environment, build/isaaclab-venv
+#   (~9 GB, setup/isaaclab-env.lock.txt), for --backend isaaclab; .venv is not touched
 
 PY := .venv/bin/python
 TASK ?= cube_lift
 EPISODES ?= 10
 POSES ?= gt
 
-.PHONY: setup setup-ray setup-warp test lint demo clean help
+.PHONY: setup setup-ray setup-warp isaac-env test lint demo clean help
 
 help:
-	@sed -n '1,8p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,10p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
 	@bash setup/bootstrap.sh
@@ -27,6 +29,9 @@ setup-ray: setup
 setup-warp: setup
 	@$(PY) -m pip install -q --disable-pip-version-check -r setup/requirements-warp.txt -c setup/requirements.txt
 	@$(PY) -c "import mujoco_warp, warp; print('[setup-warp] mujoco_warp', mujoco_warp.__version__, 'warp-lang', warp.__version__, 'in .venv')"
+
+isaac-env:
+	@bash setup/isaac_env.sh
 
 lint: setup
 	@.venv/bin/ruff check .

@@ -3,6 +3,7 @@ the loop), physics back-ends for the vector env, and camera render fps. Prints a
 
     .venv/bin/python benchmarks/bench_sim.py --task pick_place --num-envs 16 64 256
 
+``--backend isaaclab`` measures them in Isaac Lab 3's environment (`make isaac-env`; franka_sim.isaaclab_batch).
 ``--backend warp --device cpu|cuda:N`` measures the same env rows on MuJoCo Warp (`make setup-warp`; its kernels are
 compiled or loaded from ~/.cache/warp before the timing starts); the MuJoCo-only rows (physics back-ends, one thread,
 rendering) are skipped there. E.g. ``--backend warp --num-envs 1 16 64 --single-steps 50 --expert-episodes 1``.
@@ -18,6 +19,7 @@ import platform
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import franka_sim  # noqa: F401  (chooses the GL backend before mujoco is imported)
 import mujoco
@@ -187,8 +189,10 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--skip-backends", action="store_true", help="skip the physics back-end comparison")
     parser.add_argument("--backend", choices=SIM_BACKENDS, default="mujoco",
-                        help="physics backend of the env rows: mujoco (default) or warp (`make setup-warp`)")
-    parser.add_argument("--device", default="cpu", help="Warp device of --backend warp: cpu or cuda:N (default cpu)")
+                        help="physics backend of the env rows: mujoco (default), warp (`make setup-warp`) or "
+                             "isaaclab (`make isaac-env`; a worker process per env, ~15 s to start each)")
+    parser.add_argument("--device", default="cpu",
+                        help="device of --backend warp or isaaclab: cpu or cuda:N (default cpu)")
     args = parser.parse_args()
     torch.set_num_threads(args.torch_threads)
     be = {"backend": args.backend, "device": args.device}
@@ -211,6 +215,11 @@ def main() -> None:
         import warp
 
         versions += f", mujoco_warp {mujoco_warp.__version__}, warp-lang {warp.__version__} on {args.device}"
+    if args.backend == "isaaclab":
+        lock = Path(__file__).resolve().parents[1] / "setup" / "isaaclab-env.lock.txt"
+        pins = [line for line in lock.read_text().splitlines()
+                if line.split("==")[0] in ("isaaclab", "newton", "mujoco-warp", "warp-lang")]
+        versions += f", Isaac Lab worker ({', '.join(pins)}) on {args.device}"
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"{versions}, torch {torch.__version__} ({args.torch_threads} thread)\n")
     print("| measurement | configuration | value |")

@@ -26,7 +26,7 @@ log() { echo "[gpu-check $(date +%T)] $*" | tee -a "$OUT/summary.txt"; }
     | tee -a "$OUT/gpu.txt"
 
 log "1. parity with CPU MuJoCo on $DEVICE (scripted experts, seeds 0-9, all five tasks)"
-timeout 240 "$PY" tools/warp_parity.py --device "$DEVICE" --seeds 0 1 2 3 4 5 6 7 8 9 \
+timeout 240 "$PY" tools/backend_parity.py --device "$DEVICE" --seeds 0 1 2 3 4 5 6 7 8 9 \
     --json-out "$OUT/parity.json" | tee "$OUT/parity.txt" || log "parity: exit $?"
 
 log "2. sim env steps/s, pick_place, MLP in the loop"

@@ -4,7 +4,7 @@
 :class:`~franka_sim.vector_env.VectorFrankaEnv` of the given backend (episodes seeded per env, no early
 termination), recording the TCP and object positions after every control step and the step of each env's first
 success. :func:`compare` reports the initial-state difference (object poses, joints), the largest TCP and object
-deviation over the steps compared, and the first-success steps. Used by tools/warp_parity.py (all tasks, a table
+deviation over the steps compared, and the first-success steps. Used by tools/backend_parity.py (all tasks, a table
 and JSON) and test_warp_backend.py (a subset, in CI).
 """
 
@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from franka_sim.experts import ScriptedExpert
+from franka_sim.isaaclab_batch import IsaacLabOptions
 from franka_sim.sim import SimConfig
 from franka_sim.vector_env import VectorEnvConfig, VectorFrankaEnv
 from franka_sim.warp_batch import WarpOptions
@@ -47,13 +48,15 @@ class Rollout:
 
 def expert_rollout(task: str, seeds: list[int], steps: int | None = None, backend: str = "mujoco",
                    device: str = "cpu", stop_after_success: int | None = None,
-                   warp: WarpOptions | None = None) -> Rollout:
+                   warp: WarpOptions | None = None, isaaclab: IsaacLabOptions | None = None) -> Rollout:
     """Scripted-expert episodes of ``task`` from ``seeds`` (one env each) on ``backend``.
 
     ``steps``: control steps (default: the task's horizon). ``stop_after_success``: stop this many steps after every
-    env has succeeded (None: run all ``steps``). ``warp``: options of the warp backend (default: WarpOptions())."""
+    env has succeeded (None: run all ``steps``). ``warp``, ``isaaclab``: options of those backends (default: their
+    defaults)."""
     t0 = time.perf_counter()
-    sim = SimConfig(backend=backend, device=device, nthread=1, warp=warp or WarpOptions())
+    sim = SimConfig(backend=backend, device=device, nthread=1, warp=warp or WarpOptions(),
+                    isaaclab=isaaclab or IsaacLabOptions())
     cfg = VectorEnvConfig(sim=sim, terminate_on_success=False, autoreset=False)
     env = VectorFrankaEnv(task, len(seeds), config=cfg)
     env.reset(ids=np.arange(len(seeds)), seeds=list(seeds))

@@ -23,6 +23,8 @@ from scipy.spatial.transform import Rotation
 
 from franka_sim import controller, robot
 from franka_sim.dynamics import NOMINAL, DynamicsDraw, DynamicsRandomization
+from franka_sim.isaaclab_batch import INSTALL_HINT as ISAACLAB_INSTALL_HINT
+from franka_sim.isaaclab_batch import IsaacLabBatch, IsaacLabOptions, isaaclab_available, isaaclab_python
 from franka_sim.scene import SceneConfig, build_scene
 from franka_sim.tasks.base import ResetSample, Task, TaskState
 from franka_sim.warp_batch import INSTALL_HINT as WARP_INSTALL_HINT
@@ -56,17 +58,23 @@ class SimConfig:
     """Per-episode dynamics draws (franka_sim.dynamics); the default is the nominal model."""
     backend: SimBackendName = "mujoco"
     """Physics backend: mujoco (``mujoco.batch`` on ``nthread`` CPU threads, float64; the default), warp (MuJoCo Warp
-    on ``device``, float32, same models; needs ``make setup-warp``; franka_sim.warp_batch) or isaaclab (Isaac Lab 3
-    with Newton physics: runs in its own Python 3.12 environment, not from this one)."""
+    on ``device``, float32, same models; needs ``make setup-warp``; franka_sim.warp_batch) or isaaclab (Isaac Lab 3's
+    Newton physics with the MuJoCo Warp solver, in a worker in its own Python 3.12 environment; needs
+    ``make isaac-env``; franka_sim.isaaclab_batch)."""
     device: str = "cpu"
     """Device of the warp backend: "cpu" or "cuda:N". The mujoco backend runs on the CPU only."""
     warp: WarpOptions = field(default_factory=WarpOptions)
     """Options of the warp backend (determinism, contact and constraint capacity, graphs)."""
+    isaaclab: IsaacLabOptions = field(default_factory=IsaacLabOptions)
+    """Options of the isaaclab backend (determinism, contact and constraint capacity, start timeout)."""
 
     def __post_init__(self) -> None:
         if self.joint_noise < 0 or self.nthread < 0:
             raise ValueError(f"need joint_noise >= 0 and nthread >= 0, got {self.joint_noise}, {self.nthread}")
         _check_backend_name(self.backend, self.device)
+        if self.backend == "isaaclab" and self.dynamics.enabled:
+            raise ValueError("dynamics randomization (per-world masses, friction, servo gains) is not built for the "
+                             "isaaclab backend: use --backend mujoco or warp with --dynamics")
 
 
 def check_backend(backend: str, device: str = "cpu") -> None:
@@ -75,8 +83,9 @@ def check_backend(backend: str, device: str = "cpu") -> None:
     _check_backend_name(backend, device)
     if backend == "warp" and not warp_available():
         raise ValueError(f"--backend warp needs mujoco_warp and warp-lang: {WARP_INSTALL_HINT}")
-    if backend == "isaaclab":
-        raise ValueError(_ISAACLAB_NOT_BUILT)
+    if backend == "isaaclab" and not isaaclab_available():
+        raise ValueError(f"--backend isaaclab needs Isaac Lab 3's environment ({isaaclab_python()} is missing): "
+                         f"{ISAACLAB_INSTALL_HINT}")
 
 
 def _check_backend_name(backend: str, device: str) -> None:
@@ -87,19 +96,16 @@ def _check_backend_name(backend: str, device: str) -> None:
         raise ValueError(f"the mujoco backend runs on the CPU only (device {device!r}): use --backend warp for a GPU")
 
 
-_ISAACLAB_NOT_BUILT = (
-    "the isaaclab backend runs through its own environment (Isaac Lab 3 pins Python 3.12, torch, warp-lang and "
-    "newton versions that cannot share .venv) and is not built yet: use --backend mujoco or --backend warp")
-
-
-def make_batch(model: mujoco.MjModel, num_envs: int, cfg: SimConfig):
-    """The physics batch of ``cfg.backend``: ``mujoco.batch.Batch`` or :class:`~franka_sim.warp_batch.WarpBatch`
-    (the same calls)."""
+def make_batch(model: mujoco.MjModel, num_envs: int, cfg: SimConfig, spec: mujoco.MjSpec | None = None):
+    """The physics batch of ``cfg.backend``: ``mujoco.batch.Batch``, :class:`~franka_sim.warp_batch.WarpBatch` or
+    :class:`~franka_sim.isaaclab_batch.IsaacLabBatch` (the same calls; the last needs the ``spec`` of ``model``)."""
     if cfg.backend == "mujoco":
         return mujoco.batch.Batch(model, num_envs, nthread=cfg.nthread, persistent=cfg.persistent)
     if cfg.backend == "warp":
         return WarpBatch(model, num_envs, device=cfg.device, options=cfg.warp)  # ImportError: `make setup-warp`
-    raise NotImplementedError(_ISAACLAB_NOT_BUILT)
+    if spec is None:
+        raise ValueError("the isaaclab backend needs the scene's MjSpec (make_batch(..., spec=...))")
+    return IsaacLabBatch(model, num_envs, spec, device=cfg.device, options=cfg.isaaclab)  # ImportError: isaac-env
 
 
 class BatchSim:
@@ -116,7 +122,7 @@ class BatchSim:
         m = self.model
         self.substeps = self.cfg.scene.physics.substeps
         self.control_dt = self.cfg.scene.physics.timestep * self.substeps
-        self.batch = make_batch(m, num_envs, self.cfg)
+        self.batch = make_batch(m, num_envs, self.cfg, spec=self.spec)
 
         self._arm_jnt = np.array([m.joint(n).id for n in robot.JOINT_NAMES])
         self._arm_qadr = m.jnt_qposadr[self._arm_jnt]

@@ -172,4 +172,8 @@ class VectorFrankaEnv:
         return self.sim.task_state()
 
     def close(self) -> None:
-        """Nothing to release (the batch's threads end with it); present for API symmetry."""
+        """Stop the isaaclab backend's worker process; nothing to release otherwise (the batch's threads end with
+        it)."""
+        closer = getattr(self.sim.batch, "close", None)
+        if closer is not None:
+            closer()

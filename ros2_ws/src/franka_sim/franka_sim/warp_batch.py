@@ -29,7 +29,7 @@ keyframes (``mjw.reset_data_keyframe``; -1: the model's defaults) and discards t
 returns live arrays; ``expand`` gives per-world model fields. Differences: the physics is float32 (CPU MuJoCo is
 float64): over whole scripted-expert episodes (10 seeds) objects agree within 0.17 mm in cube_lift and pick_place,
 0.3 mm in stack_cube, 1.1 mm in close_drawer and 19 mm in stand_cup_up (the cup; TCP 3.7 mm), with every first success
-on the same control step (tools/warp_parity.py); ``forward`` and the stage of ``reset`` run on every world (a pure
+on the same control step (tools/backend_parity.py); ``forward`` and the stage of ``reset`` run on every world (a pure
 function of the state, so the worlds not named only get derived fields refreshed a call early); ``step`` has no
 ``ids``.
 

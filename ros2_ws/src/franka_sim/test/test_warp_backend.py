@@ -4,7 +4,7 @@ choice's errors. Tests that need Warp are skipped without it (`make setup-warp`)
 
 Runtime on 2 CPU cores: ~65 s with Warp's kernel cache (~/.cache/warp) cold (its kernel compile dominates), ~12 s
 warm.
-tools/warp_parity.py runs the full comparison on all five tasks.
+tools/backend_parity.py runs the full comparison on all five tasks.
 """
 
 import sys
@@ -18,7 +18,7 @@ SEEDS = [0, 1]
 LIMITS_MM = {"cube_lift": 0.05, "close_drawer": 5.0}
 """Largest TCP / object position difference allowed per task, up to 5 steps after both envs succeeded (47 and 33
 control steps). Measured here (seeds 0, 1): cube_lift 0.002 mm TCP / 0.003 mm cube, close_drawer 1.5 mm TCP / 1.1 mm
-drawer handle (the same as over whole episodes in tools/warp_parity.py); the rest is margin for other CPUs' float32
+drawer handle (the same as over whole episodes in tools/backend_parity.py); the rest is margin for other CPUs' float32
 rounding. float32 physics drifts from float64 mostly in contact (the hand pushing the drawer)."""
 
 
@@ -123,12 +123,13 @@ def test_too_few_constraint_rows_raise_instead_of_dropping_contacts():
         sim.step(np.zeros((1, 7)))
 
 
-def test_unknown_and_unavailable_backends_are_refused():
+def test_unknown_and_unavailable_backends_are_refused(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="backend must be one of"):
         SimConfig(backend="physx")
     with pytest.raises(ValueError, match="CPU only"):
         SimConfig(device="cuda:0")
-    with pytest.raises(NotImplementedError, match="own environment"):
+    monkeypatch.setenv("RESIDUAL_ISAACLAB_PYTHON", str(tmp_path / "no-isaaclab-env" / "python"))
+    with pytest.raises(ImportError, match="make isaac-env"):
         BatchSim(make_task("cube_lift"), 1, SimConfig(backend="isaaclab"))
 
 

@@ -50,21 +50,23 @@ def test_training_envs_run_on_the_chosen_backend():
 
 
 @pytest.mark.parametrize("command", ["residual-eval", "pld-collect"])
-def test_a_backend_that_cannot_run_is_one_line_of_error_with_nothing_written(command, tmp_path, capsys):
+def test_a_backend_that_cannot_run_is_one_line_of_error_with_nothing_written(command, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RESIDUAL_ISAACLAB_PYTHON", str(tmp_path / "no-isaaclab-env" / "python"))
     main = {"residual-eval": evaluate.main, "pld-collect": pld_collect.main}[command]
     out = tmp_path / "out"
     extra = ["--out", str(out)] if command == "pld-collect" else ["--json-out", str(out)]
     assert main(["--backend", "isaaclab", *extra]) == 2
-    assert "its own environment" in capsys.readouterr().err
+    assert "make isaac-env" in capsys.readouterr().err
     assert main(["--device", "cuda:0", *extra]) == 2
     assert "CPU only" in capsys.readouterr().err
     assert not out.exists()
 
 
-def test_residual_train_refuses_a_backend_that_cannot_run(tmp_path, capsys):
+def test_residual_train_refuses_a_backend_that_cannot_run(tmp_path, capsys, monkeypatch):
     from trainer import residual_train
 
+    monkeypatch.setenv("RESIDUAL_ISAACLAB_PYTHON", str(tmp_path / "no-isaaclab-env" / "python"))
     with pytest.raises(SystemExit) as exc:
         residual_train.main(["--backend", "isaaclab", "--out-dir", str(tmp_path / "run")])
-    assert exc.value.code == 2 and "its own environment" in capsys.readouterr().err
+    assert exc.value.code == 2 and "make isaac-env" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()

@@ -129,9 +129,9 @@ class Args:
     """Parallel simulated envs."""
     backend: SimBackendName = "mujoco"
     """Physics backend: mujoco (CPU MuJoCo, the default), warp (MuJoCo Warp on --device; `make setup-warp`) or
-    isaaclab (runs in its own environment: not built yet)."""
+    isaaclab (Isaac Lab 3's Newton physics in a worker in its own environment; `make isaac-env`; no --dynamics)."""
     device: str = "cpu"
-    """Device of the warp backend: cpu or cuda:N (the mujoco backend runs on the CPU only)."""
+    """Device of the warp and isaaclab backends: cpu or cuda:N (the mujoco backend runs on the CPU only)."""
 
     def __post_init__(self):
         for t in self.tasks:

@@ -1,0 +1,428 @@
+"""The physics worker of the isaaclab backend: runs in Isaac Lab 3's own environment (``make isaac-env``).
+
+Started by :class:`~franka_sim.isaaclab_batch.IsaacLabBatch` as ``<isaac-env>/bin/python isaaclab_worker.py`` with
+pipes on stdin/stdout (franka_sim/isaaclab_wire.py frames). It imports nothing of ours but the wire format: this
+environment pins Python 3.12, numpy 2.5, mujoco 3.12, warp-lang 1.17, newton 1.6.1 and a CUDA torch, none of which
+can share the project's .venv.
+
+What it does with the scene the host sends (the MJCF text ``BatchSim`` compiles, textures removed):
+
+1. **Asset**: Isaac Lab's own ``isaaclab.sim.converters.MjcfConverter`` (kit-less: the ``isaacsim-asset-isolated``
+   importer, i.e. ``mujoco-usd-converter``) writes the scene as USD, physics variant ``mujoco`` (MuJoCo's actuators,
+   tendon, equality and contact parameters as ``MjcPhysics`` attributes). Cached per scene text.
+2. **Physics**: the USD is loaded into a Newton ``ModelBuilder`` (Isaac Lab 3's physics; ``add_usd``), replicated
+   ``nsim`` times as separate worlds, and stepped by Newton's ``SolverMuJoCo`` (the MuJoCo Warp solver Isaac Lab 3's
+   ``newton_mjwarp`` physics preset uses) with the host's solver options (timestep, integrator, cone, impratio,
+   iterations, tolerances). The arm servos and the gripper actuator are MuJoCo-native ``CTRL_DIRECT`` actuators
+   driven by ``control.mujoco.ctrl``, so the host's controller commands them as it commands CPU MuJoCo.
+3. **State**: MuJoCo Warp's own data is the state (``update_data_interval=0``: Newton never rewrites it), in
+   MuJoCo's conventions (qpos/qvel/act); the host's arrays map onto it by joint and actuator (bodies matched by
+   name), so free-joint quaternions and velocities need no conversion.
+
+Messages (header ``cmd``): ``init`` (xml, nsim, device, options, joints/actuators to map) -> the layout and the
+converted model's parameters; ``step`` (qpos/qvel/act/ctrl of the worlds to write, nstep) -> qpos, qvel, act, time of
+every world; ``close``. An exception is sent back as ``{"error": ...}`` and the worker keeps serving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import isaaclab_wire  # noqa: E402  (this file runs as a script in the other environment)
+import numpy as np  # noqa: E402
+
+CACHE = Path(os.environ.get("ISAACLAB_BRIDGE_CACHE", Path.home() / ".cache" / "residual-isaaclab"))
+
+
+def convert_scene(xml: str) -> Path:
+    """The scene's USD, written by Isaac Lab's MjcfConverter (cached by the scene text's hash)."""
+    from isaaclab.sim.converters import MjcfConverter, MjcfConverterCfg
+
+    key = hashlib.sha256(xml.encode()).hexdigest()[:16]
+    root = CACHE / key
+    root.mkdir(parents=True, exist_ok=True)
+    src = root / "scene.xml"
+    if not src.exists():
+        src.write_text(xml)
+    cfg = MjcfConverterCfg(asset_path=str(src), usd_dir=str(root / "usd"), physics_variant="mujoco",
+                           import_physics_scene=False, fix_base=None)
+    return Path(MjcfConverter(cfg).usd_path)
+
+
+def _tail(label: str | None) -> str:
+    """A converted element's own name: Newton labels bodies by USD path (``/scene/Geometry/link0/link1``), whose last
+    component is the MJCF name the host sends."""
+    return (label or "").rsplit("/", 1)[-1]
+
+
+def fix_gravcomp_attribute(stage) -> dict:
+    """mujoco-usd-converter 0.6.1 writes a body's gravity compensation as ``mjc:body:gravcomp``; Newton 1.6.1 reads
+    ``mjc:gravcomp``: copy it across (without this the arm's links lose MuJoCo's gravcomp=1 and sag)."""
+    from pxr import Sdf
+
+    n = 0
+    for prim in stage.Traverse():
+        old = prim.GetAttribute("mjc:body:gravcomp")
+        if old and old.HasAuthoredValue() and not prim.GetAttribute("mjc:gravcomp"):
+            prim.CreateAttribute("mjc:gravcomp", Sdf.ValueTypeNames.Float, custom=True).Set(float(old.Get()))
+            n += 1
+    return {"gravcomp_attributes_copied": n}
+
+
+def author_limit_solref(stage, solref: dict[str, list[float]]) -> int:
+    """MJCF left at its default ``solreflimit`` (0.02, 1) is not written by the converter, and Newton then derives a
+    joint limit's solref from its own limit stiffness (measured: (4.0, 0.011) on close_drawer's drawer slide, (3.6,
+    0.012) on fr3_joint1), which makes the drawer's stop and the arm's limits softer than in MuJoCo. Author
+    ``mjc:solreflimit`` on every joint prim from the host model's values (by joint name)."""
+    from pxr import Sdf, UsdPhysics
+
+    n = 0
+    for prim in stage.Traverse():
+        if not prim.IsA(UsdPhysics.Joint) or prim.GetName() not in solref:
+            continue
+        attr = prim.GetAttribute("mjc:solreflimit")
+        if not (attr and attr.HasAuthoredValue()):
+            prim.CreateAttribute("mjc:solreflimit", Sdf.ValueTypeNames.DoubleArray, custom=False).Set(
+                [float(x) for x in solref[prim.GetName()]])
+            n += 1
+    return n
+
+
+def unfreeze_jointed_children(stage) -> int:
+    """mujoco-usd-converter 0.6.1 marks every body under a mocap body kinematic, also one that moves on its own joint
+    (close_drawer's drawer, a slide inside the mocap cabinet); Newton allows kinematic bodies only at the root. Clear
+    ``physics:kinematicEnabled`` on rigid bodies nested in another rigid body (in MJCF only a world child can be
+    mocap). Returns how many were cleared."""
+    from pxr import UsdPhysics
+
+    n = 0
+    for prim in stage.Traverse():
+        attr = prim.GetAttribute("physics:kinematicEnabled")
+        if not (attr and attr.Get()):
+            continue
+        parent = prim.GetParent()
+        while parent and not parent.IsPseudoRoot() and not parent.HasAPI(UsdPhysics.RigidBodyAPI):
+            parent = parent.GetParent()
+        if parent and not parent.IsPseudoRoot():
+            attr.Set(False)
+            n += 1
+    return n
+
+
+def set_inertials(builder, bodies: list, wp) -> int:
+    """Set each body's mass, centre of mass and inertia to the host model's. Newton 1.6.1's USD import accumulates
+    the masses of the converter's nested link prims (measured: fr3_link1 17.45 kg, the whole arm's subtree, against
+    0.63 kg in the MJCF), so the inertials are taken from the model the host compiled, by body name."""
+    index = {_tail(label): i for i, label in enumerate(builder.body_label)}
+    n = 0
+    for name, mass, com, inertia in bodies:
+        i = index.get(name)
+        if i is None:
+            raise ValueError(f"body {name!r} of the host model is not in the converted scene")
+        inertia = np.asarray(inertia, dtype=np.float64).reshape(3, 3)
+        builder.body_mass[i] = float(mass)
+        builder.body_inv_mass[i] = 1.0 / float(mass) if mass > 0 else 0.0
+        builder.body_com[i] = wp.vec3(*com)
+        builder.body_inertia[i] = wp.mat33(*inertia.ravel())
+        inv = np.linalg.inv(inertia) if mass > 0 else np.zeros((3, 3))
+        builder.body_inv_inertia[i] = wp.mat33(*inv.ravel())
+        builder.body_lock_inertia[i] = True
+        n += 1
+    return n
+
+
+def articulate_orphans(builder) -> list[str]:
+    """The converter marks no articulation root on a jointed body under a static one (close_drawer's drawer slides in
+    a cabinet welded to the world), and Newton refuses a joint with a parent body outside every articulation: give
+    each run of consecutive unarticulated joints that holds such a joint its own articulation (a lone weld of a
+    mocap body to the world, as pick_place's target, needs none). Returns the labels of the joints articulated."""
+    orphans = [j for j, a in enumerate(builder.joint_articulation) if a < 0]
+    runs: list[list[int]] = []
+    for j in orphans:
+        if runs and runs[-1][-1] == j - 1:
+            runs[-1].append(j)
+        else:
+            runs.append([j])
+    added = []
+    for run in runs:
+        if any(builder.joint_parent[j] != -1 for j in run):
+            builder.add_articulation(run)
+            added += run
+    return [builder.joint_label[j] for j in added]
+
+
+class World:
+    """``nsim`` Newton worlds of one scene, stepped by SolverMuJoCo, with the host's index maps."""
+
+    def __init__(self, header: dict):
+        import mujoco
+        import newton
+        import warp as wp
+        from pxr import Usd
+
+        wp.config.log_level = wp.LOG_WARNING
+        # Newton's two expected notices for our scenes, documented in the README (the pads' 1 mm margin dropped for
+        # its CCD; a mocap body's weld to the world made a world root): one line each per worker is noise.
+        warnings.filterwarnings("ignore", message=r".*zeroed for NATIVECCD/MULTICCD compatibility.*")
+        warnings.filterwarnings("ignore", message=r".*outside articulations as standalone world roots.*")
+        t0 = time.perf_counter()
+        self.wp, self.mujoco = wp, mujoco
+        self.nsim = int(header["nsim"])
+        self.device = header.get("device", "cpu")
+        opt = header["options"]
+        usd = convert_scene(header["xml"])
+        t_convert = time.perf_counter() - t0
+        stage = Usd.Stage.Open(str(usd))
+        prim = stage.GetDefaultPrim()
+        vset = prim.GetVariantSets().GetVariantSet("Physics")
+        if vset and "mujoco" in vset.GetVariantNames():
+            vset.SetVariantSelection("mujoco")
+
+        self.fixes = fix_gravcomp_attribute(stage)
+        self.fixes["kinematic_flags_cleared"] = unfreeze_jointed_children(stage)
+        self.fixes["limit_solref_authored"] = author_limit_solref(stage, header["joint_solreflimit"])
+        scene = newton.ModelBuilder()
+        newton.solvers.SolverMuJoCo.register_custom_attributes(scene)
+        scene.add_usd(stage)
+        self.fixes["inertials_set"] = set_inertials(scene, header["bodies"], wp)
+        self.fixes["articulations_added"] = articulate_orphans(scene)
+        builder = newton.ModelBuilder()
+        newton.solvers.SolverMuJoCo.register_custom_attributes(builder)
+        builder.replicate(scene, self.nsim)
+        self.model = builder.finalize(device=self.device)
+        det = wp.DeterministicMode.RUN_TO_RUN if opt.get("deterministic", True) else None
+        kwargs = dict(separate_worlds=True, update_data_interval=0, use_mujoco_contacts=True, disable_sensors=True,
+                      nconmax=int(opt["nconmax"]), njmax=int(opt["njmax"]),
+                      iterations=int(opt["iterations"]), ls_iterations=int(opt["ls_iterations"]),
+                      solver=int(opt["solver"]), integrator=int(opt["integrator"]), cone=int(opt["cone"]),
+                      impratio=float(opt["impratio"]), tolerance=float(opt["tolerance"]),
+                      ls_tolerance=float(opt["ls_tolerance"]))
+        if det is not None:
+            kwargs["deterministic"] = det
+        self.solver = newton.solvers.SolverMuJoCo(self.model, **kwargs)
+        self.dt = float(opt["timestep"])
+        self.graph = bool(opt.get("graph", True))
+        self._graphs: dict[int, object] = {}
+        """Captured Warp graph per nstep (absent: not yet run; None: run once eagerly, capture next)."""
+        self.state_a, self.state_b = self.model.state(), self.model.state()
+        self.control = self.model.control()
+        self.mjm, self.mjd = self.solver.mj_model, self.solver.mjw_data
+        self._map(header)
+        self.setup_s = time.perf_counter() - t0
+        self.convert_s = t_convert
+
+    def _map(self, header: dict) -> None:
+        """Index maps host -> worker for qpos, qvel, act and ctrl, from the host's joints and actuators."""
+        m, mj = self.mjm, self.mujoco
+        labels = getattr(self.model, "body_label", None) or self.model.body_key
+        to_newton = self.solver.mjc_body_to_newton.numpy()[0]
+        names = ["world" if b == 0 else _tail(labels[int(to_newton[b])]) for b in range(m.nbody)]
+        self.bmap = np.array([names.index(n) for n in header["body_names"]], dtype=np.int64)
+        qmap, dmap, jmap = [], [], {}
+        for j, (body, jtype, nth) in enumerate(header["joints"]):
+            cand = [b for b, n in enumerate(names) if n == body]
+            if len(cand) != 1:
+                raise ValueError(f"body {body!r} of host joint {j} matches {len(cand)} bodies of the converted scene")
+            jnts = [k for k in range(m.njnt) if m.jnt_bodyid[k] == cand[0]]
+            if nth >= len(jnts) or int(m.jnt_type[jnts[nth]]) != int(jtype):
+                raise ValueError(f"host joint {j} (body {body!r}, type {jtype}, #{nth}) has no match in the "
+                                 f"converted scene (that body's joint types: {[int(m.jnt_type[k]) for k in jnts]})")
+            k = jnts[nth]
+            jmap[j] = k
+            nq, nv = {0: (7, 6), 1: (4, 3), 2: (1, 1), 3: (1, 1)}[int(jtype)]
+            qmap += range(m.jnt_qposadr[k], m.jnt_qposadr[k] + nq)
+            dmap += range(m.jnt_dofadr[k], m.jnt_dofadr[k] + nv)
+        if len(qmap) != m.nq or len(dmap) != m.nv:
+            raise ValueError(f"the converted scene has nq={m.nq}, nv={m.nv}; the host's joints cover {len(qmap)}, "
+                             f"{len(dmap)}")
+        umap = []
+        for i, (trntype, target) in enumerate(header["actuators"]):
+            if trntype == int(mj.mjtTrn.mjTRN_JOINT):
+                cand = [a for a in range(m.nu)
+                        if m.actuator_trntype[a] == trntype and m.actuator_trnid[a, 0] == jmap[target]]
+            else:
+                cand = [a for a in range(m.nu) if m.actuator_trntype[a] == trntype]
+            if len(cand) != 1:
+                raise ValueError(f"host actuator {i} (transmission {trntype}) matches {len(cand)} converted actuators")
+            umap.append(cand[0])
+        if sorted(umap) != list(range(m.nu)) or m.na != len(header["act_of_actuator"]):
+            raise ValueError(f"actuators do not map one to one (nu={m.nu}, na={m.na}, host {len(umap)})")
+        amap = [int(m.actuator_actadr[umap[i]]) for i in header["act_of_actuator"]]
+        self.qmap, self.dmap, self.umap, self.amap = (np.array(x, dtype=np.int64) for x in (qmap, dmap, umap, amap))
+        # Host mocap bodies (placed per episode) -> the converted scene's mocap ids (Newton makes every body welded
+        # to the world a mocap body, so there are more of them here: the arm's base too).
+        self.mocap_host, self.mocap_ids = [], []
+        for i, body in enumerate(header.get("mocap_bodies", [])):
+            b = names.index(body) if body in names else -1
+            if b < 0 or m.body_mocapid[b] < 0:
+                raise ValueError(f"mocap body {body!r} of the host is not a mocap body of the converted scene")
+            self.mocap_host.append(i)
+            self.mocap_ids.append(int(m.body_mocapid[b]))
+        # control.mujoco.ctrl is in the MJCF (converted) actuator order: find which column reaches which actuator.
+        ctrl = self.control.mujoco.ctrl
+        n_ctrl = ctrl.shape[-1] if ctrl.ndim > 1 else ctrl.shape[0] // self.nsim
+        if n_ctrl != m.nu:
+            raise ValueError(f"control.mujoco.ctrl has {n_ctrl} columns per world, the model {m.nu} actuators")
+
+    def describe(self) -> dict:
+        m = self.mjm
+        return {"physics": "newton " + __import__("newton").__version__ + " (SolverMuJoCo)", "state_dtype": "float32",
+                "nq": int(m.nq), "nv": int(m.nv), "nu": int(m.nu), "na": int(m.na), "ngeom": int(m.ngeom),
+                "setup_s": self.setup_s, "convert_s": self.convert_s, "fixes": self.fixes,
+                "gravity": [float(x) for x in m.opt.gravity], "integrator": int(m.opt.integrator),
+                "cone": int(m.opt.cone), "impratio": float(m.opt.impratio)}
+
+    def params(self) -> dict[str, np.ndarray]:
+        """The converted model's parameters in the host's order (for the host to compare with its own)."""
+        m = self.mjm
+        return {"actuator_gainprm": np.asarray(m.actuator_gainprm)[self.umap, :3],
+                "actuator_biasprm": np.asarray(m.actuator_biasprm)[self.umap, :3],
+                "actuator_dynprm": np.asarray(m.actuator_dynprm)[self.umap, :1],
+                "actuator_forcerange": np.asarray(m.actuator_forcerange)[self.umap],
+                "dof_damping": np.asarray(m.dof_damping)[self.dmap],
+                "dof_armature": np.asarray(m.dof_armature)[self.dmap],
+                "dof_frictionloss": np.asarray(m.dof_frictionloss)[self.dmap],
+                "body_mass": np.asarray(m.body_mass)[self.bmap],
+                "body_gravcomp": np.asarray(m.body_gravcomp)[self.bmap]}
+
+    def _run(self, nstep: int) -> None:
+        """``nstep`` solver steps. With ``graph`` the first call runs eagerly (loading Warp's modules), the second
+        captures the steps as a Warp graph (on the CPU device Warp 1.17 records the launches and replays them
+        natively) and every call replays it: the state and control are read from the same device arrays, which the
+        host writes between calls. The Newton states are outputs nobody reads (MuJoCo Warp's data is the state), so
+        one state in and one out, never swapped, keep the graph's buffers fixed."""
+        wp = self.wp
+
+        def steps() -> None:
+            for _ in range(nstep):
+                self.solver.step(self.state_a, self.state_b, self.control, None, self.dt)
+
+        if not self.graph:
+            steps()
+            return
+        if nstep not in self._graphs:
+            steps()
+            self._graphs[nstep] = None
+            return
+        if self._graphs[nstep] is None:
+            try:
+                with wp.ScopedCapture(device=self.device) as capture:
+                    steps()
+                self._graphs[nstep] = capture.graph
+            except Exception as e:  # noqa: BLE001  (fall back to launching from Python, loudly)
+                print(f"isaaclab worker: graph capture failed ({e}); launching kernels one by one", file=sys.stderr)
+                self.graph = False
+                steps()
+                return
+        wp.capture_launch(self._graphs[nstep])
+
+    def step(self, header: dict, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        d = self.mjd
+        ids = arrays.get("ids")
+        if ids is not None and len(ids):
+            for field, idx in (("qpos", self.qmap), ("qvel", self.dmap), ("act", self.amap)):
+                if field in arrays:
+                    cur = getattr(d, field).numpy()
+                    cur[np.ix_(ids, idx)] = arrays[field]
+                    getattr(d, field).assign(cur)
+            for field in ("mocap_pos", "mocap_quat"):
+                if field in arrays and self.mocap_ids:
+                    cur = getattr(d, field).numpy()
+                    for h, k in zip(self.mocap_host, self.mocap_ids, strict=True):
+                        cur[ids, k] = arrays[field][:, h]
+                    getattr(d, field).assign(cur)
+            if "time" in arrays:
+                cur = d.time.numpy()
+                cur[ids] = arrays["time"]
+                d.time.assign(cur)
+        ctrl = np.zeros((self.nsim, self.mjm.nu), dtype=np.float32)
+        ctrl[:, self.umap] = arrays["ctrl"]
+        self.control.mujoco.ctrl.assign(ctrl.reshape(self.control.mujoco.ctrl.shape))
+        self._run(int(header["nstep"]))
+        return {"qpos": d.qpos.numpy()[:, self.qmap], "qvel": d.qvel.numpy()[:, self.dmap],
+                "act": d.act.numpy()[:, self.amap], "time": d.time.numpy()}
+
+
+class MujocoWorld:
+    """The bridge's reference physics (``IsaacLabOptions.physics="mujoco"``): CPU MuJoCo on the scene as sent, one
+    MjData per world, in whatever environment runs the worker, state in float64. It tests the bridge itself (framing,
+    which state is sent when, mocap placements) without Isaac Lab: the host's layout maps one to one, and with the
+    host's MuJoCo version the episodes are bit-identical to in-process ones."""
+
+    def __init__(self, header: dict):
+        import mujoco
+
+        t0 = time.perf_counter()
+        self.mujoco = mujoco
+        self.nsim = int(header["nsim"])
+        self.m = mujoco.MjModel.from_xml_string(header["xml"])
+        self.d = [mujoco.MjData(self.m) for _ in range(self.nsim)]
+        self.convert_s, self.setup_s = 0.0, time.perf_counter() - t0
+
+    def describe(self) -> dict:
+        m = self.m
+        return {"physics": "mujoco " + self.mujoco.__version__, "state_dtype": "float64", "nq": int(m.nq),
+                "nv": int(m.nv), "nu": int(m.nu),
+                "na": int(m.na), "ngeom": int(m.ngeom), "setup_s": self.setup_s, "convert_s": 0.0, "fixes": {}}
+
+    def params(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def step(self, header: dict, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        ids = arrays.get("ids")
+        for k, i in enumerate([] if ids is None else ids):
+            d = self.d[int(i)]
+            for field in ("qpos", "qvel", "act", "mocap_pos", "mocap_quat"):
+                if field in arrays:
+                    getattr(d, field)[...] = arrays[field][k].reshape(getattr(d, field).shape)
+            if "time" in arrays:
+                d.time = float(arrays["time"][k])
+        for i, d in enumerate(self.d):
+            d.ctrl[:] = arrays["ctrl"][i]
+            self.mujoco.mj_step(self.m, d, int(header["nstep"]))
+        return {name: np.stack([np.atleast_1d(getattr(d, name)) for d in self.d])
+                for name in ("qpos", "qvel", "act")} | {"time": np.array([d.time for d in self.d])}
+
+
+def serve(inp, out) -> None:
+    world = None
+    while True:
+        try:
+            header, arrays = isaaclab_wire.read_message(inp)
+        except EOFError:
+            return
+        cmd = header.get("cmd")
+        try:
+            if cmd == "init":
+                world = MujocoWorld(header) if header.get("physics") == "mujoco" else World(header)
+                isaaclab_wire.write_message(out, {"ok": True, **world.describe()}, world.params())
+            elif cmd == "step":
+                if world is None:
+                    raise RuntimeError("step before init")
+                isaaclab_wire.write_message(out, {"ok": True}, world.step(header, arrays))
+            elif cmd == "close":
+                isaaclab_wire.write_message(out, {"ok": True})
+                return
+            else:
+                raise ValueError(f"unknown command {cmd!r}")
+        except Exception as e:  # the host raises it; the worker stays up for the next message
+            isaaclab_wire.write_message(out, {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
+
+
+def main() -> int:
+    # stdout carries frames only: everything the libraries print goes to stderr.
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    serve(sys.stdin.buffer, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
