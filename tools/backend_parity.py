@@ -9,7 +9,7 @@ steps are reported (franka_sim.backend_parity), as a table and JSON.
 --backend warp needs `make setup-warp`; Warp compiles its kernels on first use (~45 s cold on 2 CPU cores, then cached
 in ~/.cache/warp; a new scene recompiles a few model-specialised kernels). --backend isaaclab needs `make isaac-env`
 (Isaac Lab 3 in its own environment, ~7 GB); its worker converts each scene with Isaac Lab's MJCF converter and
-compiles its own Warp kernels (~2-3 min cold, then ~15 s per task to start).
+compiles its own Warp kernels (~40 s cold for the first scene, then 11-16 s per task to start).
 
     .venv/bin/python tools/backend_parity.py --json-out /tmp/warp_parity.json
     .venv/bin/python tools/backend_parity.py --tasks cube_lift close_drawer --seeds 0 1 --device cuda:0
