@@ -11,12 +11,20 @@ VENV=${ISAACLAB_VENV:-build/isaaclab-venv}  # another place: point RESIDUAL_ISAA
 LOCK=setup/isaaclab-env.lock.txt
 STAMP="$VENV/.lock-$(sha256sum "$LOCK" | cut -c1-16)"
 
+is_python312() {  # runs it: a pyenv shim can exist on PATH and still refuse to run
+  "$1" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 12) else 1)' >/dev/null 2>&1
+}
+
 find_python312() {
-  if [[ -n "${PYTHON312:-}" ]]; then echo "$PYTHON312"; return; fi
-  if command -v python3.12 >/dev/null 2>&1; then command -v python3.12; return; fi
-  local p
-  p=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12.*/bin/python3.12 2>/dev/null | sort -V | tail -1 || true)
-  if [[ -n "$p" ]]; then echo "$p"; return; fi
+  if [[ -n "${PYTHON312:-}" ]]; then
+    is_python312 "$PYTHON312" || { echo "[isaac-env] PYTHON312=$PYTHON312 is not a working Python 3.12" >&2; exit 1; }
+    echo "$PYTHON312"; return
+  fi
+  local c
+  for c in "$(command -v python3.12 || true)" \
+           $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12.*/bin/python3.12 2>/dev/null | sort -rV); do
+    if [[ -n "$c" ]] && is_python312 "$c"; then echo "$c"; return; fi
+  done
   echo "[isaac-env] Isaac Lab 3 needs Python 3.12: install it (e.g. pyenv install 3.12) or set PYTHON312" >&2
   exit 1
 }

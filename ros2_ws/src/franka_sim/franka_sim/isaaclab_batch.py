@@ -17,8 +17,11 @@ Division of work, so that everything above the physics stays the project's code:
   writes to ``act``), runs ``nstep`` solver steps, and returns the new state of every world (in the worker's
   precision: float32 for Newton); the host then computes ``stage``'s derived fields.
 
-Not supported (raises ``NotImplementedError``): per-world model fields (``expand``: the dynamics randomization) and
-``set_models``; mocap bodies are not forwarded (our scenes' only mocap body, the target marker, does not collide).
+Per-world model fields (``expand``, franka_sim.dynamics' randomization): the host batch holds them; rows that changed
+since they were last sent go with the next step, the worker writes them into MuJoCo Warp's per-world model (Newton
+gives those fields a world dimension) and, after ``set_const``, recomputes the derived constants (subtree masses,
+inverse weights, ``actuator_acc0``) as Newton does for a changed inertial. Only :data:`EXPANDABLE` fields (the ones
+franka_sim.dynamics draws). ``set_models`` raises ``NotImplementedError``.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ _STAGE_NONE = int(mujoco.mjtStage.mjSTAGE_NONE)
 _SENT_STATE = ("qpos", "qvel", "act", "time")
 """State the worker integrates: sent when the host changed it, returned after every step."""
 _MOCAP_STATE = ("mocap_pos", "mocap_quat")
+EXPANDABLE = frozenset({"body_mass", "body_inertia", "geom_friction", "actuator_gainprm", "actuator_biasprm"})
+"""Model fields the isaaclab backend can hold per world (what franka_sim.dynamics randomizes)."""
 """State the host alone sets (per-episode placements): sent when changed."""
 
 
@@ -115,11 +120,14 @@ def _layout(model: mujoco.MjModel) -> dict:
                "impratio": float(o.impratio), "iterations": int(o.iterations), "ls_iterations": int(o.ls_iterations),
                "solver": int(o.solver), "tolerance": float(o.tolerance), "ls_tolerance": float(o.ls_tolerance)}
     names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, b) for b in range(1, model.nbody)]
+    geoms = [[mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_GEOM, g),
+              bool(model.geom_contype[g] or model.geom_conaffinity[g])] for g in range(model.ngeom)]
     mocap = sorted((int(model.body_mocapid[b]), b) for b in range(model.nbody) if model.body_mocapid[b] >= 0)
     mocap_bodies = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, b) for _, b in mocap]
     solreflimit = {mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j): [float(x) for x in model.jnt_solref[j]]
                    for j in range(model.njnt) if mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j)}
-    return {"joints": joints, "joint_solreflimit": solreflimit, "bodies": bodies, "body_names": names,
+    return {"joints": joints, "joint_solreflimit": solreflimit, "bodies": bodies, "body_names": names, "geoms": geoms,
+            "body_inertia0": model.body_inertia.tolist(),
             "mocap_bodies": mocap_bodies,
             "actuators": actuators, "act_of_actuator": [i for _, i in with_act], "options": options}
 
@@ -146,6 +154,10 @@ class IsaacLabBatch:
         self._fields = _SENT_STATE + (_MOCAP_STATE if model.nmocap else ())
         self._state = {name: self._host.bind(name) for name in self._fields}
         self._ctrl = self._host.bind("ctrl")
+        self._expanded: dict[str, np.ndarray] = {}
+        self._model_sent: dict[str, np.ndarray | None] = {}
+        """Per expanded field, the rows last sent (None: none yet)."""
+        self._const_pending = False
         self._returned: dict[str, np.ndarray] | None = None
         """The state the worker last returned (None: nothing yet, every world is sent)."""
         layout = _layout(model)
@@ -221,12 +233,34 @@ class IsaacLabBatch:
             arrays["ids"] = dirty.astype(np.int64)
             for name in self._fields:
                 arrays[name] = self._state[name][dirty].astype(self._dtype)
-        _, out = self._call({"cmd": "step", "nstep": int(nstep)}, arrays)
+        header = {"cmd": "step", "nstep": int(nstep), "set_const": self._const_pending}
+        model_rows = self._changed_model_rows()
+        if model_rows is not None:
+            arrays["model_ids"], fields = model_rows
+            for name, rows in fields.items():
+                arrays["model:" + name] = rows
+        _, out = self._call(header, arrays)
+        self._const_pending = False
         for name in _SENT_STATE:
             self._state[name][...] = out[name].reshape(self._state[name].shape)
         self._returned = {name: self._state[name].copy() for name in self._fields}
         if stage != _STAGE_NONE:
             self._host.forward(stage=stage)
+
+    def _changed_model_rows(self) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
+        """(worlds, rows per field) of the expanded model fields changed since last sent (every world at first)."""
+        if not self._expanded:
+            return None
+        changed = np.zeros(self.nsim, dtype=bool)
+        for name, cur in self._expanded.items():
+            sent = self._model_sent[name]
+            changed |= True if sent is None else (cur != sent).reshape(self.nsim, -1).any(axis=1)
+        ids = np.flatnonzero(changed)
+        if not len(ids):
+            return None
+        rows = {name: cur[ids].astype(self._dtype) for name, cur in self._expanded.items()}
+        self._model_sent = {name: cur.copy() for name, cur in self._expanded.items()}
+        return ids.astype(np.int64), rows
 
     def forward(self, ids=None, stage: int = int(mujoco.mjtStage.mjSTAGE_ACC)) -> None:
         self._host.forward(ids, stage=stage)
@@ -242,14 +276,22 @@ class IsaacLabBatch:
         return self._host.get_data(sim, data)
 
     def expand(self, name: str) -> np.ndarray:
-        raise NotImplementedError("per-world model fields (dynamics randomization) are not built for the isaaclab "
-                                  "backend: use --backend mujoco or warp for --dynamics")
+        """Per-world values of a model field (live (nsim, ...) array of the host batch), sent to the worker when they
+        change. After writing masses or inertias call :meth:`set_const`."""
+        if name not in EXPANDABLE:
+            raise NotImplementedError(f"{name}: the isaaclab backend holds per world only {sorted(EXPANDABLE)}")
+        if name not in self._expanded:
+            self._expanded[name] = self._host.expand(name)
+            self._model_sent[name] = None
+        return self._expanded[name]
 
-    def expanded(self, name: str) -> None:
-        return None
+    def expanded(self, name: str) -> np.ndarray | None:
+        return self._expanded.get(name)
 
     def set_const(self, ids=None) -> None:
+        """Recompute the derived constants on the host now and in the worker with the next step."""
         self._host.set_const(ids)
+        self._const_pending = True
 
     def set_models(self, models) -> None:
         raise NotImplementedError("set_models is not built for the isaaclab backend")

@@ -26,6 +26,7 @@ every world; ``close``. An exception is sent back as ``{"error": ...}`` and the 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import sys
@@ -225,6 +226,17 @@ class World:
         to_newton = self.solver.mjc_body_to_newton.numpy()[0]
         names = ["world" if b == 0 else _tail(labels[int(to_newton[b])]) for b in range(m.nbody)]
         self.bmap = np.array([names.index(n) for n in header["body_names"]], dtype=np.int64)
+        self.inertia0_host = np.asarray(header["body_inertia0"], dtype=np.float64)
+        self.inertia0_here = np.asarray(self.solver.mjw_model.body_inertia.numpy()[0], dtype=np.float64)
+        g2s = self.solver.mjc_geom_to_newton_shape.numpy()[0]
+        geom_names = {_tail(self.model.shape_label[int(g2s[g])]): g for g in range(m.ngeom) if g2s[g] >= 0}
+        self.gmap_host, self.gmap = [], []
+        for i, (name, collides) in enumerate(header["geoms"]):
+            if name in geom_names:
+                self.gmap_host.append(i)
+                self.gmap.append(geom_names[name])
+            elif collides:
+                raise ValueError(f"colliding geom {name!r} (host geom {i}) is not in the converted scene")
         qmap, dmap, jmap = [], [], {}
         for j, (body, jtype, nth) in enumerate(header["joints"]):
             cand = [b for b, n in enumerate(names) if n == body]
@@ -323,8 +335,54 @@ class World:
                 return
         wp.capture_launch(self._graphs[nstep])
 
+    def _set_model_rows(self, header: dict, arrays: dict[str, np.ndarray]) -> None:
+        """Per-world model rows from the host (franka_sim.dynamics' draws) into MuJoCo Warp's per-world model, then,
+        if asked, the derived constants, as Newton's solver does for a changed inertial (set_const_fixed, then
+        set_const_0; mujoco_warp restores the state it borrows)."""
+        ids = arrays.get("model_ids")
+        if ids is not None:
+            body_full = np.concatenate([[0], self.bmap])
+            maps = {"body_mass": (np.arange(len(body_full)), body_full),
+                    "body_inertia": (np.arange(len(body_full)), body_full),
+                    "geom_friction": (np.array(self.gmap_host), np.array(self.gmap)),
+                    "actuator_gainprm": (np.arange(len(self.umap)), self.umap),
+                    "actuator_biasprm": (np.arange(len(self.umap)), self.umap)}
+            for key, rows in arrays.items():
+                if not key.startswith("model:"):
+                    continue
+                name = key[len("model:"):]
+                if name not in maps:
+                    raise ValueError(f"model field {name} cannot be set per world here")
+                src, dst = maps[name]
+                field = getattr(self.solver.mjw_model, name)
+                cur = field.numpy()
+                if cur.shape[0] != self.nsim:
+                    raise ValueError(f"{name} has no world dimension in the solver's model ({cur.shape})")
+                if name == "body_inertia":
+                    rows = self._inertia_rows(rows[:, src], dst)
+                else:
+                    rows = rows[:, src]
+                cur[np.ix_(ids, dst)] = rows
+                field.assign(cur)
+        if header.get("set_const"):
+            with self.wp.ScopedDevice(self.device):
+                self.solver._mujoco_warp.set_const_fixed(self.solver.mjw_model, self.mjd)
+                self.solver._set_const_0_with_physical_meaninertia()
+
+    def _inertia_rows(self, host_rows: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """Host principal inertias -> the solver's. Newton re-derives each body's principal axes from the inertia
+        tensor it was given, possibly in another order, so a row is applied as a scale of the body's nominal inertia
+        (what franka_sim.dynamics draws); a row that is not a uniform scale of the nominal one is refused."""
+        nominal_host = np.asarray(self.inertia0_host)  # (nbody, 3), world body first
+        nominal_here = self.inertia0_here[dst]
+        scale = host_rows.sum(axis=-1) / np.maximum(nominal_host.sum(axis=-1), 1e-12)
+        if not np.allclose(host_rows, scale[..., None] * nominal_host, rtol=1e-5, atol=1e-12):
+            raise ValueError("the isaaclab backend applies per-world inertias only as uniform scales of the nominal")
+        return scale[..., None] * nominal_here
+
     def step(self, header: dict, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         d = self.mjd
+        self._set_model_rows(header, arrays)
         ids = arrays.get("ids")
         if ids is not None and len(ids):
             for field, idx in (("qpos", self.qmap), ("qvel", self.dmap), ("act", self.amap)):
@@ -363,6 +421,8 @@ class MujocoWorld:
         self.mujoco = mujoco
         self.nsim = int(header["nsim"])
         self.m = mujoco.MjModel.from_xml_string(header["xml"])
+        self.models = [self.m] * self.nsim
+        """Each world's model: the shared one until the host sends per-world rows."""
         self.d = [mujoco.MjData(self.m) for _ in range(self.nsim)]
         self.convert_s, self.setup_s = 0.0, time.perf_counter() - t0
 
@@ -376,6 +436,16 @@ class MujocoWorld:
         return {}
 
     def step(self, header: dict, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        model_ids = arrays.get("model_ids")
+        for k, i in enumerate([] if model_ids is None else model_ids):
+            if self.models[i] is self.m:
+                self.models[i] = copy.copy(self.m)
+            for key, rows in arrays.items():
+                if key.startswith("model:"):
+                    getattr(self.models[i], key[len("model:"):])[...] = rows[k]
+        if header.get("set_const"):
+            for i in set(int(i) for i in ([] if model_ids is None else model_ids)):
+                self.mujoco.mj_setConst(self.models[i], self.d[i])
         ids = arrays.get("ids")
         for k, i in enumerate([] if ids is None else ids):
             d = self.d[int(i)]
@@ -386,7 +456,7 @@ class MujocoWorld:
                 d.time = float(arrays["time"][k])
         for i, d in enumerate(self.d):
             d.ctrl[:] = arrays["ctrl"][i]
-            self.mujoco.mj_step(self.m, d, int(header["nstep"]))
+            self.mujoco.mj_step(self.models[i], d, int(header["nstep"]))
         return {name: np.stack([np.atleast_1d(getattr(d, name)) for d in self.d])
                 for name in ("qpos", "qvel", "act")} | {"time": np.array([d.time for d in self.d])}
 

@@ -72,9 +72,6 @@ class SimConfig:
         if self.joint_noise < 0 or self.nthread < 0:
             raise ValueError(f"need joint_noise >= 0 and nthread >= 0, got {self.joint_noise}, {self.nthread}")
         _check_backend_name(self.backend, self.device)
-        if self.backend == "isaaclab" and self.dynamics.enabled:
-            raise ValueError("dynamics randomization (per-world masses, friction, servo gains) is not built for the "
-                             "isaaclab backend: use --backend mujoco or warp with --dynamics")
 
 
 def check_backend(backend: str, device: str = "cpu") -> None:

@@ -129,7 +129,7 @@ class Args:
     """Parallel simulated envs."""
     backend: SimBackendName = "mujoco"
     """Physics backend: mujoco (CPU MuJoCo, the default), warp (MuJoCo Warp on --device; `make setup-warp`) or
-    isaaclab (Isaac Lab 3's Newton physics in a worker in its own environment; `make isaac-env`; no --dynamics)."""
+    isaaclab (Isaac Lab 3's Newton physics in a worker in its own environment; `make isaac-env`)."""
     device: str = "cpu"
     """Device of the warp and isaaclab backends: cpu or cuda:N (the mujoco backend runs on the CPU only)."""
 

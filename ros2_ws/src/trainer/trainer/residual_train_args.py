@@ -115,7 +115,7 @@ class Args:
     """Physics backend of the training and validation envs: mujoco (CPU MuJoCo, float64; the default), warp (MuJoCo
     Warp on --device, float32; `make setup-warp`; its per-step numbers differ from mujoco's in the last digits, so a
     run is reproducible per backend, not across them) or isaaclab (Isaac Lab 3's Newton physics in a worker in its
-    own environment, float32; `make isaac-env`; no dynamics randomization)."""
+    own environment, float32; `make isaac-env`)."""
     device: str = "cpu"
     """Device of the warp backend: cpu or cuda:N (the mujoco backend runs on the CPU only)."""
     physics_threads: int = 0
