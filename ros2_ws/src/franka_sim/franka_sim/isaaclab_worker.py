@@ -277,11 +277,17 @@ class World:
                 raise ValueError(f"mocap body {body!r} of the host is not a mocap body of the converted scene")
             self.mocap_host.append(i)
             self.mocap_ids.append(int(m.body_mocapid[b]))
-        # control.mujoco.ctrl is in the MJCF (converted) actuator order: find which column reaches which actuator.
+        # control.mujoco.ctrl holds the CTRL_DIRECT actuators in the asset's (MJCF) order, which need not be the order
+        # of the solver's MuJoCo actuators: the solver's own map says which column drives which actuator.
         ctrl = self.control.mujoco.ctrl
         n_ctrl = ctrl.shape[-1] if ctrl.ndim > 1 else ctrl.shape[0] // self.nsim
-        if n_ctrl != m.nu:
-            raise ValueError(f"control.mujoco.ctrl has {n_ctrl} columns per world, the model {m.nu} actuators")
+        source = self.solver.mjc_actuator_ctrl_source.numpy()
+        column = self.solver.mjc_actuator_to_newton_idx.numpy()
+        direct = int(type(self.solver).CtrlSource.CTRL_DIRECT)
+        if n_ctrl != m.nu or np.any(source != direct):
+            raise ValueError(f"expected {m.nu} MuJoCo-native (CTRL_DIRECT) actuators, control.mujoco.ctrl has "
+                             f"{n_ctrl} columns per world and the sources are {source.tolist()}")
+        self.ctrl_col = column[self.umap].astype(np.int64)
 
     def describe(self) -> dict:
         m = self.mjm
@@ -401,7 +407,7 @@ class World:
                 cur[ids] = arrays["time"]
                 d.time.assign(cur)
         ctrl = np.zeros((self.nsim, self.mjm.nu), dtype=np.float32)
-        ctrl[:, self.umap] = arrays["ctrl"]
+        ctrl[:, self.ctrl_col] = arrays["ctrl"]
         self.control.mujoco.ctrl.assign(ctrl.reshape(self.control.mujoco.ctrl.shape))
         self._run(int(header["nstep"]))
         return {"qpos": d.qpos.numpy()[:, self.qmap], "qvel": d.qvel.numpy()[:, self.dmap],
