@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${ISAACLAB_VENV:-build/isaaclab-venv}  # another place: point RESIDUAL_ISAACLAB_PYTHON at its bin/python
 LOCK=setup/isaaclab-env.lock.txt
-STAMP="$VENV/.lock-$(sha256sum "$LOCK" | cut -c1-16)"
+STAMP="$VENV/.lock-$(grep -v "^#" "$LOCK" | sha256sum | cut -c1-16)"  # the pins, not the comments
 
 is_python312() {  # runs it: a pyenv shim can exist on PATH and still refuse to run
   "$1" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 12) else 1)' >/dev/null 2>&1

@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 import select
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +131,19 @@ def _layout(model: mujoco.MjModel) -> dict:
             "actuators": actuators, "act_of_actuator": [i for _, i in with_act], "options": options}
 
 
+def _changed_worlds(current: dict[str, np.ndarray], last: dict[str, np.ndarray] | None, nsim: int) -> np.ndarray:
+    """Indices of the worlds in which any of the (nsim, ...) arrays ``current`` differs from ``last`` (every world
+    when nothing was sent yet; none when ``current`` is empty)."""
+    if not current:
+        return np.zeros(0, dtype=np.int64)
+    if last is None:
+        return np.arange(nsim, dtype=np.int64)
+    changed = np.zeros(nsim, dtype=bool)
+    for name, cur in current.items():
+        changed |= (cur != last[name]).reshape(nsim, -1).any(axis=1)
+    return np.flatnonzero(changed).astype(np.int64)
+
+
 class IsaacLabBatch:
     """``nsim`` worlds of ``model`` stepped in Isaac Lab 3's environment, with the ``mujoco.batch.Batch`` calls
     BatchSim makes. ``spec``: the MjSpec ``model`` was compiled from (the scene sent to the worker)."""
@@ -151,19 +163,20 @@ class IsaacLabBatch:
         self.nthread = 1
         self.persistent = True
         self._host = mujoco.batch.Batch(model, self.nsim, nthread=1, persistent=True)
-        self._fields = _SENT_STATE + (_MOCAP_STATE if model.nmocap else ())
-        self._state = {name: self._host.bind(name) for name in self._fields}
+        self._state = {name: self._host.bind(name)
+                       for name in _SENT_STATE + (_MOCAP_STATE if model.nmocap else ())}
+        """The state sent to the worker (live host arrays); it returns the _SENT_STATE part after every step."""
         self._ctrl = self._host.bind("ctrl")
         self._expanded: dict[str, np.ndarray] = {}
-        self._model_sent: dict[str, np.ndarray | None] = {}
-        """Per expanded field, the rows last sent (None: none yet)."""
+        self._model_sent: dict[str, np.ndarray] | None = None
+        """The expanded model fields as last sent (None: not sent since a field was expanded: every world goes)."""
         self._const_pending = False
         self._returned: dict[str, np.ndarray] | None = None
         """The state the worker last returned (None: nothing yet, every world is sent)."""
         layout = _layout(model)
         self._proc = subprocess.Popen([str(python), str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         t0 = time.perf_counter()
-        self.info, self.converted = self._call({"cmd": "init", "xml": scene_xml(spec), "nsim": self.nsim,
+        self.info, _ = self._call({"cmd": "init", "xml": scene_xml(spec), "nsim": self.nsim,
                                                 "physics": self.options.physics,
                                                 "device": device, **layout,
                                                 "options": {**layout["options"], "nconmax": self.options.nconmax,
@@ -221,46 +234,22 @@ class IsaacLabBatch:
         if ids is not None:
             raise NotImplementedError("the isaaclab backend steps every world (ids=None), as the warp backend")
         arrays = {"ctrl": self._ctrl.astype(self._dtype)}
-        if self._returned is None:
-            dirty = np.arange(self.nsim)
-        else:
-            changed = np.zeros(self.nsim, dtype=bool)
-            for name in self._fields:
-                cur, ret = self._state[name], self._returned[name]
-                changed |= (cur != ret).reshape(self.nsim, -1).any(axis=1)
-            dirty = np.flatnonzero(changed)
+        dirty = _changed_worlds(self._state, self._returned, self.nsim)
         if len(dirty):
-            arrays["ids"] = dirty.astype(np.int64)
-            for name in self._fields:
-                arrays[name] = self._state[name][dirty].astype(self._dtype)
-        header = {"cmd": "step", "nstep": int(nstep), "set_const": self._const_pending}
-        model_rows = self._changed_model_rows()
-        if model_rows is not None:
-            arrays["model_ids"], fields = model_rows
-            for name, rows in fields.items():
-                arrays["model:" + name] = rows
-        _, out = self._call(header, arrays)
+            arrays["ids"] = dirty
+            arrays.update({name: cur[dirty].astype(self._dtype) for name, cur in self._state.items()})
+        changed = _changed_worlds(self._expanded, self._model_sent, self.nsim)
+        if len(changed):
+            arrays["model_ids"] = changed
+            arrays.update({"model:" + name: cur[changed].astype(self._dtype) for name, cur in self._expanded.items()})
+            self._model_sent = {name: cur.copy() for name, cur in self._expanded.items()}
+        _, out = self._call({"cmd": "step", "nstep": int(nstep), "set_const": self._const_pending}, arrays)
         self._const_pending = False
         for name in _SENT_STATE:
             self._state[name][...] = out[name].reshape(self._state[name].shape)
-        self._returned = {name: self._state[name].copy() for name in self._fields}
+        self._returned = {name: cur.copy() for name, cur in self._state.items()}
         if stage != _STAGE_NONE:
             self._host.forward(stage=stage)
-
-    def _changed_model_rows(self) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
-        """(worlds, rows per field) of the expanded model fields changed since last sent (every world at first)."""
-        if not self._expanded:
-            return None
-        changed = np.zeros(self.nsim, dtype=bool)
-        for name, cur in self._expanded.items():
-            sent = self._model_sent[name]
-            changed |= True if sent is None else (cur != sent).reshape(self.nsim, -1).any(axis=1)
-        ids = np.flatnonzero(changed)
-        if not len(ids):
-            return None
-        rows = {name: cur[ids].astype(self._dtype) for name, cur in self._expanded.items()}
-        self._model_sent = {name: cur.copy() for name, cur in self._expanded.items()}
-        return ids.astype(np.int64), rows
 
     def forward(self, ids=None, stage: int = int(mujoco.mjtStage.mjSTAGE_ACC)) -> None:
         self._host.forward(ids, stage=stage)
@@ -282,7 +271,7 @@ class IsaacLabBatch:
             raise NotImplementedError(f"{name}: the isaaclab backend holds per world only {sorted(EXPANDABLE)}")
         if name not in self._expanded:
             self._expanded[name] = self._host.expand(name)
-            self._model_sent[name] = None
+            self._model_sent = None
         return self._expanded[name]
 
     def expanded(self, name: str) -> np.ndarray | None:
@@ -295,18 +284,3 @@ class IsaacLabBatch:
 
     def set_models(self, models) -> None:
         raise NotImplementedError("set_models is not built for the isaaclab backend")
-
-
-def main_check(argv: list[str] | None = None) -> int:  # pragma: no cover - a manual smoke check
-    """``python -m franka_sim.isaaclab_batch``: start the worker on cube_lift and print what it converted."""
-    from franka_sim.sim import BatchSim, SimConfig
-    from franka_sim.tasks import make_task
-
-    sim = BatchSim(make_task("cube_lift"), 2, SimConfig(backend="isaaclab"))
-    print(sim.batch.info)
-    sim.batch.close()
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main_check())

@@ -1,7 +1,8 @@
 """The physics worker of the isaaclab backend: runs in Isaac Lab 3's own environment (``make isaac-env``).
 
 Started by :class:`~franka_sim.isaaclab_batch.IsaacLabBatch` as ``<isaac-env>/bin/python isaaclab_worker.py`` with
-pipes on stdin/stdout (franka_sim/isaaclab_wire.py frames). It imports nothing of ours but the wire format: this
+pipes on stdin/stdout (franka_sim/isaaclab_wire.py frames). It imports nothing of ours but the wire format and the
+scene pipeline (isaaclab_repairs.py), both by path: this
 environment pins Python 3.12, numpy 2.5, mujoco 3.12, warp-lang 1.17, newton 1.6.1 and a CUDA torch, none of which
 can share the project's .venv.
 
@@ -9,7 +10,8 @@ What it does with the scene the host sends (the MJCF text ``BatchSim`` compiles,
 
 1. **Asset**: Isaac Lab's own ``isaaclab.sim.converters.MjcfConverter`` (kit-less: the ``isaacsim-asset-isolated``
    importer, i.e. ``mujoco-usd-converter``) writes the scene as USD, physics variant ``mujoco`` (MuJoCo's actuators,
-   tendon, equality and contact parameters as ``MjcPhysics`` attributes). Cached per scene text.
+   tendon, equality and contact parameters as ``MjcPhysics`` attributes), cached per scene text, then four measured
+   mismatches with Newton's import repaired (isaaclab_repairs.py).
 2. **Physics**: the USD is loaded into a Newton ``ModelBuilder`` (Isaac Lab 3's physics; ``add_usd``), replicated
    ``nsim`` times as separate worlds, and stepped by Newton's ``SolverMuJoCo`` (the MuJoCo Warp solver Isaac Lab 3's
    ``newton_mjwarp`` physics preset uses) with the host's solver options (timestep, integrator, cone, impratio,
@@ -19,15 +21,14 @@ What it does with the scene the host sends (the MJCF text ``BatchSim`` compiles,
    MuJoCo's conventions (qpos/qvel/act); the host's arrays map onto it by joint and actuator (bodies matched by
    name), so free-joint quaternions and velocities need no conversion.
 
-Messages (header ``cmd``): ``init`` (xml, nsim, device, options, joints/actuators to map) -> the layout and the
-converted model's parameters; ``step`` (qpos/qvel/act/ctrl of the worlds to write, nstep) -> qpos, qvel, act, time of
-every world; ``close``. An exception is sent back as ``{"error": ...}`` and the worker keeps serving.
+Messages (header ``cmd``): ``init`` (xml, nsim, device, options, joints/bodies/geoms/actuators to map) -> what was
+built and repaired; ``step`` (ctrl; the state of the worlds to write; per-world model rows; nstep) -> qpos, qvel,
+act, time of every world; ``close``. An exception is sent back as ``{"error": ...}`` and the worker keeps serving.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import sys
 import time
@@ -38,125 +39,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import isaaclab_wire  # noqa: E402  (this file runs as a script in the other environment)
 import numpy as np  # noqa: E402
-
-CACHE = Path(os.environ.get("ISAACLAB_BRIDGE_CACHE", Path.home() / ".cache" / "residual-isaaclab"))
-
-
-def convert_scene(xml: str) -> Path:
-    """The scene's USD, written by Isaac Lab's MjcfConverter (cached by the scene text's hash)."""
-    from isaaclab.sim.converters import MjcfConverter, MjcfConverterCfg
-
-    key = hashlib.sha256(xml.encode()).hexdigest()[:16]
-    root = CACHE / key
-    root.mkdir(parents=True, exist_ok=True)
-    src = root / "scene.xml"
-    if not src.exists():
-        src.write_text(xml)
-    cfg = MjcfConverterCfg(asset_path=str(src), usd_dir=str(root / "usd"), physics_variant="mujoco",
-                           import_physics_scene=False, fix_base=None)
-    return Path(MjcfConverter(cfg).usd_path)
-
-
-def _tail(label: str | None) -> str:
-    """A converted element's own name: Newton labels bodies by USD path (``/scene/Geometry/link0/link1``), whose last
-    component is the MJCF name the host sends."""
-    return (label or "").rsplit("/", 1)[-1]
-
-
-def fix_gravcomp_attribute(stage) -> dict:
-    """mujoco-usd-converter 0.6.1 writes a body's gravity compensation as ``mjc:body:gravcomp``; Newton 1.6.1 reads
-    ``mjc:gravcomp``: copy it across (without this the arm's links lose MuJoCo's gravcomp=1 and sag)."""
-    from pxr import Sdf
-
-    n = 0
-    for prim in stage.Traverse():
-        old = prim.GetAttribute("mjc:body:gravcomp")
-        if old and old.HasAuthoredValue() and not prim.GetAttribute("mjc:gravcomp"):
-            prim.CreateAttribute("mjc:gravcomp", Sdf.ValueTypeNames.Float, custom=True).Set(float(old.Get()))
-            n += 1
-    return {"gravcomp_attributes_copied": n}
-
-
-def author_limit_solref(stage, solref: dict[str, list[float]]) -> int:
-    """MJCF left at its default ``solreflimit`` (0.02, 1) is not written by the converter, and Newton then derives a
-    joint limit's solref from its own limit stiffness (measured: (4.0, 0.011) on close_drawer's drawer slide, (3.6,
-    0.012) on fr3_joint1), which makes the drawer's stop and the arm's limits softer than in MuJoCo. Author
-    ``mjc:solreflimit`` on every joint prim from the host model's values (by joint name)."""
-    from pxr import Sdf, UsdPhysics
-
-    n = 0
-    for prim in stage.Traverse():
-        if not prim.IsA(UsdPhysics.Joint) or prim.GetName() not in solref:
-            continue
-        attr = prim.GetAttribute("mjc:solreflimit")
-        if not (attr and attr.HasAuthoredValue()):
-            prim.CreateAttribute("mjc:solreflimit", Sdf.ValueTypeNames.DoubleArray, custom=False).Set(
-                [float(x) for x in solref[prim.GetName()]])
-            n += 1
-    return n
-
-
-def unfreeze_jointed_children(stage) -> int:
-    """mujoco-usd-converter 0.6.1 marks every body under a mocap body kinematic, also one that moves on its own joint
-    (close_drawer's drawer, a slide inside the mocap cabinet); Newton allows kinematic bodies only at the root. Clear
-    ``physics:kinematicEnabled`` on rigid bodies nested in another rigid body (in MJCF only a world child can be
-    mocap). Returns how many were cleared."""
-    from pxr import UsdPhysics
-
-    n = 0
-    for prim in stage.Traverse():
-        attr = prim.GetAttribute("physics:kinematicEnabled")
-        if not (attr and attr.Get()):
-            continue
-        parent = prim.GetParent()
-        while parent and not parent.IsPseudoRoot() and not parent.HasAPI(UsdPhysics.RigidBodyAPI):
-            parent = parent.GetParent()
-        if parent and not parent.IsPseudoRoot():
-            attr.Set(False)
-            n += 1
-    return n
-
-
-def set_inertials(builder, bodies: list, wp) -> int:
-    """Set each body's mass, centre of mass and inertia to the host model's. Newton 1.6.1's USD import accumulates
-    the masses of the converter's nested link prims (measured: fr3_link1 17.45 kg, the whole arm's subtree, against
-    0.63 kg in the MJCF), so the inertials are taken from the model the host compiled, by body name."""
-    index = {_tail(label): i for i, label in enumerate(builder.body_label)}
-    n = 0
-    for name, mass, com, inertia in bodies:
-        i = index.get(name)
-        if i is None:
-            raise ValueError(f"body {name!r} of the host model is not in the converted scene")
-        inertia = np.asarray(inertia, dtype=np.float64).reshape(3, 3)
-        builder.body_mass[i] = float(mass)
-        builder.body_inv_mass[i] = 1.0 / float(mass) if mass > 0 else 0.0
-        builder.body_com[i] = wp.vec3(*com)
-        builder.body_inertia[i] = wp.mat33(*inertia.ravel())
-        inv = np.linalg.inv(inertia) if mass > 0 else np.zeros((3, 3))
-        builder.body_inv_inertia[i] = wp.mat33(*inv.ravel())
-        builder.body_lock_inertia[i] = True
-        n += 1
-    return n
-
-
-def articulate_orphans(builder) -> list[str]:
-    """The converter marks no articulation root on a jointed body under a static one (close_drawer's drawer slides in
-    a cabinet welded to the world), and Newton refuses a joint with a parent body outside every articulation: give
-    each run of consecutive unarticulated joints that holds such a joint its own articulation (a lone weld of a
-    mocap body to the world, as pick_place's target, needs none). Returns the labels of the joints articulated."""
-    orphans = [j for j, a in enumerate(builder.joint_articulation) if a < 0]
-    runs: list[list[int]] = []
-    for j in orphans:
-        if runs and runs[-1][-1] == j - 1:
-            runs[-1].append(j)
-        else:
-            runs.append([j])
-    added = []
-    for run in runs:
-        if any(builder.joint_parent[j] != -1 for j in run):
-            builder.add_articulation(run)
-            added += run
-    return [builder.joint_label[j] for j in added]
+from isaaclab_repairs import (  # noqa: E402
+    articulate_orphans,
+    author_limit_solref,
+    convert_scene,
+    fix_gravcomp_attribute,
+    label_tail,
+    set_inertials,
+    unfreeze_jointed_children,
+)
 
 
 class World:
@@ -224,12 +115,12 @@ class World:
         m, mj = self.mjm, self.mujoco
         labels = getattr(self.model, "body_label", None) or self.model.body_key
         to_newton = self.solver.mjc_body_to_newton.numpy()[0]
-        names = ["world" if b == 0 else _tail(labels[int(to_newton[b])]) for b in range(m.nbody)]
+        names = ["world" if b == 0 else label_tail(labels[int(to_newton[b])]) for b in range(m.nbody)]
         self.bmap = np.array([names.index(n) for n in header["body_names"]], dtype=np.int64)
         self.inertia0_host = np.asarray(header["body_inertia0"], dtype=np.float64)
         self.inertia0_here = np.asarray(self.solver.mjw_model.body_inertia.numpy()[0], dtype=np.float64)
         g2s = self.solver.mjc_geom_to_newton_shape.numpy()[0]
-        geom_names = {_tail(self.model.shape_label[int(g2s[g])]): g for g in range(m.ngeom) if g2s[g] >= 0}
+        geom_names = {label_tail(self.model.shape_label[int(g2s[g])]): g for g in range(m.ngeom) if g2s[g] >= 0}
         self.gmap_host, self.gmap = [], []
         for i, (name, collides) in enumerate(header["geoms"]):
             if name in geom_names:
@@ -296,19 +187,6 @@ class World:
                 "setup_s": self.setup_s, "convert_s": self.convert_s, "fixes": self.fixes,
                 "gravity": [float(x) for x in m.opt.gravity], "integrator": int(m.opt.integrator),
                 "cone": int(m.opt.cone), "impratio": float(m.opt.impratio)}
-
-    def params(self) -> dict[str, np.ndarray]:
-        """The converted model's parameters in the host's order (for the host to compare with its own)."""
-        m = self.mjm
-        return {"actuator_gainprm": np.asarray(m.actuator_gainprm)[self.umap, :3],
-                "actuator_biasprm": np.asarray(m.actuator_biasprm)[self.umap, :3],
-                "actuator_dynprm": np.asarray(m.actuator_dynprm)[self.umap, :1],
-                "actuator_forcerange": np.asarray(m.actuator_forcerange)[self.umap],
-                "dof_damping": np.asarray(m.dof_damping)[self.dmap],
-                "dof_armature": np.asarray(m.dof_armature)[self.dmap],
-                "dof_frictionloss": np.asarray(m.dof_frictionloss)[self.dmap],
-                "body_mass": np.asarray(m.body_mass)[self.bmap],
-                "body_gravcomp": np.asarray(m.body_gravcomp)[self.bmap]}
 
     def _run(self, nstep: int) -> None:
         """``nstep`` solver steps. With ``graph`` the first call runs eagerly (loading Warp's modules), the second
@@ -438,9 +316,6 @@ class MujocoWorld:
                 "nv": int(m.nv), "nu": int(m.nu),
                 "na": int(m.na), "ngeom": int(m.ngeom), "setup_s": self.setup_s, "convert_s": 0.0, "fixes": {}}
 
-    def params(self) -> dict[str, np.ndarray]:
-        return {}
-
     def step(self, header: dict, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         model_ids = arrays.get("model_ids")
         for k, i in enumerate([] if model_ids is None else model_ids):
@@ -478,7 +353,7 @@ def serve(inp, out) -> None:
         try:
             if cmd == "init":
                 world = MujocoWorld(header) if header.get("physics") == "mujoco" else World(header)
-                isaaclab_wire.write_message(out, {"ok": True, **world.describe()}, world.params())
+                isaaclab_wire.write_message(out, {"ok": True, **world.describe()})
             elif cmd == "step":
                 if world is None:
                     raise RuntimeError("step before init")

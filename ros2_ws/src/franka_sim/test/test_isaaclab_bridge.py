@@ -5,8 +5,8 @@ physics (``IsaacLabOptions(physics="mujoco")``: CPU MuJoCo in a worker started f
 state is sent when (resets, the controller's writes to the servo activations, mocap placements) and the error paths.
 Against CPU MuJoCo in-process the episodes must agree to the MJCF text's printed precision (same MuJoCo, float64
 state); a bridge that dropped a reset, an activation write or a mocap placement fails that by centimetres (the
-cabinet is placed per episode by mocap in close_drawer). The last test runs the real Newton physics and is skipped
-unless the Isaac Lab environment exists; tools/backend_parity.py --backend isaaclab is its full version.
+cabinet is placed per episode by mocap in close_drawer). The last two tests run the real Newton physics and are
+skipped unless the Isaac Lab environment exists; tools/backend_parity.py --backend isaaclab is its full version.
 """
 
 from __future__ import annotations
