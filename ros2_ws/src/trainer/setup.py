@@ -23,6 +23,7 @@ setup(
         "console_scripts": [
             "base-train = trainer.base_train:main",
             "residual-train = trainer.residual_train:main",
+            "residual-dagger = trainer.residual_dagger:main",
             "residual-sweep = trainer.sweep:main",
             "residual-eval = trainer.evaluate:main",
             "residual-compare = trainer.compare:main",
