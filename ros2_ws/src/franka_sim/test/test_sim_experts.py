@@ -85,3 +85,33 @@ def test_teleop_demo_episodes_unchanged_by_the_split(task):
 def test_unknown_task_has_no_expert():
     with pytest.raises(ValueError, match="no expert for task 'lift_cube'"):
         ScriptedExpert("lift_cube")
+
+
+def _still_state(tcp_z: float):
+    from franka_sim.tasks.base import TaskState
+    return TaskState(tcp_pos=np.array([[0.5, 0.0, tcp_z]]), tcp_mat=np.eye(3)[None], gripper_width=np.array([0.08]),
+                     obj_pos={}, obj_mat={})
+
+
+def test_stall_steps_end_a_phase_when_the_arm_stops_short_of_its_target():
+    """An arm that stops 5 cm short of the phase's target (e.g. its command clipped): the timer alone ends the phase
+    at max_steps; with stall_steps=3 it ends three steps after the last progress (a state the arm shows)."""
+    from franka_sim.experts import ExpertStyle, Phase, PhaseMachine, Target
+
+    def build(style, rng, mem):
+        return [Phase("reach", lambda s, i, m: Target(np.array([0.5, 0.0, 0.1]), np.eye(3), 0.0), max_steps=20),
+                Phase("next", lambda s, i, m: Target(np.array([0.5, 0.0, 0.3]), np.eye(3), 1.0))]
+
+    def steps_in_first_phase(style):
+        machine = PhaseMachine(build, style)
+        heights = [0.3, 0.25, 0.2, 0.16, 0.15] + [0.15] * 30  # comes closer, then stops 5 cm short
+        for k, z in enumerate(heights):
+            machine.act(_still_state(z))
+            if machine.phase != "reach":
+                return k + 1
+        return None
+
+    assert steps_in_first_phase(ExpertStyle()) == 20  # the timer
+    assert steps_in_first_phase(ExpertStyle(stall_steps=3)) == 8  # last progress at step 5, then 3 still steps
+    with pytest.raises(ValueError):
+        ExpertStyle(stall_steps=0)

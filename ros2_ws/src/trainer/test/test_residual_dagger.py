@@ -51,7 +51,7 @@ def test_a_tiny_run_writes_a_residual_that_imitates_the_expert(tmp_path):
     for name in ("best", "last"):
         policy = ResidualPolicy.from_checkpoint(out / name, expected_task="cube_lift",
                                                 expected_layout=layout_for_task("cube_lift"))
-        assert policy.manifest.training["algo"] == "dagger"
+        assert policy.manifest.training["algorithm"] == "dagger"
     man = read_manifest(out / "last")
     assert man.training["perception"]["kind"] == "pose_noise_dropout" and man.training["dynamics"]["kind"] == "nominal"
     assert man.steps == man.training["samples"] > 0

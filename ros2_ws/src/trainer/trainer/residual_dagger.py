@@ -41,9 +41,10 @@ import numpy as np
 import torch
 import tyro
 from franka_sim.dynamics import TRAINING
-from franka_sim.experts import ScriptedExpert
+from franka_sim.experts import ExpertStyle, ScriptedExpert
 from franka_sim.sim import SimBackendName
 from residual_core.action import DEFAULT_RESIDUAL_SCALE, residual_bound_problems
+from residual_core.checkpoint import default_base_checkpoint
 from residual_core.observation import make_layout
 from residual_core.pipeline import ActionPipeline
 from residual_core.residual_policy import NumpyPolicy
@@ -85,6 +86,10 @@ class Args:
     noise: float = 0.0
     """Std of Gaussian noise added to the played actor output (u units, then clipped to [-1, 1]) while the label
     stays the clean correction (DART): the expert's episodes then visit the states around its path."""
+    expert_stall_steps: int | None = None
+    """The expert ends a phase once its target has come no closer for this many steps (franka_sim ExpertStyle
+    stall_steps) instead of waiting for the phase's timer, which the residual cannot observe; None: the shipped
+    expert as it is."""
     num_envs: int = 20
     """Parallel simulated envs."""
     epochs: float = 4.0
@@ -140,6 +145,8 @@ class Args:
         for name in ("iterations", "episodes_per_iteration", "num_envs", "batch_size", "eval_episodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.expert_stall_steps is not None and self.expert_stall_steps < 1:
+            raise ValueError(f"expert_stall_steps must be >= 1, got {self.expert_stall_steps}")
         if self.noise < 0:
             raise ValueError(f"noise must be >= 0, got {self.noise}")
         if self.epochs <= 0 or self.lr <= 0 or self.min_updates < 0:
@@ -169,6 +176,7 @@ class DaggerTrainer:
         self.scale = np.asarray(a.residual_scale, dtype=np.float64)
         self.pipeline = ActionPipeline(residual_scale=tuple(self.scale))
         self.params = None if a.perception_model is None else PerceptionModelParams.load(a.perception_model)
+        self.expert_style = ExpertStyle(stall_steps=a.expert_stall_steps)
         self.actor = ResidualActor(self.layout.size, 7, a.hidden)
         self.opt = torch.optim.Adam(self.actor.parameters(), lr=a.lr)
         self.obs: list[np.ndarray] = []
@@ -194,7 +202,7 @@ class DaggerTrainer:
             seeds = list(range(self.next_seed, self.next_seed + n_env))
             self.next_seed += n_env
             loop.reset(seeds)
-            experts = [ScriptedExpert(a.task, rng=np.random.default_rng(s)) for s in seeds]
+            experts = [ScriptedExpert(a.task, self.expert_style, rng=np.random.default_rng(s)) for s in seeds]
             by_expert = self.rng.random(n_env) < beta
             done = np.zeros(n_env, dtype=bool)
             done[m:] = True  # extra envs of a short last batch run but are not recorded
@@ -259,19 +267,20 @@ class DaggerTrainer:
         return res.to_dict()
 
     def training_record(self) -> dict:
+        """The recipe as residual-train's manifests record it (same keys), plus the DAgger specifics."""
         a = self.args
-        rec = {"algo": "dagger", "args": json.loads(json.dumps(asdict(a), default=str)),
-               "samples": int(sum(len(o) for o in self.obs)), "wall_clock_s": time.time() - self.wall0,
-               "compose_from": a.compose_from,
-               "base": ({"population": str(a.base_population)} if a.base_population is not None
-                        else {"checkpoint": str(a.base_checkpoint or "checkpoints/base/base_policy")}),
-               "perception": ({"kind": "fitted_camera_model", "params": str(a.perception_model)}
-                              if a.perception_model is not None
-                              else {"kind": "pose_noise_dropout", "pose_noise": a.pose_noise,
-                                    "dropout": a.dropout}),
-               "dynamics": ({"kind": "nominal"} if a.dynamics == "nominal" else
-                            {"kind": "per_episode_draws", **TRAINING.as_dict()})}
-        return rec
+        return {"algorithm": "dagger", "args": json.loads(json.dumps(asdict(a), default=str)),
+                "samples": int(sum(len(o) for o in self.obs)), "wall_clock_s": time.time() - self.wall0,
+                "expert": {"class": "franka_sim.experts.ScriptedExpert", "stall_steps": a.expert_stall_steps},
+                "compose_from": a.compose_from,
+                "base_checkpoint": str(a.base_checkpoint or default_base_checkpoint()),
+                "base_population": None if a.base_population is None else self.base.describe(),
+                "perception": ({"kind": "pose_noise_dropout", "pose_noise": a.pose_noise, "dropout": a.dropout}
+                               if self.params is None else
+                               {"kind": "fitted_camera_model", "path": str(a.perception_model),
+                                "fitted_from": self.params.fitted_from, "latency_steps": self.params.latency_steps}),
+                "dynamics": ({"kind": "nominal"} if a.dynamics == "nominal" else
+                             {"kind": "per_episode_draws", **TRAINING.as_dict()})}
 
     def save(self, name: str, iteration: int, evaluation: dict) -> Path:
         return save_residual_checkpoint(self.out / name, self.actor, self.layout, self.args.task, self.scale.tolist(),

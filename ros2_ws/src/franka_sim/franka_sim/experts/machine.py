@@ -40,10 +40,17 @@ class ExpertStyle:
     """Probability per episode that a descent first goes to a laterally misaligned point, then corrects."""
     misalign_dist: float = 0.015
     """Lateral error of a misaligned descent (m)."""
+    stall_steps: int | None = None
+    """End a phase (after its min_steps) once its target has come no closer by 1 mm or 0.01 rad for this many steps
+    in a row: a phase whose target the arm cannot reach within tolerance (the command clipped to a residual's bound,
+    contact) then ends when the arm stops, which a policy imitating the expert can see, instead of at its max_steps
+    timer, which it cannot. None (the default, the shipped experts and their demos): the timer only."""
 
     def __post_init__(self) -> None:
         if self.max_step <= 0 or self.max_rot_step <= 0:
             raise ValueError(f"max_step and max_rot_step must be > 0, got {self.max_step}, {self.max_rot_step}")
+        if self.stall_steps is not None and self.stall_steps < 1:
+            raise ValueError(f"stall_steps must be >= 1 or None, got {self.stall_steps}")
         for name in ("pos_noise", "rot_noise", "pause_prob", "via_point_offset", "misalign_prob", "misalign_dist"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -126,6 +133,7 @@ class PhaseMachine:
         self.phases: list[Phase] = self.build(self.style, self.rng, self.memory)
         self.phase_index = 0
         self.phase_steps = 0
+        self._stall = (np.inf, np.inf, 0)  # best distance, best angle to the phase's target; steps without progress
         self.pause_left = 0
         self.last_gripper = 0.0
 
@@ -152,11 +160,20 @@ class PhaseMachine:
         reached = np.linalg.norm(dp) < tgt.tol and np.linalg.norm(dr) < tgt.rot_tol
         self.phase_steps += 1
         done = (reached and self.phase_steps >= phase.min_steps) or self.phase_steps >= phase.max_steps
+        if self.style.stall_steps is not None:
+            dist, ang = float(np.linalg.norm(dp)), float(np.linalg.norm(dr))
+            best_d, best_a, still = self._stall
+            progress = dist < best_d - 1e-3 or ang < best_a - 1e-2
+            self._stall = (min(dist, best_d) if progress else best_d, min(ang, best_a) if progress else best_a,
+                           0 if progress else still + 1)
+            if self._stall[2] >= self.style.stall_steps and self.phase_steps >= phase.min_steps:
+                done = True
         if phase.until is not None and phase.until(state, i, self.memory):
             done = True
         if done:
             self.phase_index += 1
             self.phase_steps = 0
+            self._stall = (np.inf, np.inf, 0)
 
         n = np.linalg.norm(dp)
         if n > self.style.max_step:
