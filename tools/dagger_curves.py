@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ax.set_ylim(0, (episodes or 40) * 1.05)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title("residual-dagger: population + randomised physics + camera perception model")
+    ax.set_title("residual-dagger (base population, physics, perception model)", fontsize=10)
     fig.tight_layout()
     a.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(a.out, dpi=120)

@@ -70,6 +70,19 @@ def make_perception(a: Args, params: PerceptionModelParams | None, object_names,
     return PoseAugmenter(max_sigma=a.pose_noise, dropout_p=a.dropout, seed=seed)
 
 
+def eval_protocol(a) -> dict:
+    """The validation protocol of a training run's options ``a`` (residual-train's or residual-dagger's Args): what a
+    checkpoint's validation score means, recorded in its manifest (and compared on --resume)."""
+    extra = {} if a.dynamics == "nominal" else {"dynamics": a.dynamics}
+    if a.compose_from != "measured":  # (absent for measured: states saved before the option still resume)
+        extra["compose_from"] = a.compose_from
+    if a.base_population is not None:
+        extra["base_population"] = str(a.base_population)
+    if a.perception_model is not None:
+        return {"episodes": a.eval_episodes, "perception_model": str(a.perception_model), **extra}
+    return {"episodes": a.eval_episodes, "pose_noise": a.eval_pose_noise, "dropout": a.eval_dropout, **extra}
+
+
 @dataclass
 class CollectorPolicy:
     """What a collector plays: the actor's forward pass and the agent's exploration (``explore(u, rng)``), or

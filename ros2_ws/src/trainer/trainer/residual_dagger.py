@@ -54,7 +54,14 @@ from residual_learning.networks import ResidualActor, save_residual_checkpoint
 from tqdm import tqdm
 
 from trainer.closed_loop import ClosedLoop
-from trainer.collector import TRAIN_SEED_OFFSET, VALIDATION_SEED_OFFSET, load_base, make_backend, make_perception
+from trainer.collector import (
+    TRAIN_SEED_OFFSET,
+    VALIDATION_SEED_OFFSET,
+    eval_protocol,
+    load_base,
+    make_backend,
+    make_perception,
+)
 from trainer.perception_model import PerceptionModelParams
 from trainer.rollout import evaluate_episodes
 
@@ -273,7 +280,8 @@ class DaggerTrainer:
                 "samples": int(sum(len(o) for o in self.obs)), "wall_clock_s": time.time() - self.wall0,
                 "expert": {"class": "franka_sim.experts.ScriptedExpert", "stall_steps": a.expert_stall_steps},
                 "compose_from": a.compose_from,
-                "base_checkpoint": str(a.base_checkpoint or default_base_checkpoint()),
+                "base_checkpoint": (None if a.base_population is not None
+                                    else str(a.base_checkpoint or default_base_checkpoint())),
                 "base_population": None if a.base_population is None else self.base.describe(),
                 "perception": ({"kind": "pose_noise_dropout", "pose_noise": a.pose_noise, "dropout": a.dropout}
                                if self.params is None else
@@ -334,7 +342,7 @@ class DaggerTrainer:
                 bar.set_postfix(it=k, val=f"{ev['successes']}/{ev['episodes']}", loss=f"{loss:.4f}")
                 evaluation = {"successes": ev["successes"], "episodes": ev["episodes"],
                               "success_rate": ev["success_rate"], "seeds": "validation",
-                              "protocol": self.eval_protocol()}
+                              "protocol": eval_protocol(a)}
                 self.save("last", k, evaluation)
                 if self.best is None or ev["successes"] > self.best[1]:
                     self.best = (k, ev["successes"])
@@ -345,17 +353,6 @@ class DaggerTrainer:
                    "wall_clock_s": round(time.time() - self.wall0, 1), "out_dir": str(self.out)}
         print(json.dumps(summary))
         return summary
-
-    def eval_protocol(self) -> dict:
-        a = self.args
-        extra = {} if a.dynamics == "nominal" else {"dynamics": a.dynamics}
-        if a.compose_from != "measured":
-            extra["compose_from"] = a.compose_from
-        if a.base_population is not None:
-            extra["base_population"] = str(a.base_population)
-        if a.perception_model is not None:
-            return {"episodes": a.eval_episodes, "perception_model": str(a.perception_model), **extra}
-        return {"episodes": a.eval_episodes, "pose_noise": a.eval_pose_noise, "dropout": a.eval_dropout, **extra}
 
     def close(self) -> None:
         self.backend.close()

@@ -46,6 +46,7 @@ from trainer.collector import (
     Collector,
     CollectorPolicy,
     LocalCollection,
+    eval_protocol,
     load_base,
     make_backend,
     make_perception,
@@ -210,15 +211,7 @@ class Trainer:
         self.eval_rows = meta["eval_rows"]
 
     def eval_protocol(self) -> dict:
-        a = self.args
-        extra = {} if a.dynamics == "nominal" else {"dynamics": a.dynamics}
-        if a.compose_from != "measured":  # (absent for measured: states saved before the option still resume)
-            extra["compose_from"] = a.compose_from
-        if a.base_population is not None:
-            extra["base_population"] = str(a.base_population)
-        if a.perception_model is not None:
-            return {"episodes": a.eval_episodes, "perception_model": str(a.perception_model), **extra}
-        return {"episodes": a.eval_episodes, "pose_noise": a.eval_pose_noise, "dropout": a.eval_dropout, **extra}
+        return eval_protocol(self.args)
 
     # --- the whole run --------------------------------------------------------------------------------
     def train(self) -> dict:
