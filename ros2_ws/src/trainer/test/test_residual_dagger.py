@@ -30,7 +30,7 @@ def test_the_label_is_the_clipped_correction_in_units_of_the_bound():
     assert abs(composed[0, 0] - expert[0, 0]) < abs(base[0, 0] - expert[0, 0])
 
 
-@pytest.mark.parametrize("bad", [{"beta": 1.5}, {"iterations": 0}, {"noise": -0.1},
+@pytest.mark.parametrize("bad", [{"beta": 1.5}, {"iterations": 0}, {"noise": -0.1}, {"perception_mix": 1.5},
                                  {"residual_scale": (0.5,) * 7}])
 def test_bad_options_are_refused_before_anything_runs(bad):
     with pytest.raises(ValueError):

@@ -118,6 +118,11 @@ class Args:
     perception_model: Path | None = None
     """A perception model fitted to the camera estimator (e.g. checkpoints/perception/camera.json), in training and
     validation, instead of --pose-noise / --dropout (and --eval-pose-noise / --eval-dropout)."""
+    perception_mix: float = 0.5
+    """With --perception-model: the fraction of training episodes (drawn per batch of --num-envs) in which the residual
+    sees the poses through --pose-noise / --dropout instead (i.i.d. noise with sigma ~ U(0, pose_noise), so exact
+    poses too). Without it an imitation-trained residual meets exact poses only at run time, and loses episodes there
+    (measured: pick_place 20/20 with 5 mm noise, 10/20 with exact poses)."""
     dynamics: Literal["nominal", "train"] = "nominal"
     """Physics of the episodes: nominal, or train (mass, friction, servo stiffness, latency drawn per episode from
     franka_sim.dynamics.TRAINING, in training and validation)."""
@@ -154,6 +159,8 @@ class Args:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.expert_stall_steps is not None and self.expert_stall_steps < 1:
             raise ValueError(f"expert_stall_steps must be >= 1, got {self.expert_stall_steps}")
+        if not 0.0 <= self.perception_mix <= 1.0:
+            raise ValueError(f"perception_mix must be in [0, 1], got {self.perception_mix}")
         if self.noise < 0:
             raise ValueError(f"noise must be >= 0, got {self.noise}")
         if self.epochs <= 0 or self.lr <= 0 or self.min_updates < 0:
@@ -198,8 +205,10 @@ class DaggerTrainer:
         """Roll out ``episodes`` labelled episodes (the expert's correction played with probability ``beta`` per
         episode, the current actor otherwise); adds every live step's (observation, label) to the data."""
         a, n_env = self.args, self.args.num_envs
-        perception = make_perception(a, self.params, self.backend.object_names, seed=int(self.rng.integers(2**31)),
-                                     evaluation=False)
+        seed = int(self.rng.integers(2**31))
+        perception = make_perception(a, self.params, self.backend.object_names, seed=seed, evaluation=False)
+        iid = (None if self.params is None or a.perception_mix == 0.0 else
+               make_perception(a, None, self.backend.object_names, seed=seed + 1, evaluation=False))
         loop = ClosedLoop(self.backend, self.base, self.pipeline, perception, compose_from=a.compose_from)
         policy = NumpyPolicy.from_actor(self.actor)
         stats = {"episodes": 0, "steps": 0, "expert_episodes": 0, "successes": 0, "student_successes": 0,
@@ -208,6 +217,8 @@ class DaggerTrainer:
             m = min(n_env, episodes - stats["episodes"])
             seeds = list(range(self.next_seed, self.next_seed + n_env))
             self.next_seed += n_env
+            if iid is not None:  # this batch's perception: the fitted camera model or i.i.d. noise
+                loop.perception = iid if self.rng.random() < a.perception_mix else perception
             loop.reset(seeds)
             experts = [ScriptedExpert(a.task, self.expert_style, rng=np.random.default_rng(s)) for s in seeds]
             by_expert = self.rng.random(n_env) < beta
@@ -286,7 +297,9 @@ class DaggerTrainer:
                 "perception": ({"kind": "pose_noise_dropout", "pose_noise": a.pose_noise, "dropout": a.dropout}
                                if self.params is None else
                                {"kind": "fitted_camera_model", "path": str(a.perception_model),
-                                "fitted_from": self.params.fitted_from, "latency_steps": self.params.latency_steps}),
+                                "fitted_from": self.params.fitted_from, "latency_steps": self.params.latency_steps,
+                                "iid_fraction": a.perception_mix, "pose_noise": a.pose_noise,
+                                "dropout": a.dropout}),
                 "dynamics": ({"kind": "nominal"} if a.dynamics == "nominal" else
                              {"kind": "per_episode_draws", **TRAINING.as_dict()})}
 
