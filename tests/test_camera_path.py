@@ -125,12 +125,12 @@ def direct_camera_episode(task: str, seed: int, residual_path, base_path, max_st
 
 
 @pytest.mark.parametrize(("task", "seed", "steps", "tracking"),
-                         [("cube_lift", 2, 100, False), ("pick_place", 1, 60, False), ("cube_lift", 2, 100, True)])
+                         [("cube_lift", 4, 100, False), ("pick_place", 1, 60, False), ("cube_lift", 4, 100, True)])
 def test_camera_mode_gives_the_graph_pieces_present_masks_and_outcome(task, seed, steps, tracking):
-    """Two cameras (scene and front). cube_lift seed 2: the cube is lost while grasped, in both views for part of the
-    time (seen in 43 % of the steps), the episode succeeds (step 69 with the shipped checkpoints); pick_place seed 1
+    """Two cameras (scene and front). cube_lift seed 4: the cube is lost while grasped, in both views for part of the
+    time (seen in 75 % of the steps), the episode succeeds (step 56 with the shipped checkpoints); pick_place seed 1
     (60 steps): two objects, the cube seen in 87 % of the steps, the target in all. With the residual node's
-    occlusion tracking (cube_lift seed 2), the node's computer (its own TCP and gripper) and residual-eval's camera
+    occlusion tracking (cube_lift seed 4), the node's computer (its own TCP and gripper) and residual-eval's camera
     path track the same steps."""
     found = shipped_checkpoints(task)
     if isinstance(found, str):
@@ -155,7 +155,7 @@ def test_camera_mode_gives_the_graph_pieces_present_masks_and_outcome(task, seed
         f"residual-eval {offline[first] if first is not None else '-'}), lengths {len(present)} vs {len(offline)}")
     assert (bool(ev.success[0]), int(ev.steps_to_success[0]) if ev.success[0] else steps) == (success, n)
     seen = np.array(present)
-    if tracking:  # the cube's misses while grasped are all tracked (43 % seen without)
+    if tracking:  # the cube's misses while grasped are all tracked (75 % seen without)
         assert seen.all(), f"tracked in {seen.mean():.2f} of the steps"
     else:
         assert 0 < seen.sum() < seen.size, "the test needs steps with and without an object seen"

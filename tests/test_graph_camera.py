@@ -23,9 +23,10 @@ from test_graph_support import graph_arbiter_config, shipped_checkpoints
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 TASK = "cube_lift"
-SEED_OFFSET, EPISODES = 2, 2
-"""Seeds 2 and 3: with the shipped checkpoints both succeed (52 and 59 steps; without occlusion tracking 69 steps and
-a failure); in seed 2 the cube's marker is lost while grasped and the residual sees it tracked."""
+SEED_OFFSET, EPISODES = 4, 2
+"""Seeds 4 and 5: with the shipped checkpoints both succeed (55 and 49 steps; without occlusion tracking 56 and 49); in
+seed 4 the cube's marker is lost while grasped (seen in 75 % of the steps without tracking) and the residual sees it
+tracked."""
 
 
 def run_camera_demo(out: Path, residual: Path, base: Path, env: dict) -> dict:
@@ -113,6 +114,6 @@ def test_graph_camera_path_is_reproducible_and_agrees_with_residual_eval(tmp_pat
         assert graph["present"] == estimated[i][:graph["steps"]], f"seed {seed}: the estimator's masks differ"
     # The test's point on this seed: the residual saw the cube through steps in which the estimator missed it.
     tracked = sum(int(not e[0] and r[0]) for e, r in zip(estimated[0], ev.extra["present"][0], strict=False))
-    assert tracked > 0, "no step of seed 2 was tracked through a miss"
+    assert tracked > 0, f"no step of seed {seeds[0]} was tracked through a miss"
     print(f"camera path, {TASK} seeds {seeds}: graph (twice) and residual-eval agree: "
           f"{[(runs[0][s]['success'], runs[0][s]['steps']) for s in seeds]}")
