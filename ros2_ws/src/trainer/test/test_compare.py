@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from trainer.compare import Args, main, parse_args, summarize
+from trainer.compare import Args, main, parse_args, run_labels, summarize
 
 
 def write_run(path, rows):
@@ -82,3 +82,11 @@ def test_parsed_args_and_bad_values(capsys, monkeypatch):
             main(argv)
         assert exit_.value.code == 2
         assert option in capsys.readouterr().err
+
+
+def test_runs_of_the_same_name_in_different_folders_keep_apart(tmp_path):
+    """runs/residual/*/dagger: every run is named dagger; the labels (table rows, plot lines) name the parent too."""
+    a = tmp_path / "cube_lift" / "dagger"
+    b = tmp_path / "pick_place" / "dagger"
+    c = tmp_path / "seed0"
+    assert run_labels((a, b, c)) == ["cube_lift/dagger", "pick_place/dagger", "seed0"]

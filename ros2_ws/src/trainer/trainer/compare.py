@@ -41,6 +41,12 @@ def summarize(run_dir: Path, threshold: float, last: int, label: str | None = No
             "s_per_10k_steps": round((c["wall_min"][-1] - c["wall_min"][0]) * 60 / span * 10_000, 1) if span else None}
 
 
+def run_labels(runs: tuple[Path, ...]) -> list[str]:
+    """A label per run: its folder's name, or parent/name where two runs share a name (e.g. runs/residual/*/dagger)."""
+    names = [r.name for r in runs]
+    return [f"{r.parent.name}/{r.name}" if names.count(r.name) > 1 else r.name for r in runs]
+
+
 def markdown_table(rows: list[dict]) -> str:
     """The rows of :func:`summarize` as a Markdown table (None as "-")."""
     keys = list(rows[0])
@@ -83,13 +89,14 @@ def parse_args(argv: list[str] | None = None) -> Args:
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     try:
-        rows = [summarize(r, a.threshold, a.last) for r in a.runs]
+        labels = run_labels(a.runs)
+        rows = [summarize(r, a.threshold, a.last, label) for r, label in zip(a.runs, labels, strict=True)]
     except (FileNotFoundError, ValueError, KeyError) as exc:
         print(f"residual-compare: {exc}", file=sys.stderr)
         return 2
     print(markdown_table(rows))
     if a.out:
-        plot_learning_curves({r.name: r / "eval.csv" for r in a.runs}, a.out, a.title)
+        plot_learning_curves({label: r / "eval.csv" for r, label in zip(a.runs, labels, strict=True)}, a.out, a.title)
         print(f"wrote {a.out}")
     if a.json_out:
         a.json_out.write_text(json.dumps(rows, indent=2) + "\n")

@@ -24,7 +24,8 @@ residual's control it follows the same state, so its phases track what the arm d
 expert's success (measured per task in docs/RESULTS.md).
 
 Writes to ``out_dir``: ``best.*`` and ``last.*`` (residual checkpoints; the manifest's ``training`` records the
-recipe), ``eval.csv`` (one row per iteration) and ``learning_curve.png``.
+recipe), ``eval.csv`` (one row per iteration; its ``env_steps`` are the labelled steps so far, so ``residual-compare``
+reads it as it reads residual-train's) and ``learning_curve.png``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from trainer.collector import (
     make_perception,
 )
 from trainer.perception_model import PerceptionModelParams
+from trainer.plots import plot_learning_curve
 from trainer.rollout import evaluate_episodes
 
 DAGGER_SEED_OFFSET = TRAIN_SEED_OFFSET + 500_000
@@ -200,6 +202,11 @@ class DaggerTrainer:
         self.best: tuple[int, int] | None = None
         self.wall0 = time.time()
 
+    @property
+    def samples(self) -> int:
+        """Labelled steps so far (one per env step rolled out)."""
+        return sum(len(o) for o in self.obs)
+
     # --- rollouts --------------------------------------------------------------------------------------
     def rollout(self, episodes: int, beta: float, progress: tqdm | None = None) -> dict:
         """Roll out ``episodes`` labelled episodes (the expert's correction played with probability ``beta`` per
@@ -211,8 +218,7 @@ class DaggerTrainer:
                make_perception(a, None, self.backend.object_names, seed=seed + 1, evaluation=False))
         loop = ClosedLoop(self.backend, self.base, self.pipeline, perception, compose_from=a.compose_from)
         policy = NumpyPolicy.from_actor(self.actor)
-        stats = {"episodes": 0, "steps": 0, "expert_episodes": 0, "successes": 0, "student_successes": 0,
-                 "student_episodes": 0}
+        stats = {"episodes": 0, "successes": 0, "student_successes": 0, "student_episodes": 0}
         while stats["episodes"] < episodes:
             m = min(n_env, episodes - stats["episodes"])
             seeds = list(range(self.next_seed, self.next_seed + n_env))
@@ -236,14 +242,12 @@ class DaggerTrainer:
                 live = ~done
                 self.obs.append(seen.residual_obs[live].astype(np.float32))
                 self.labels.append(label[live].astype(np.float32))
-                stats["steps"] += int(live.sum())
                 out = loop.step(seen.base, u * self.scale)
                 success |= out.result.success & ~done
                 done |= out.result.success
                 if done.all():
                     break
             stats["episodes"] += m
-            stats["expert_episodes"] += int(by_expert[:m].sum())
             stats["successes"] += int(success[:m].sum())
             stats["student_episodes"] += int((~by_expert[:m]).sum())
             stats["student_successes"] += int((success & ~by_expert)[:m].sum())
@@ -288,7 +292,7 @@ class DaggerTrainer:
         """The recipe as residual-train's manifests record it (same keys), plus the DAgger specifics."""
         a = self.args
         return {"algorithm": "dagger", "args": json.loads(json.dumps(asdict(a), default=str)),
-                "samples": int(sum(len(o) for o in self.obs)), "wall_clock_s": time.time() - self.wall0,
+                "samples": self.samples, "wall_clock_s": time.time() - self.wall0,
                 "expert": {"class": "franka_sim.experts.ScriptedExpert", "stall_steps": a.expert_stall_steps},
                 "compose_from": a.compose_from,
                 "base_checkpoint": (None if a.base_population is not None
@@ -306,35 +310,13 @@ class DaggerTrainer:
     def save(self, name: str, iteration: int, evaluation: dict) -> Path:
         return save_residual_checkpoint(self.out / name, self.actor, self.layout, self.args.task, self.scale.tolist(),
                                         {**self.training_record(), "iteration": iteration},
-                                        int(sum(len(o) for o in self.obs)), evaluation)
+                                        self.samples, evaluation)
 
     def write_eval_csv(self) -> None:
         with open(self.out / "eval.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(self.eval_rows[0]))
             w.writeheader()
             w.writerows(self.eval_rows)
-
-    def plot(self) -> None:
-        try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            return
-        it = [r["iteration"] for r in self.eval_rows]
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.plot(it, [r["successes"] for r in self.eval_rows], "o-", label="residual (validation)")
-        ax.plot(it, [r["rollout_success_rate"] * self.args.eval_episodes for r in self.eval_rows], "s--", alpha=0.6,
-                label="rollouts (expert + residual mixture), scaled")
-        ax.set_xlabel("DAgger iteration")
-        ax.set_ylabel(f"successes of {self.args.eval_episodes}")
-        ax.set_ylim(0, self.args.eval_episodes * 1.05)
-        ax.set_title(f"residual-dagger: {self.args.task}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(self.out / "learning_curve.png", dpi=120)
-        plt.close(fig)
 
     def train(self) -> dict:
         a = self.args
@@ -344,13 +326,13 @@ class DaggerTrainer:
                 stats = self.rollout(a.episodes_per_iteration, a.beta ** k, bar)
                 loss, zero_loss = self.fit()
                 ev = self.evaluate()
-                row = {"iteration": k, "beta": a.beta ** k, "samples": int(sum(len(o) for o in self.obs)),
+                row = {"iteration": k, "beta": a.beta ** k, "env_steps": self.samples,
                        "rollout_success_rate": stats["successes"] / max(stats["episodes"], 1),
                        "student_rollout_successes": stats["student_successes"],
                        "student_rollout_episodes": stats["student_episodes"], "loss": loss,
                        "zero_loss": zero_loss,
                        "successes": ev["successes"], "episodes": ev["episodes"],
-                       "wall_clock_s": round(time.time() - self.wall0, 1)}
+                       "wall_s": round(time.time() - self.wall0, 1)}
                 self.eval_rows.append(row)
                 bar.set_postfix(it=k, val=f"{ev['successes']}/{ev['episodes']}", loss=f"{loss:.4f}")
                 evaluation = {"successes": ev["successes"], "episodes": ev["episodes"],
@@ -361,7 +343,8 @@ class DaggerTrainer:
                     self.best = (k, ev["successes"])
                     self.save("best", k, evaluation)
                 self.write_eval_csv()
-                self.plot()
+                plot_learning_curve(self.out / "eval.csv", self.out / "learning_curve.png",
+                                    f"residual-dagger: {a.task} (validation, {a.eval_episodes} episodes)")
         summary = {"best_iteration": self.best[0], "best_successes": self.best[1], "episodes": a.eval_episodes,
                    "wall_clock_s": round(time.time() - self.wall0, 1), "out_dir": str(self.out)}
         print(json.dumps(summary))
