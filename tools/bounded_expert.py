@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from franka_sim.dynamics import TRAINING, Shift
-from franka_sim.experts import ExpertStyle, ScriptedExpert
+from franka_sim.experts import ExpertStyle, make_expert
 from residual_core.action import DEFAULT_RESIDUAL_SCALE
 from residual_core.checkpoint import default_base_checkpoint
 from residual_core.pipeline import ActionPipeline
@@ -32,7 +32,7 @@ from trainer.residual_dagger import expert_label
 
 def bounded_expert_successes(task: str, base, bound: np.ndarray, seeds: list[int], num_envs: int = 10,
                              dynamics: str = "nominal", compose_from: str = "measured",
-                             stall_steps: int | None = None) -> np.ndarray:
+                             stall_steps: int | None = None, expert_kind: str = "phases") -> np.ndarray:
     """(len(seeds),) bool: whether base + the clipped expert correction succeeded in each seeded episode."""
     backend = FrankaSimBackend(task, num_envs=num_envs, nthread=1,
                                shift=Shift(dynamics=TRAINING) if dynamics == "train" else None)
@@ -44,7 +44,7 @@ def bounded_expert_successes(task: str, base, bound: np.ndarray, seeds: list[int
             padded = batch + [batch[0]] * (num_envs - len(batch))
             loop.reset(padded)
             style = ExpertStyle(stall_steps=stall_steps)
-            experts = [ScriptedExpert(task, style, rng=np.random.default_rng(s)) for s in padded]
+            experts = [make_expert(task, expert_kind, style, rng=np.random.default_rng(s)) for s in padded]
             done = np.zeros(num_envs, dtype=bool)
             for _ in range(backend.horizon):
                 seen = loop.observe()
@@ -75,16 +75,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stall-steps", type=int, default=None,
                    help="the expert ends a phase once its target came no closer for this many steps (residual-dagger "
                         "--expert-stall-steps); default: the shipped expert's timers only")
+    p.add_argument("--expert", choices=["phases", "reactive"], default="phases",
+                   help="the phase expert or the memory-free one (stand_cup_up; residual-dagger --expert)")
     a = p.parse_args(argv)
     check_task(a.task)
     limit_blas_threads(1)
     base = (BasePopulation.load(a.base_population) if a.base_population is not None
             else BasePolicy.from_checkpoint(a.base or default_base_checkpoint()))
     ok = bounded_expert_successes(a.task, base, np.asarray(a.bound), list(range(a.episodes)), dynamics=a.dynamics,
-                                  compose_from=a.compose_from, stall_steps=a.stall_steps)
+                                  compose_from=a.compose_from, stall_steps=a.stall_steps, expert_kind=a.expert)
     print(f"{a.task}: bounded expert {int(ok.sum())}/{len(ok)} (bound {a.bound}, base "
           f"{a.base_population or a.base or 'shipped'}, {a.dynamics} physics, composed from {a.compose_from}, "
-          f"stall steps {a.stall_steps})")
+          f"stall steps {a.stall_steps}, {a.expert} expert)")
     return 0
 
 

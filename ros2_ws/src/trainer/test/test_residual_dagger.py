@@ -31,7 +31,9 @@ def test_the_label_is_the_clipped_correction_in_units_of_the_bound():
 
 
 @pytest.mark.parametrize("bad", [{"beta": 1.5}, {"iterations": 0}, {"noise": -0.1}, {"perception_mix": 1.5},
-                                 {"residual_scale": (0.5,) * 7}])
+                                 {"residual_scale": (0.5,) * 7}, {"expert": "reactive"}, {"eval_iid_fraction": 0.5},
+                                 {"eval_iid_fraction": 1.5, "perception_model": Path("camera.json")},
+                                 {"task": "stand_cup_up", "expert": "reactive", "expert_stall_steps": 3}])
 def test_bad_options_are_refused_before_anything_runs(bad):
     with pytest.raises(ValueError):
         Args(**bad)
@@ -60,3 +62,24 @@ def test_a_tiny_run_writes_a_residual_that_imitates_the_expert(tmp_path):
     first = dict(zip(rows[0].split(","), rows[1].split(","), strict=True))
     assert float(first["rollout_success_rate"]) >= 0.75
     assert float(first["loss"]) < float(first["zero_loss"])
+
+
+def test_a_reactive_expert_run_records_its_expert_and_mixed_validation(tmp_path):
+    """stand_cup_up with its memory-free expert, the perception model and half the validation episodes through i.i.d.
+    noise: the manifest names the expert and the validation protocol, and the validation counts both halves."""
+    out = tmp_path / "run"
+    repo = Path(__file__).resolve().parents[4]
+    cmd = [str(BIN / "residual-dagger"), "--task", "stand_cup_up", "--expert", "reactive", "--iterations", "1",
+           "--episodes-per-iteration", "4", "--num-envs", "4", "--eval-episodes", "4", "--min-updates", "50",
+           "--hidden", "32", "32", "--perception-model", str(repo / "checkpoints/perception/camera.json"),
+           "--eval-iid-fraction", "0.5", "--out-dir", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    man = read_manifest(out / "last")
+    assert man.training["expert"]["kind"] == "reactive"
+    assert man.training["expert"]["class"] == "StandCupUpReactive"
+    evaluation = json.loads((out / "last.json").read_text())["evaluation"]
+    assert evaluation["protocol"]["iid_fraction"] == 0.5 and evaluation["episodes"] == 4
+    assert evaluation["iid_successes"] + evaluation["model_successes"] == evaluation["successes"]
+    row = dict(zip(*[line.split(",") for line in (out / "eval.csv").read_text().strip().splitlines()], strict=True))
+    assert int(row["episodes"]) == 4

@@ -26,11 +26,13 @@ from franka_sim.experts.machine import (
     grasp_orientation_for_box,
 )
 from franka_sim.experts.rollout import Episode, run_expert_episode, teleop_demo
-from franka_sim.experts.scripted import PHASE_BUILDERS, ScriptedExpert
+from franka_sim.experts.scripted import PHASE_BUILDERS, REACTIVE_EXPERTS, ExpertKind, ScriptedExpert, make_expert
 from franka_sim.experts.styles import teleop_style
 
 __all__ = [
     "PHASE_BUILDERS",
+    "REACTIVE_EXPERTS",
+    "ExpertKind",
     "Episode",
     "ExpertStyle",
     "Phase",
@@ -41,6 +43,7 @@ __all__ = [
     "closest_orientation",
     "down_with_finger_axis",
     "grasp_orientation_for_box",
+    "make_expert",
     "run_expert_episode",
     "teleop_demo",
     "teleop_style",

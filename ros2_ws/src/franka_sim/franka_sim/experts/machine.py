@@ -175,15 +175,23 @@ class PhaseMachine:
             self.phase_steps = 0
             self._stall = (np.inf, np.inf, 0)
 
-        n = np.linalg.norm(dp)
-        if n > self.style.max_step:
-            dp *= self.style.max_step / n
-        a = np.linalg.norm(dr)
-        if a > self.style.max_rot_step:
-            dr *= self.style.max_rot_step / a
-        if self.style.pos_noise > 0:
-            dp = dp + self.rng.normal(0.0, self.style.pos_noise, 3)
-        if self.style.rot_noise > 0:
-            dr = dr + self.rng.normal(0.0, self.style.rot_noise, 3)
         self.last_gripper = tgt.gripper
-        return np.concatenate([dp, dr, [tgt.gripper]])
+        return servo(dp, dr, tgt.gripper, self.style, self.rng)
+
+
+def servo(dp: np.ndarray, dr: np.ndarray, gripper: float, style: ExpertStyle,
+          rng: np.random.Generator | None = None) -> np.ndarray:
+    """The 7-D action that moves the TCP by ``dp`` (m) and rotates it by the rotation vector ``dr`` (rad), each capped
+    per step by ``style`` (with its noise when ``rng`` is given), and commands ``gripper``."""
+    dp, dr = np.array(dp, dtype=np.float64), np.array(dr, dtype=np.float64)
+    n = np.linalg.norm(dp)
+    if n > style.max_step:
+        dp *= style.max_step / n
+    a = np.linalg.norm(dr)
+    if a > style.max_rot_step:
+        dr *= style.max_rot_step / a
+    if rng is not None and style.pos_noise > 0:
+        dp = dp + rng.normal(0.0, style.pos_noise, 3)
+    if rng is not None and style.rot_noise > 0:
+        dr = dr + rng.normal(0.0, style.rot_noise, 3)
+    return np.concatenate([dp, dr, [gripper]])
