@@ -41,8 +41,8 @@ ROBUST = sorted(p.with_suffix("") for p in (SHIPPED / "residual_robust").glob("*
 trained so far."""
 TD3 = sorted(p.with_suffix("") for p in (SHIPPED / "residual_td3").glob("*.safetensors"))
 """The TD3 residuals that were the defaults until residual-dagger's replaced them (docs/RESULTS.md measured them)."""
-DAGGER_TASKS = ("cube_lift", "pick_place", "stack_cube", "close_drawer")
-"""The default residuals trained by residual-dagger; stand_cup_up's default is still its TD3 residual."""
+REACTIVE_EXPERT_TASKS = ("stand_cup_up",)
+"""Defaults that imitated the task's memory-free expert (franka_sim.experts.REACTIVE_EXPERTS), not its phase machine."""
 
 
 def split_safetensors(blob: bytes) -> tuple[dict, bytes]:
@@ -122,15 +122,14 @@ def test_robust_residuals_record_their_recipe(stem):
 
 
 def test_the_default_residuals_record_how_they_were_trained():
-    """Four defaults come from residual-dagger with issue 11's recipe (the training population of bases, physics drawn
-    per episode, the perception model fitted to the camera estimator), stand_cup_up's from TD3; the replaced TD3
-    residuals are kept in checkpoints/residual_td3."""
-    assert sorted(p.name for p in TD3) == sorted(DAGGER_TASKS)
+    """Every default comes from residual-dagger with issue 11's recipe (the training population of bases, physics drawn
+    per episode, the perception model fitted to the camera estimator); stand_cup_up's imitated the memory-free expert
+    and was kept on a validation half through i.i.d. pose noise; the replaced TD3 residuals are kept in
+    checkpoints/residual_td3."""
+    assert sorted(p.name for p in RESIDUALS) == sorted(TASK_NAMES)
+    assert sorted(p.name for p in TD3) == sorted(TASK_NAMES)
     for stem in RESIDUALS:
         training = load_checkpoint(stem, expected_kind="residual")[1].training
-        if stem.name not in DAGGER_TASKS:
-            assert training.get("algorithm", "td3") != "dagger"
-            continue
         assert training["algorithm"] == "dagger"
         assert training["base_population"]["source"] == "checkpoints/bases/population.json"
         assert len(training["base_population"]["members"]) == 9
@@ -139,6 +138,10 @@ def test_the_default_residuals_record_how_they_were_trained():
         assert training["perception"]["iid_fraction"] == 0.5  # exact poses seen in training too (docs/RESULTS.md)
         assert training["dynamics"]["kind"] == "per_episode_draws"
         assert training["compose_from"] == "measured"
+        reactive = stem.name in REACTIVE_EXPERT_TASKS
+        assert training["expert"].get("kind", "phases") == ("reactive" if reactive else "phases")
+        protocol = read_manifest(stem).evaluation["protocol"]
+        assert protocol.get("iid_fraction", 0.0) == (0.5 if reactive else 0.0)
         for stem_td3 in TD3:  # the replaced residual is another network, not a copy
             if stem_td3.name == stem.name:
                 assert read_manifest(stem_td3).weights_sha256 != read_manifest(stem).weights_sha256
