@@ -79,8 +79,6 @@ def eval_protocol(a) -> dict:
     if a.base_population is not None:
         extra["base_population"] = str(a.base_population)
     if a.perception_model is not None:
-        if getattr(a, "eval_iid_fraction", 0.0) > 0:  # (residual-dagger only; absent when 0, as before the option)
-            extra["iid_fraction"] = a.eval_iid_fraction
         return {"episodes": a.eval_episodes, "perception_model": str(a.perception_model), **extra}
     return {"episodes": a.eval_episodes, "pose_noise": a.eval_pose_noise, "dropout": a.eval_dropout, **extra}
 

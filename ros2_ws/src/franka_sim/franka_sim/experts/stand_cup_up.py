@@ -132,8 +132,7 @@ class StandCupUpReactive:
         tgt = self.target(state, i)
         dp = tgt.pos - state.tcp_pos[i]
         dr = Rotation.from_matrix(tgt.mat @ state.tcp_mat[i].T).as_rotvec()
-        noisy = self.style.pos_noise > 0 or self.style.rot_noise > 0
-        return servo(dp, dr, tgt.gripper, self.style, self.rng if noisy else None)
+        return servo(dp, dr, tgt.gripper, self.style, self.rng)
 
     def target(self, s, i: int) -> Target:
         """The target of this step (and :attr:`phase`, its name) from the state alone."""
