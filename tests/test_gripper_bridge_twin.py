@@ -1,7 +1,8 @@
 """The gripper bridge (action_arbiter.gripper_bridge, its real action client) against the franka twin's gripper action
 servers (franka-twin-node as a process): homing at start-up gives the max width, widths are clamped to it, a grasp
-on nothing with a tight epsilon is reported as failed (log, count, /diagnostics), and a reverse command while a goal
-runs cancels that goal before the new one is sent. Against in-process franka_gripper stand-ins: a grasp that ignores
+on nothing with a tight epsilon is reported as failed (log, count, /diagnostics), fingers the twin's episode reset
+reopened become the bridge's state (the next closing command grasps again), and a reverse command while a goal runs
+cancels that goal before the new one is sent. Against in-process franka_gripper stand-ins: a grasp that ignores
 its cancel gets the stop service after cancel_timeout_s; a failed homing is reported and the waiting command goes out
 with the configured width."""
 
@@ -114,6 +115,22 @@ def test_homing_gives_the_max_width_widths_are_clamped_and_a_failed_grasp_is_rep
     assert st.level == DiagnosticStatus.WARN and "grasp failed" in st.message
     assert values["last result"].startswith("grasp failed") and values["homing"] == "done"
     assert float(values["max width"]) == pytest.approx(max_width)
+
+    # the closed-on-nothing state is "closed"; the twin's episode reset opens the fingers behind the bridge's back:
+    # with no goal running the bridge takes the state they show, and the next closing command grasps again (before,
+    # "closed" stayed for good and no later episode's grasp was sent)
+    from residual_interfaces.srv import ResetEpisode
+
+    assert bridge.bridge.state == "closed" and bridge.width < 0.005
+    reset = ros_probe.node.create_client(ResetEpisode, "/franka_twin/reset")
+    assert reset.wait_for_service(timeout_sec=30.0)
+    future = reset.call_async(ResetEpisode.Request(task="cube_lift", seed=0))
+    assert ros_probe.spin_until(lambda: future.result(), 30.0, "the twin's reset").success
+    ros_probe.spin_until(lambda: bridge.bridge.state == "open", 10.0, "the bridge taking the reopened fingers' state")
+    assert bridge.width > max_width - 0.005
+    sent = len(bridge.requests)
+    _stream(ros_probe, pub, 1.0, lambda: len(bridge.requests) > sent, 10.0, "a grasp after the reset")
+    assert bridge.requests[-1].kind == "grasp"
 
 
 def test_a_reverse_command_cancels_the_running_goal_before_the_new_one(launch_node, ros_probe, start_bridge):

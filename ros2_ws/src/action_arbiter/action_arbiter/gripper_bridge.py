@@ -14,6 +14,9 @@ Start-up (``home_on_start``): the homing action, then the max width read from /f
 fingers are fully open after homing); commands that arrive meanwhile wait (the newest is sent when homing ends);
 widths are clamped to that max width (before it is known: as configured). Every goal's result (success, error) is
 logged, counted and shown on ``/diagnostics``; a grasp that ends with success false is reported as "grasp failed".
+While no goal runs, fingers that something else moved (an episode reset, a person) and that show the other state
+for ``resync_after_s`` make it the bridge's state (:meth:`GripperBridge.observe`), so the next command asking for the
+other state is sent.
 
 A command that is not a number in [0, 1] (:func:`residual_ros.validate.gripper_reason`) is dropped, counted, logged
 (throttled) and reported on ``/diagnostics``; :class:`GripperBridge` itself ignores it too.
@@ -67,7 +70,7 @@ class GripperBridgeNode(Node):
         self.cfg = cfg = declare_config(self, GripperBridgeConfig)
         self.bridge = GripperBridge(cfg)
         self.sender = make_sender(self, cfg)
-        reports = hasattr(self.sender, "on_result")
+        self.reports = reports = hasattr(self.sender, "on_result")
         if reports:
             self.sender.on_result = self._on_result
         self.homing = HomingSequence(cfg.home_on_start and reports, cfg.width_timeout_s)
@@ -148,6 +151,12 @@ class GripperBridgeNode(Node):
                              self.get_logger().warn):
             return
         self.width = width
+        # the fingers as something else left them (a reset, a person): only known while the sender reports results
+        idle = self.reports and getattr(self.sender, "running", None) is None and not self.homing.busy
+        changed = self.bridge.observe(width, time.monotonic(), idle)
+        if changed is not None:
+            self.get_logger().info(f"gripper: the fingers show {changed} ({width:.4f} m) with no goal running: "
+                                   f"state {changed}")
         max_width = self.homing.joint_width(width)
         if max_width is not None:
             self.bridge.max_width = max_width

@@ -76,13 +76,15 @@ class GripperBridgeConfig:
     """std_msgs/Float64 gripper command of the arbiter."""
     diagnostics_period_s: float = 1.0
     """Period of /diagnostics (steady s): state, requests sent, goal results, commands dropped."""
+    resync_after_s: float = 0.3
+    """While no goal runs, fingers that show the other state than the bridge's for this long (s) make it the bridge's
+    (GripperBridge.observe: something else moved them, e.g. an episode reset opened them)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.open_below < self.close_above <= 1.0:
             raise ValueError(f"need 0 <= open_below < close_above <= 1, got {self.open_below}, {self.close_above}")
         for name in ("open_width", "speed", "force", "min_interval_s", "width_timeout_s", "answer_timeout_s",
-                     "cancel_timeout_s",
-                     "diagnostics_period_s"):
+                     "cancel_timeout_s", "diagnostics_period_s", "resync_after_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("grasp_width", "epsilon_inner", "epsilon_outer"):
@@ -143,6 +145,7 @@ class GripperBridge:
         self.max_width: float | None = None
         """Measured after homing (m); None until then."""
         self._last_request_s: float | None = None
+        self._differs_since: float | None = None
 
     def request(self, kind: str) -> GripperRequest:
         """The request for ``kind`` ("grasp" or "move") with the width in effect now."""
@@ -175,8 +178,30 @@ class GripperBridge:
         near 0) stays "closed" (no retry loop on an empty hand). Fingers not measured yet: nothing changes."""
         if outcome != "failed" or kind not in (GRASP, MOVE) or width_now is None:
             return
+        self.state = self.shown(width_now)
+
+    def shown(self, width: float) -> str:
+        """The state fingers at ``width`` (m) show: "open" within OPEN_TOLERANCE_M of the open width, else "closed"."""
         open_width = clamp_width(self.cfg.open_width, self.max_width).value
-        self.state = "open" if width_now >= open_width - OPEN_TOLERANCE_M else "closed"
+        return "open" if width >= open_width - OPEN_TOLERANCE_M else "closed"
+
+    def observe(self, width: float, now_s: float, idle: bool) -> str | None:
+        """A measured opening (m) at ``now_s``; ``idle``: no goal of the bridge runs or waits. Fingers that something
+        else moved (an episode reset or a person opening them, another tool closing them) show the other state than
+        the bridge's: after ``resync_after_s`` of that while idle, theirs becomes the bridge's, so the next command
+        that asks for the other state is sent (measured on the twin: a close on nothing left the state "closed", the
+        next episode's reset opened the fingers, and no later episode's closing command was ever sent: close_drawer's
+        base alone 1 of 49 episodes on one graph). Returns the new state when it changed, else None. An unknown state
+        stays unknown (the next command is sent anyway)."""
+        if not idle or self.state not in ("open", "closed") or self.shown(width) == self.state:
+            self._differs_since = None
+            return None
+        if self._differs_since is None:
+            self._differs_since = now_s
+        if now_s - self._differs_since < self.cfg.resync_after_s:
+            return None
+        self.state, self._differs_since = self.shown(width), None
+        return self.state
 
 
 OPEN_TOLERANCE_M = 0.005

@@ -57,6 +57,34 @@ def test_a_failed_goal_leaves_the_state_the_fingers_show():
     assert bridge.state == "open"
 
 
+def test_fingers_moved_by_something_else_become_the_state_while_idle():
+    """A close on nothing leaves "closed"; an episode reset opens the fingers: after resync_after_s of open fingers with
+    no goal running the state is "open" and the next closing command grasps again. Not while a goal runs, not for a
+    reading shorter than resync_after_s, not from an unknown state; fingers closed by something else while "open" ->
+    "closed", and the next open command is sent."""
+    bridge = GripperBridge(GripperBridgeConfig(min_interval_s=0.1, resync_after_s=0.3))
+    bridge.max_width = 0.08
+    assert bridge.observe(0.08, 0.0, idle=True) is None and bridge.state == "unknown"
+    assert bridge.update(1.0, 0.0).kind == "grasp"
+    bridge.goal_ended("grasp", "failed", 0.0002)
+    assert bridge.state == "closed" and bridge.observe(0.0002, 1.0, idle=True) is None
+    assert bridge.observe(0.08, 2.0, idle=False) is None and bridge.observe(0.08, 2.5, idle=False) is None  # a goal
+    assert bridge.observe(0.08, 3.0, idle=True) is None
+    assert bridge.observe(0.0002, 3.2, idle=True) is None  # a short reading: the count starts again
+    assert bridge.observe(0.0785, 3.3, idle=True) is None and bridge.observe(0.079, 3.5, idle=True) is None
+    assert bridge.state == "closed" and bridge.update(1.0, 3.55) is None
+    assert bridge.observe(0.0785, 3.6, idle=True) == "open" and bridge.state == "open"
+    assert bridge.update(1.0, 3.7).kind == "grasp"
+    bridge.goal_ended("grasp", "succeeded", 0.04)
+    assert bridge.observe(0.04, 5.0, idle=True) is None and bridge.observe(0.04, 6.0, idle=True) is None
+    assert bridge.update(0.0, 6.1).kind == "move"
+    bridge.goal_ended("move", "succeeded", 0.08)
+    assert bridge.observe(0.05, 7.0, idle=True) is None and bridge.observe(0.05, 7.4, idle=True) == "closed"
+    assert bridge.update(0.0, 7.5).kind == "move"
+    with pytest.raises(ValueError, match="resync_after_s"):
+        GripperBridgeConfig(resync_after_s=0.0)
+
+
 def test_finger_width_is_the_sum_of_the_two_half_width_joints():
     assert finger_width(["fr3_finger_joint1", "fr3_finger_joint2"], [0.02, 0.02]) == pytest.approx(0.04)
     assert finger_width(["fr3_finger_joint2", "x", "fr3_finger_joint1"], [0.01, 5.0, 0.011]) == pytest.approx(0.021)
