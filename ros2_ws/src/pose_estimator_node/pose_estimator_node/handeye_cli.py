@@ -98,6 +98,9 @@ class HandEyeArgs:
     """Board position noise the refinement assumes (mm)."""
     rotation_sigma_deg: float = 0.3
     """Board orientation noise the refinement assumes (deg)."""
+    loss: Literal["linear", "soft_l1", "huber", "cauchy"] = "soft_l1"
+    """The refinement's loss on the sigma-weighted residuals: linear is plain least squares; the robust ones let a
+    misread board pose weigh less (docs/HANDEYE.md)."""
     reject_outliers: bool = False
     """Drop the poses flagged as outliers and solve again (once)."""
     truth: Annotated[tuple[float, float, float, float, float, float, float] | None,
@@ -127,7 +130,7 @@ class HandEyeArgs:
     def solver(self) -> he.SolverConfig:
         return he.SolverConfig(min_pairs=self.min_pairs, min_rotation_spread_deg=self.min_rotation_spread_deg,
                                position_sigma_mm=self.position_sigma_mm, rotation_sigma_deg=self.rotation_sigma_deg,
-                               reject_outliers=self.reject_outliers)
+                               loss=self.loss, reject_outliers=self.reject_outliers)
 
 
 def report(result: he.HandEyeResult, truth: np.ndarray | None) -> dict:
