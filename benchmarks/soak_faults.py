@@ -442,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.minutes <= 0 or args.fault_period <= args.freeze_s + 1:
         p.error("--minutes must be > 0 and --fault-period longer than --freeze-s + 1")
 
-    from action_arbiter.node import ArbiterNodeConfig
+    from action_arbiter.node_config import ArbiterNodeConfig
     from residual_bringup.demo.graph_process import isolated_ros_env, reserve_domain_id
     from residual_bringup.graph import describe_graph, node_specs
     from residual_bringup.supervisor import node_parameters

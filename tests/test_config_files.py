@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from action_arbiter.gripper_bridge import GripperBridgeConfig
-from action_arbiter.node import ArbiterNodeConfig
+from action_arbiter.node_config import ArbiterNodeConfig
 from franka_sim.sim_bridge import SimNodeConfig
 from pose_estimator_node.node import PoseEstimatorNodeConfig
 from residual_policy_node.node import ResidualNodeConfig

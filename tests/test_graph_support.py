@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from action_arbiter.arbiter import ArbiterConfig
-from action_arbiter.node import ArbiterNodeConfig
+from action_arbiter.node_config import ArbiterNodeConfig
 from residual_bringup.demo.results import StepRecord
 from residual_bringup.graph import describe_graph, node_specs
 from residual_bringup.supervisor import build_command, node_parameters, resolve_executable, write_params_file

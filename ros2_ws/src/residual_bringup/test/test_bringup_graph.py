@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from action_arbiter.node import ArbiterNodeConfig
+from action_arbiter.node_config import ArbiterNodeConfig
 from pose_estimator_node.node import PoseEstimatorNodeConfig
 from residual_bringup.graph import IncludeSpec, NodeSpec, describe_graph, node_specs
 from residual_bringup.supervisor import (
