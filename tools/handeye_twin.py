@@ -52,8 +52,7 @@ def parse_seed(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected SEED or CAMERA_SEED:POSE_SEED, got {text!r}") from None
 
 
-def run_one(seed: int, out_dir: Path, env: dict[str, str], poses: int, pose_seed: int | None = None) -> dict:
-    pose_seed = seed if pose_seed is None else pose_seed
+def run_one(seed: int, pose_seed: int, out_dir: Path, env: dict[str, str], poses: int) -> dict:
     extrinsic = te.camera_extrinsic(seed)
     twin = ru.start_node_process([str(Path(sys.executable).parent / "franka-twin-node"), *twin_args(extrinsic)],
                                  env, out_dir, f"twin-{seed}")
@@ -90,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     env = ru.ros_test_env(ru.allocate_domain_id(os.getpid()), out / "ros_log")
     rows, ok = [], True
     for seed, pose_seed in args.seeds:
-        row = run_one(seed, out, env, args.poses, pose_seed)
+        row = run_one(seed, pose_seed, out, env, args.poses)
         rows.append(row)
         if row["returncode"] != 0:
             ok = False
