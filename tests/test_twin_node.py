@@ -133,9 +133,11 @@ def test_twin_serves_the_table_tracks_targets_and_recovers_from_a_reflex(launch_
     dropout = node.create_client(SetBool, "/franka_twin/fault/camera_dropout")
     assert ros_probe.call(dropout, SetBool.Request(data=True)).success
     reset = node.create_client(ResetEpisode, "/franka_twin/reset")
-    before_reset_ns = node.get_clock().now().nanoseconds
     resp = ros_probe.call(reset, ResetEpisode.Request(task="cube_lift", seed=7), timeout=20.0)
     assert resp.success, resp.message
+    # the twin's executor is single-threaded: a message stamped after its reset answer arrived was made after the
+    # reset (one stamped between sending the request and the twin handling it is the old episode's: failed in a run)
+    after_reset_ns = node.get_clock().now().nanoseconds
     ros_probe.spin_until(lambda: status[-1]["seed"] == 7, 10.0, "episode with seed 7")
     objects = status[-1]["objects"]
     assert objects and all(np.isfinite(v).all() and len(v) == 7 for v in objects.values()), objects
@@ -143,7 +145,7 @@ def test_twin_serves_the_table_tracks_targets_and_recovers_from_a_reflex(launch_
     # the true object poses (what the sim base reads on the twin) equal the status's
     # (a message of the previous episode may still arrive after the new episode's status: another topic; seen in CI)
     truth = ros_probe.spin_until(
-        lambda: truths and truths[-1].objects and Time.from_msg(truths[-1].header.stamp).nanoseconds > before_reset_ns
+        lambda: truths and truths[-1].objects and Time.from_msg(truths[-1].header.stamp).nanoseconds > after_reset_ns
         and truths[-1], 10.0, "true object poses of the new episode")
     assert truth.header.frame_id == fi.FRAMES.arm_base
     for o in truth.objects:
